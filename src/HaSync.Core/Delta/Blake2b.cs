@@ -1,0 +1,155 @@
+using System.Buffers.Binary;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace HaSync.Delta;
+
+/// <summary>
+/// BLAKE2b (RFC 7693), unkeyed, with a 32-byte digest: librsync's strong sum and HaSync's whole-file hash.
+/// </summary>
+/// <remarks>
+/// Implementation notes: the sixteen working words live in locals so the JIT keeps them in registers;
+/// the message schedule is read through <see cref="Sigma"/> from a stack copy of the block. BLAKE2b-256
+/// is not a prefix of BLAKE2b-512 (the digest length is part of the parameter block), so the length is
+/// fixed here rather than truncated from a longer hash.
+/// </remarks>
+public struct Blake2b
+{
+    /// <summary>Digest length in bytes.</summary>
+    public const int HashLength = 32;
+    private const int BlockLength = 128;
+
+    private static ReadOnlySpan<ulong> IV =>
+    [
+        0x6a09e667f3bcc908UL, 0xbb67ae8584caa73bUL, 0x3c6ef372fe94f82bUL, 0xa54ff53a5f1d36f1UL,
+        0x510e527fade682d1UL, 0x9b05688c2b3e6c1fUL, 0x1f83d9abfb41bd6bUL, 0x5be0cd19137e2179UL,
+    ];
+
+    private static ReadOnlySpan<byte> Sigma =>
+    [
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+        14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3,
+        11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4,
+        7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8,
+        9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13,
+        2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9,
+        12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11,
+        13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10,
+        6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5,
+        10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0,
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+        14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3,
+    ];
+
+    [InlineArray(8)]
+    private struct ChainValue { private ulong _h; }
+
+    [InlineArray(BlockLength)]
+    private struct BlockBuffer { private byte _b; }
+
+    private ChainValue _h;       // chaining value
+    private BlockBuffer _buffer; // the last, possibly full, block: it may turn out to be the final one
+    private int _buffered;
+    private ulong _length;       // bytes hashed so far (the 128-bit counter's low half; 16 EiB is out of reach)
+
+    /// <summary>Creates a hasher ready for <see cref="Update"/>.</summary>
+    public Blake2b()
+    {
+        IV.CopyTo(_h);
+        _h[0] ^= 0x01010000UL ^ HashLength;
+    }
+
+    /// <summary>Hashes <paramref name="data"/> in one call and writes the first <c>destination.Length</c>
+    /// (at most 32) bytes of the digest.</summary>
+    public static void Hash(ReadOnlySpan<byte> data, Span<byte> destination)
+    {
+        var hasher = new Blake2b();
+        hasher.Update(data);
+        hasher.Finish(destination);
+    }
+
+    /// <summary>Adds <paramref name="data"/> to the hash.</summary>
+    public void Update(ReadOnlySpan<byte> data)
+    {
+        if (data.IsEmpty)
+            return;
+        if (_buffered > 0)
+        {
+            int take = Math.Min(BlockLength - _buffered, data.Length);
+            data[..take].CopyTo(((Span<byte>)_buffer)[_buffered..]);
+            _buffered += take;
+            data = data[take..];
+            if (data.IsEmpty)
+                return; // keep the full block: it is the final one if nothing follows
+            _length += BlockLength;
+            Compress(ref _h, _buffer, _length, final: false);
+            _buffered = 0;
+        }
+        while (data.Length > BlockLength)
+        {
+            _length += BlockLength;
+            Compress(ref _h, data[..BlockLength], _length, final: false);
+            data = data[BlockLength..];
+        }
+        data.CopyTo(_buffer);
+        _buffered = data.Length;
+    }
+
+    /// <summary>Finishes the hash and writes the first <c>destination.Length</c> (at most 32) bytes of the digest.</summary>
+    public void Finish(Span<byte> destination)
+    {
+        if (destination.Length > HashLength)
+            throw new ArgumentException($"BLAKE2b-256 gives at most {HashLength} bytes", nameof(destination));
+        Span<byte> last = _buffer;
+        last[_buffered..].Clear();
+        _length += (ulong)_buffered;
+        Compress(ref _h, last, _length, final: true);
+        Span<byte> digest = stackalloc byte[HashLength];
+        for (int i = 0; i < HashLength / 8; i++)
+            BinaryPrimitives.WriteUInt64LittleEndian(digest[(8 * i)..], _h[i]);
+        digest[..destination.Length].CopyTo(destination);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Compress(ref ChainValue h, ReadOnlySpan<byte> block, ulong counter, bool final)
+    {
+        Span<ulong> m = stackalloc ulong[16];
+        if (BitConverter.IsLittleEndian)
+            MemoryMarshal.Cast<byte, ulong>(block[..BlockLength]).CopyTo(m);
+        else
+            for (int i = 0; i < 16; i++)
+                m[i] = BinaryPrimitives.ReadUInt64LittleEndian(block[(8 * i)..]);
+
+        ulong v0 = h[0], v1 = h[1], v2 = h[2], v3 = h[3], v4 = h[4], v5 = h[5], v6 = h[6], v7 = h[7];
+        ulong v8 = IV[0], v9 = IV[1], v10 = IV[2], v11 = IV[3];
+        ulong v12 = IV[4] ^ counter, v13 = IV[5], v14 = final ? ~IV[6] : IV[6], v15 = IV[7];
+
+        ref ulong mw = ref MemoryMarshal.GetReference(m);
+        ref byte s = ref MemoryMarshal.GetReference(Sigma);
+        for (int round = 0; round < 12; round++, s = ref Unsafe.Add(ref s, 16))
+        {
+            // Columns.
+            v0 += v4 + Unsafe.Add(ref mw, s); v12 = BitOperations.RotateRight(v12 ^ v0, 32); v8 += v12; v4 = BitOperations.RotateRight(v4 ^ v8, 24);
+            v0 += v4 + Unsafe.Add(ref mw, Unsafe.Add(ref s, 1)); v12 = BitOperations.RotateRight(v12 ^ v0, 16); v8 += v12; v4 = BitOperations.RotateRight(v4 ^ v8, 63);
+            v1 += v5 + Unsafe.Add(ref mw, Unsafe.Add(ref s, 2)); v13 = BitOperations.RotateRight(v13 ^ v1, 32); v9 += v13; v5 = BitOperations.RotateRight(v5 ^ v9, 24);
+            v1 += v5 + Unsafe.Add(ref mw, Unsafe.Add(ref s, 3)); v13 = BitOperations.RotateRight(v13 ^ v1, 16); v9 += v13; v5 = BitOperations.RotateRight(v5 ^ v9, 63);
+            v2 += v6 + Unsafe.Add(ref mw, Unsafe.Add(ref s, 4)); v14 = BitOperations.RotateRight(v14 ^ v2, 32); v10 += v14; v6 = BitOperations.RotateRight(v6 ^ v10, 24);
+            v2 += v6 + Unsafe.Add(ref mw, Unsafe.Add(ref s, 5)); v14 = BitOperations.RotateRight(v14 ^ v2, 16); v10 += v14; v6 = BitOperations.RotateRight(v6 ^ v10, 63);
+            v3 += v7 + Unsafe.Add(ref mw, Unsafe.Add(ref s, 6)); v15 = BitOperations.RotateRight(v15 ^ v3, 32); v11 += v15; v7 = BitOperations.RotateRight(v7 ^ v11, 24);
+            v3 += v7 + Unsafe.Add(ref mw, Unsafe.Add(ref s, 7)); v15 = BitOperations.RotateRight(v15 ^ v3, 16); v11 += v15; v7 = BitOperations.RotateRight(v7 ^ v11, 63);
+            // Diagonals.
+            v0 += v5 + Unsafe.Add(ref mw, Unsafe.Add(ref s, 8)); v15 = BitOperations.RotateRight(v15 ^ v0, 32); v10 += v15; v5 = BitOperations.RotateRight(v5 ^ v10, 24);
+            v0 += v5 + Unsafe.Add(ref mw, Unsafe.Add(ref s, 9)); v15 = BitOperations.RotateRight(v15 ^ v0, 16); v10 += v15; v5 = BitOperations.RotateRight(v5 ^ v10, 63);
+            v1 += v6 + Unsafe.Add(ref mw, Unsafe.Add(ref s, 10)); v12 = BitOperations.RotateRight(v12 ^ v1, 32); v11 += v12; v6 = BitOperations.RotateRight(v6 ^ v11, 24);
+            v1 += v6 + Unsafe.Add(ref mw, Unsafe.Add(ref s, 11)); v12 = BitOperations.RotateRight(v12 ^ v1, 16); v11 += v12; v6 = BitOperations.RotateRight(v6 ^ v11, 63);
+            v2 += v7 + Unsafe.Add(ref mw, Unsafe.Add(ref s, 12)); v13 = BitOperations.RotateRight(v13 ^ v2, 32); v8 += v13; v7 = BitOperations.RotateRight(v7 ^ v8, 24);
+            v2 += v7 + Unsafe.Add(ref mw, Unsafe.Add(ref s, 13)); v13 = BitOperations.RotateRight(v13 ^ v2, 16); v8 += v13; v7 = BitOperations.RotateRight(v7 ^ v8, 63);
+            v3 += v4 + Unsafe.Add(ref mw, Unsafe.Add(ref s, 14)); v14 = BitOperations.RotateRight(v14 ^ v3, 32); v9 += v14; v4 = BitOperations.RotateRight(v4 ^ v9, 24);
+            v3 += v4 + Unsafe.Add(ref mw, Unsafe.Add(ref s, 15)); v14 = BitOperations.RotateRight(v14 ^ v3, 16); v9 += v14; v4 = BitOperations.RotateRight(v4 ^ v9, 63);
+        }
+
+        h[0] ^= v0 ^ v8; h[1] ^= v1 ^ v9; h[2] ^= v2 ^ v10; h[3] ^= v3 ^ v11;
+        h[4] ^= v4 ^ v12; h[5] ^= v5 ^ v13; h[6] ^= v6 ^ v14; h[7] ^= v7 ^ v15;
+    }
+}

@@ -1,0 +1,61 @@
+using System.Buffers.Binary;
+
+namespace HaSync.Delta;
+
+/// <summary>Computes a librsync signature of a basis, streaming: memory is a read buffer, whatever the size.</summary>
+public static class SignatureGenerator
+{
+    /// <summary>Writes the signature of <paramref name="basis"/> to <paramref name="output"/> and returns the number of blocks.</summary>
+    public static long Generate(Stream basis, Stream output, SignatureParameters parameters, CancellationToken cancellationToken = default)
+    {
+        int blockLength = parameters.BlockLength, strongLength = parameters.StrongLength;
+        bool rabinKarp = parameters.Magic.UsesRabinKarp(), blake2 = parameters.Magic.UsesBlake2();
+
+        Span<byte> header = stackalloc byte[SignatureFormat.HeaderLength];
+        BinaryPrimitives.WriteUInt32BigEndian(header, (uint)parameters.Magic);
+        BinaryPrimitives.WriteUInt32BigEndian(header[4..], (uint)blockLength);
+        BinaryPrimitives.WriteUInt32BigEndian(header[8..], (uint)strongLength);
+        output.Write(header);
+
+        int blocksPerRead = Math.Max(1, (1 << 20) / blockLength);
+        byte[] input = new byte[blocksPerRead * blockLength];
+        int entryLength = 4 + strongLength;
+        byte[] entries = new byte[blocksPerRead * entryLength];
+        Span<byte> strong = stackalloc byte[Blake2b.HashLength];
+        long blocks = 0;
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int read = basis.ReadAtLeast(input, input.Length, throwOnEndOfStream: false);
+            int written = 0;
+            for (int offset = 0; offset < read; offset += blockLength)
+            {
+                var block = input.AsSpan(offset, Math.Min(blockLength, read - offset));
+                var entry = entries.AsSpan(written, entryLength);
+                BinaryPrimitives.WriteUInt32BigEndian(entry, WeakSum(rabinKarp, block));
+                StrongSum.Compute(blake2, block, strong);
+                strong[..strongLength].CopyTo(entry[4..]);
+                written += entryLength;
+                blocks++;
+            }
+            output.Write(entries, 0, written);
+            if (read < input.Length)
+                break;
+        }
+        output.Flush();
+        return blocks;
+    }
+
+    internal static uint WeakSum(bool rabinKarp, ReadOnlySpan<byte> block)
+    {
+        if (rabinKarp)
+        {
+            var sum = new RabinKarpSum();
+            sum.Update(block);
+            return sum.Digest;
+        }
+        var rollsum = new Rollsum();
+        rollsum.Update(block);
+        return rollsum.Digest;
+    }
+}

@@ -1,0 +1,37 @@
+using System.Runtime.InteropServices;
+
+namespace HaSync.Interop;
+
+/// <summary>The few libc calls the BCL does not offer.</summary>
+internal static partial class Libc
+{
+    public const int O_RDONLY = 0x0000;
+    public const int O_DIRECTORY = 0x10000;
+    public const int O_CLOEXEC = 0x80000;
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int open(string path, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int fsync(int fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int close(int fd);
+
+    /// <summary>fsync of a directory: makes a rename inside it durable.</summary>
+    public static void FsyncDirectory(string directory)
+    {
+        int fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            throw new IOException($"{directory}: cannot open directory to fsync it: {Marshal.GetLastPInvokeErrorMessage()}");
+        try
+        {
+            if (fsync(fd) != 0)
+                throw new IOException($"{directory}: fsync of directory failed: {Marshal.GetLastPInvokeErrorMessage()}");
+        }
+        finally
+        {
+            close(fd);
+        }
+    }
+}

@@ -1,0 +1,9 @@
+using System.CommandLine;
+using HaSync.Cli.Commands;
+
+var root = new RootCommand("HaSync: real-time configuration sync for Linux HA pairs")
+{
+    RdiffCommand.Create(),
+    DemoCommand.Create(),
+};
+return await root.Parse(args).InvokeAsync();
