@@ -1,4 +1,6 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace HaSync.Delta;
 
@@ -48,18 +50,17 @@ internal struct RabinKarpSum : IRollingSum
 
     public void Update(ReadOnlySpan<byte> data)
     {
-        // Eight bytes a step with independent multiplies, so the loop is not bound by one multiply chain.
-        const uint M2 = unchecked(Mult * Mult), M3 = unchecked(M2 * Mult), M4 = unchecked(M3 * Mult),
-            M5 = unchecked(M4 * Mult), M6 = unchecked(M5 * Mult), M7 = unchecked(M6 * Mult), M8 = unchecked(M7 * Mult);
         uint hash = _hash, power = _multPower;
-        int i = 0;
-        for (; i + 8 <= data.Length; i += 8)
+        int done = 0;
+        if (Vector256.IsHardwareAccelerated && data.Length >= 2 * VectorStep)
         {
-            hash = hash * M8 + data[i] * M7 + data[i + 1] * M6 + data[i + 2] * M5 + data[i + 3] * M4
-                 + data[i + 4] * M3 + data[i + 5] * M2 + data[i + 6] * Mult + data[i + 7];
-            power *= M8;
+            done = data.Length - data.Length % VectorStep;
+            uint steps = VectorSum(data[..done], out uint sum);
+            uint stepPower = Pow(MultPower32, steps);
+            hash = hash * stepPower + sum;
+            power *= stepPower;
         }
-        for (; i < data.Length; i++)
+        for (int i = done; i < data.Length; i++)
         {
             hash = hash * Mult + data[i];
             power *= Mult;
@@ -68,6 +69,61 @@ internal struct RabinKarpSum : IRollingSum
         _multPower = power;
         _count += data.Length;
     }
+
+    private const int VectorStep = 32;
+    private static readonly uint MultPower32 = Pow(Mult, VectorStep);
+    private static readonly Vector256<uint>[] LaneWeights = CreateLaneWeights();
+
+    /// <summary>
+    /// The polynomial part (seed excluded) of <paramref name="data"/>, a multiple of 32 bytes long. Byte
+    /// 32k+8a+j goes to lane j of accumulator a; each step multiplies every accumulator by Mult^32, so the
+    /// four multiply chains are independent. At the end lane j of accumulator a is weighted by
+    /// Mult^(31-8a-j), its distance from the end of a 32-byte step.
+    /// </summary>
+    private static uint VectorSum(ReadOnlySpan<byte> data, out uint sum)
+    {
+        var step = Vector256.Create(MultPower32);
+        Vector256<uint> a0 = default, a1 = default, a2 = default, a3 = default;
+        ref byte start = ref MemoryMarshal.GetReference(data);
+        for (nuint offset = 0; offset < (nuint)data.Length; offset += VectorStep)
+        {
+            var bytes = Vector256.LoadUnsafe(ref start, offset);
+            var (low, high) = Vector256.Widen(bytes);
+            var (w0, w1) = Vector256.Widen(low);
+            var (w2, w3) = Vector256.Widen(high);
+            a0 = a0 * step + w0;
+            a1 = a1 * step + w1;
+            a2 = a2 * step + w2;
+            a3 = a3 * step + w3;
+        }
+        var weights = LaneWeights;
+        sum = Vector256.Sum(a0 * weights[0] + a1 * weights[1] + a2 * weights[2] + a3 * weights[3]);
+        return (uint)(data.Length / VectorStep);
+    }
+
+    private static Vector256<uint>[] CreateLaneWeights()
+    {
+        var weights = new Vector256<uint>[4];
+        Span<uint> lanes = stackalloc uint[8];
+        for (int a = 0; a < 4; a++)
+        {
+            for (int j = 0; j < 8; j++)
+                lanes[j] = Pow(Mult, VectorStep - 1 - 8 * a - j);
+            weights[a] = Vector256.Create<uint>(lanes);
+        }
+        return weights;
+    }
+
+    private static uint Pow(uint value, uint exponent)
+    {
+        uint result = 1;
+        for (; exponent != 0; exponent >>= 1, value *= value)
+            if ((exponent & 1) != 0)
+                result *= value;
+        return result;
+    }
+
+    private static uint Pow(uint value, int exponent) => Pow(value, (uint)exponent);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Rotate(byte outgoing, byte incoming) =>
