@@ -1,0 +1,118 @@
+using System.Text;
+using HaSync.Delta;
+using HaSync.Tests.Support;
+
+namespace HaSync.Tests.Delta;
+
+public sealed class HashTests
+{
+    [Theory]
+    [InlineData("", "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8")]
+    [InlineData("abc", "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319")]
+    public void Blake2b256KnownAnswers(string input, string expected)
+    {
+        var digest = new byte[32];
+        Blake2b.Hash(Encoding.ASCII.GetBytes(input), digest);
+        Assert.Equal(expected, Convert.ToHexStringLower(digest));
+    }
+
+    [Fact]
+    public void Blake2b256OfSeveralBlocksMatchesReference()
+    {
+        // 1280 bytes: ten compressions, the last one a full block (the final-flag edge case).
+        byte[] data = Enumerable.Repeat(Enumerable.Range(0, 256).Select(i => (byte)i), 5).SelectMany(x => x).ToArray();
+        var digest = new byte[32];
+        Blake2b.Hash(data, digest);
+        Assert.Equal("82628cbfc9689e234b0923a531f4578fe2e7138a03e2f81ed6cde97517336650", Convert.ToHexStringLower(digest));
+    }
+
+    [Fact]
+    public void IncrementalUpdatesEqualOneShot()
+    {
+        var random = new Random(3);
+        foreach (int length in new[] { 0, 1, 127, 128, 129, 255, 256, 257, 1000, 4096, 10_001 })
+        {
+            byte[] data = TestData.Random(random, length);
+            var expected = new byte[32];
+            Blake2b.Hash(data, expected);
+
+            var hasher = new Blake2b();
+            int offset = 0;
+            while (offset < length)
+            {
+                int take = Math.Min(length - offset, random.Next(1, 300));
+                hasher.Update(data.AsSpan(offset, take));
+                offset += take;
+            }
+            var actual = new byte[32];
+            hasher.Finish(actual);
+            Assert.Equal(expected, actual);
+        }
+    }
+
+    [Fact]
+    public void VectorAndScalarCompressionAgree()
+    {
+        var random = new Random(11);
+        for (int i = 0; i < 200; i++)
+        {
+            ulong[] chain = Enumerable.Range(0, 8).Select(_ => (ulong)random.NextInt64()).ToArray();
+            ulong[] message = Enumerable.Range(0, 16).Select(_ => (ulong)random.NextInt64() ^ ((ulong)random.Next() << 63)).ToArray();
+            var (vector, scalar) = Blake2b.CompressBothWays(chain, message, (ulong)random.NextInt64(), final: i % 2 == 0);
+            Assert.Equal(scalar, vector);
+        }
+    }
+
+    [Theory]
+    [InlineData("", "31d6cfe0d16ae931b73c59d7e0c089c0")]
+    [InlineData("abc", "a448017aaf21d8525fc10ae87aa6729d")]
+    [InlineData("message digest", "d9130a8164549fe818874806e1c7014b")]
+    [InlineData("12345678901234567890123456789012345678901234567890123456789012345678901234567890", "e33b4ddc9c38f2199c3e7b164fcc0536")]
+    public void Md4KnownAnswers(string input, string expected)
+    {
+        var digest = new byte[16];
+        Md4.Hash(Encoding.ASCII.GetBytes(input), digest);
+        Assert.Equal(expected, Convert.ToHexStringLower(digest));
+    }
+
+    [Fact]
+    public void RabinKarpVectorPathEqualsByteAtATime()
+    {
+        var random = new Random(5);
+        foreach (int length in new[] { 63, 64, 65, 95, 96, 1000, 14080 })
+        {
+            byte[] data = TestData.Random(random, length);
+            var whole = new RabinKarpSum();
+            whole.Update(data);
+            var bytewise = new RabinKarpSum();
+            foreach (byte b in data)
+                bytewise.Update([b]);
+            Assert.Equal(bytewise.Digest, whole.Digest);
+        }
+    }
+
+    [Fact]
+    public void RollingEqualsRecomputing()
+    {
+        byte[] data = TestData.Random(new Random(9), 3000);
+        const int window = 100;
+        var rk = new RabinKarpSum();
+        var rs = new Rollsum();
+        rk.Update(data.AsSpan(0, window));
+        rs.Update(data.AsSpan(0, window));
+        for (int start = 1; start + window <= data.Length; start++)
+        {
+            rk.Rotate(data[start - 1], data[start + window - 1]);
+            rs.Rotate(data[start - 1], data[start + window - 1]);
+            Assert.Equal(SignatureGenerator.WeakSum(true, data.AsSpan(start, window)), rk.Digest);
+            Assert.Equal(SignatureGenerator.WeakSum(false, data.AsSpan(start, window)), rs.Digest);
+        }
+        for (int start = data.Length - window; start < data.Length - 1; start++)
+        {
+            rk.RollOut(data[start]);
+            rs.RollOut(data[start]);
+            Assert.Equal(SignatureGenerator.WeakSum(true, data.AsSpan(start + 1)), rk.Digest);
+            Assert.Equal(SignatureGenerator.WeakSum(false, data.AsSpan(start + 1)), rs.Digest);
+        }
+    }
+}
