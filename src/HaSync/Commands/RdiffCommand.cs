@@ -40,7 +40,7 @@ internal static class RdiffCommand
             WriteOutput(r.GetValue(sigOut)!, r.GetValue(force), output => SignatureGenerator.Generate(input, output, parameters));
         }));
 
-        var deltaSig = Path("signature", "Signature of the basis") ;
+        var deltaSig = Path("signature", "Signature of the basis");
         deltaSig.Arity = ArgumentArity.ExactlyOne;
         var deltaNew = Path("newfile", "New file; - or absent for stdin");
         var deltaOut = Path("delta", "Where to write the delta; - or absent for stdout");
@@ -48,8 +48,9 @@ internal static class RdiffCommand
         delta.SetAction(r => CliErrors.Run("rdiff delta", () =>
         {
             Signature sig;
-            using (var sigInput = OpenInput(r.GetValue(deltaSig)!))
-                sig = Signature.Read(sigInput);
+            string sigPath = r.GetValue(deltaSig)!;
+            using (var sigInput = OpenInput(sigPath))
+                sig = NamingFile(sigPath, () => Signature.Read(sigInput));
             using var input = OpenInput(r.GetValue(deltaNew)!);
             DeltaStats? stats = null;
             WriteOutput(r.GetValue(deltaOut)!, r.GetValue(force), output => stats = DeltaEncoder.Encode(sig, input, output));
@@ -68,9 +69,10 @@ internal static class RdiffCommand
             if (basisPath == "-")
                 throw new ArgumentException("the basis cannot be stdin: patching seeks in it");
             using var basis = new FileStream(basisPath, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
-            using var input = OpenInput(r.GetValue(patchDelta)!);
+            string deltaPath = r.GetValue(patchDelta)!;
+            using var input = OpenInput(deltaPath);
             DeltaStats? stats = null;
-            WriteOutput(r.GetValue(patchOut)!, r.GetValue(force), output => stats = DeltaPatcher.Apply(basis, input, output));
+            WriteOutput(r.GetValue(patchOut)!, r.GetValue(force), output => stats = NamingFile(deltaPath, () => DeltaPatcher.Apply(basis, input, output)));
             if (r.GetValue(statistics))
                 PrintStats("patch", stats!);
         }));
@@ -80,6 +82,19 @@ internal static class RdiffCommand
 
     private static Argument<string> Path(string name, string description) =>
         new(name) { Description = description, Arity = ArgumentArity.ZeroOrOne, DefaultValueFactory = _ => "-" };
+
+    /// <summary>Puts the file's name in front of a format error, which only knows the byte offset.</summary>
+    private static T NamingFile<T>(string path, Func<T> read)
+    {
+        try
+        {
+            return read();
+        }
+        catch (DeltaFormatException e)
+        {
+            throw new DeltaFormatException($"{(path == "-" ? "stdin" : path)}: {e.Message}");
+        }
+    }
 
     private static Stream OpenInput(string path) => path == "-"
         ? Console.OpenStandardInput(1 << 16)
