@@ -4,7 +4,8 @@ namespace HaSync.Apply;
 
 /// <summary>
 /// Writes a file so that readers see either the old complete file or the new complete file, never a part:
-/// a temp file in the same directory, fsync, rename over the target, fsync of the directory.
+/// a temp file in the same directory, rename over the target; when durable, fsync of the file before the
+/// rename and of the directory after it, so a power cut cannot undo or empty the new file.
 /// Disposing without <see cref="Commit"/> removes the temp file and leaves the target untouched.
 /// </summary>
 public sealed class AtomicFile : IDisposable
@@ -38,14 +39,15 @@ public sealed class AtomicFile : IDisposable
         return new AtomicFile(full, tempPath, stream);
     }
 
-    /// <summary>Makes the new content durable and puts it in place.</summary>
-    public void Commit()
+    /// <summary>Puts the new content in place; with <paramref name="durable"/>, on disk before and after the rename.</summary>
+    public void Commit(bool durable = true)
     {
-        Stream.Flush(flushToDisk: true);
+        Stream.Flush(flushToDisk: durable);
         Stream.Dispose();
         File.Move(_tempPath, TargetPath, overwrite: true);
         _committed = true;
-        Libc.FsyncDirectory(Path.GetDirectoryName(TargetPath) ?? "/");
+        if (durable)
+            Libc.FsyncDirectory(Path.GetDirectoryName(TargetPath) ?? "/");
     }
 
     /// <summary>Removes the temp file unless committed.</summary>

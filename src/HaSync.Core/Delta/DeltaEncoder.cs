@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace HaSync.Delta;
 
 /// <summary>
@@ -23,10 +25,22 @@ public static class DeltaEncoder
         var writer = new DeltaWriter(output);
         if (signature.Count == 0)
             EncodeLiteralOnly(signature.Parameters.BlockLength, newData, writer, cancellationToken);
-        else if (signature.Parameters.Magic.UsesRabinKarp())
-            new Scanner<RabinKarpSum>(signature, newData, writer, cancellationToken).Run();
         else
-            new Scanner<Rollsum>(signature, newData, writer, cancellationToken).Run();
+        {
+            int blockLength = signature.Parameters.BlockLength;
+            byte[] buffer = ArrayPool<byte>.Shared.Rent(MaxLiteralRun + blockLength + 1 + Math.Max(blockLength, 1 << 20));
+            try
+            {
+                if (signature.Parameters.Magic.UsesRabinKarp())
+                    new Scanner<RabinKarpSum>(signature, newData, writer, buffer, cancellationToken).Run();
+                else
+                    new Scanner<Rollsum>(signature, newData, writer, buffer, cancellationToken).Run();
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
         writer.End();
         return writer.Stats;
     }
@@ -60,7 +74,7 @@ public static class DeltaEncoder
         private long _copyPosition, _copyLength; // pending copy; never pending together with a literal
         private TSum _sum;
 
-        public Scanner(Signature signature, Stream input, DeltaWriter writer, CancellationToken cancellationToken)
+        public Scanner(Signature signature, Stream input, DeltaWriter writer, byte[] buffer, CancellationToken cancellationToken)
         {
             _signature = signature;
             _index = signature.Index;
@@ -69,7 +83,7 @@ public static class DeltaEncoder
             _cancellationToken = cancellationToken;
             _blockLength = signature.Parameters.BlockLength;
             _blake2 = signature.Parameters.Magic.UsesBlake2();
-            _buffer = new byte[MaxLiteralRun + _blockLength + 1 + Math.Max(_blockLength, 1 << 20)];
+            _buffer = buffer; // holds the pending literal (<= MaxLiteralRun), the window and its next byte, and a read ahead
             _sum = new TSum();
             _sum.Reset();
         }

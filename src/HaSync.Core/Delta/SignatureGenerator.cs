@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 
 namespace HaSync.Delta;
@@ -8,17 +9,31 @@ public static class SignatureGenerator
     /// <summary>Writes the signature of <paramref name="basis"/> to <paramref name="output"/> and returns the number of blocks.</summary>
     public static long Generate(Stream basis, Stream output, SignatureParameters parameters, CancellationToken cancellationToken = default)
     {
-        int blockLength = parameters.BlockLength, strongLength = parameters.StrongLength;
-        bool rabinKarp = parameters.Magic.UsesRabinKarp(), blake2 = parameters.Magic.UsesBlake2();
-
+        int blockLength = parameters.BlockLength;
         Span<byte> header = stackalloc byte[SignatureFormat.HeaderLength];
         BinaryPrimitives.WriteUInt32BigEndian(header, (uint)parameters.Magic);
         BinaryPrimitives.WriteUInt32BigEndian(header[4..], (uint)blockLength);
-        BinaryPrimitives.WriteUInt32BigEndian(header[8..], (uint)strongLength);
+        BinaryPrimitives.WriteUInt32BigEndian(header[8..], (uint)parameters.StrongLength);
         output.Write(header);
 
         int blocksPerRead = Math.Max(1, (1 << 20) / blockLength);
-        byte[] input = new byte[blocksPerRead * blockLength];
+        int inputLength = blocksPerRead * blockLength;
+        byte[] input = ArrayPool<byte>.Shared.Rent(inputLength);
+        try
+        {
+            return WriteEntries(basis, output, parameters, input.AsSpan(0, inputLength), blocksPerRead, cancellationToken);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(input);
+        }
+    }
+
+    private static long WriteEntries(Stream basis, Stream output, SignatureParameters parameters, Span<byte> input,
+        int blocksPerRead, CancellationToken cancellationToken)
+    {
+        int blockLength = parameters.BlockLength, strongLength = parameters.StrongLength;
+        bool rabinKarp = parameters.Magic.UsesRabinKarp(), blake2 = parameters.Magic.UsesBlake2();
         int entryLength = 4 + strongLength;
         byte[] entries = new byte[blocksPerRead * entryLength];
         Span<byte> strong = stackalloc byte[Blake2b.HashLength];
@@ -30,7 +45,7 @@ public static class SignatureGenerator
             int written = 0;
             for (int offset = 0; offset < read; offset += blockLength)
             {
-                var block = input.AsSpan(offset, Math.Min(blockLength, read - offset));
+                var block = input.Slice(offset, Math.Min(blockLength, read - offset));
                 var entry = entries.AsSpan(written, entryLength);
                 BinaryPrimitives.WriteUInt32BigEndian(entry, WeakSum(rabinKarp, block));
                 StrongSum.Compute(blake2, block, strong);

@@ -14,6 +14,7 @@ internal static class RdiffCommand
     {
         var force = new Option<bool>("--force", "-f") { Description = "Overwrite existing output files" };
         var statistics = new Option<bool>("--statistics", "-s") { Description = "Print delta statistics to stderr" };
+        var fsync = new Option<bool>("--fsync") { Description = "Flush the output file to disk before renaming it into place (rdiff does not)" };
 
         var blockSize = new Option<int>("--block-size", "-b") { Description = "Signature block size; 0 (default) for the recommended size" };
         var sumSize = new Option<int>("--sum-size", "-S") { Description = "Strong sum length; 0 (default) for the maximum, -1 for the minimum" };
@@ -24,7 +25,7 @@ internal static class RdiffCommand
 
         var sigBasis = Path("basis", "File to describe; - or absent for stdin");
         var sigOut = Path("signature", "Where to write the signature; - or absent for stdout");
-        var signature = new Command("signature", "Write the signature of BASIS") { blockSize, sumSize, hash, rollsum, force, sigBasis, sigOut };
+        var signature = new Command("signature", "Write the signature of BASIS") { blockSize, sumSize, hash, rollsum, force, fsync, sigBasis, sigOut };
         signature.SetAction(r => CliErrors.Run("rdiff signature", () =>
         {
             var magic = (r.GetValue(hash), r.GetValue(rollsum)) switch
@@ -37,14 +38,14 @@ internal static class RdiffCommand
             using var input = OpenInput(r.GetValue(sigBasis)!);
             long? length = input.CanSeek ? input.Length : null;
             var parameters = SignatureParameters.Choose(length, magic, r.GetValue(blockSize), r.GetValue(sumSize));
-            WriteOutput(r.GetValue(sigOut)!, r.GetValue(force), output => SignatureGenerator.Generate(input, output, parameters));
+            WriteOutput(r.GetValue(sigOut)!, r.GetValue(force), r.GetValue(fsync), output => SignatureGenerator.Generate(input, output, parameters));
         }));
 
         var deltaSig = Path("signature", "Signature of the basis");
         deltaSig.Arity = ArgumentArity.ExactlyOne;
         var deltaNew = Path("newfile", "New file; - or absent for stdin");
         var deltaOut = Path("delta", "Where to write the delta; - or absent for stdout");
-        var delta = new Command("delta", "Write the delta from the signature's basis to NEWFILE") { force, statistics, deltaSig, deltaNew, deltaOut };
+        var delta = new Command("delta", "Write the delta from the signature's basis to NEWFILE") { force, fsync, statistics, deltaSig, deltaNew, deltaOut };
         delta.SetAction(r => CliErrors.Run("rdiff delta", () =>
         {
             Signature sig;
@@ -53,7 +54,7 @@ internal static class RdiffCommand
                 sig = NamingFile(sigPath, () => Signature.Read(sigInput));
             using var input = OpenInput(r.GetValue(deltaNew)!);
             DeltaStats? stats = null;
-            WriteOutput(r.GetValue(deltaOut)!, r.GetValue(force), output => stats = DeltaEncoder.Encode(sig, input, output));
+            WriteOutput(r.GetValue(deltaOut)!, r.GetValue(force), r.GetValue(fsync), output => stats = DeltaEncoder.Encode(sig, input, output));
             if (r.GetValue(statistics))
                 PrintStats("delta", stats!);
         }));
@@ -62,7 +63,7 @@ internal static class RdiffCommand
         patchBasis.Arity = ArgumentArity.ExactlyOne;
         var patchDelta = Path("delta", "Delta; - or absent for stdin");
         var patchOut = Path("newfile", "Where to write the new file; - or absent for stdout");
-        var patch = new Command("patch", "Apply DELTA to BASIS, writing NEWFILE") { force, statistics, patchBasis, patchDelta, patchOut };
+        var patch = new Command("patch", "Apply DELTA to BASIS, writing NEWFILE") { force, fsync, statistics, patchBasis, patchDelta, patchOut };
         patch.SetAction(r => CliErrors.Run("rdiff patch", () =>
         {
             string basisPath = r.GetValue(patchBasis)!;
@@ -72,7 +73,7 @@ internal static class RdiffCommand
             string deltaPath = r.GetValue(patchDelta)!;
             using var input = OpenInput(deltaPath);
             DeltaStats? stats = null;
-            WriteOutput(r.GetValue(patchOut)!, r.GetValue(force), output => stats = NamingFile(deltaPath, () => DeltaPatcher.Apply(basis, input, output)));
+            WriteOutput(r.GetValue(patchOut)!, r.GetValue(force), r.GetValue(fsync), output => stats = NamingFile(deltaPath, () => DeltaPatcher.Apply(basis, input, output)));
             if (r.GetValue(statistics))
                 PrintStats("patch", stats!);
         }));
@@ -100,8 +101,8 @@ internal static class RdiffCommand
         ? Console.OpenStandardInput(1 << 16)
         : new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
 
-    /// <summary>Writes to stdout, or to a file that appears only when complete (temp file, fsync, rename).</summary>
-    private static void WriteOutput(string path, bool force, Action<Stream> write)
+    /// <summary>Writes to stdout, or to a file that appears only when complete (temp file, then rename).</summary>
+    private static void WriteOutput(string path, bool force, bool fsync, Action<Stream> write)
     {
         if (path == "-")
         {
@@ -113,7 +114,7 @@ internal static class RdiffCommand
             throw new IOException($"{path}: already exists (use -f to overwrite)");
         using var file = AtomicFile.Create(path);
         write(file.Stream);
-        file.Commit();
+        file.Commit(durable: fsync);
     }
 
     private static void PrintStats(string verb, DeltaStats stats) =>

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs every HaSync test against the real parts (rdiff as the delta oracle; sshd for the transport tests).
+# Installs what is missing with apt-get when run as root, and fails loudly when a part cannot be had:
+# a test that skipped because its peer was absent would prove nothing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+die() { echo "test.sh: $*" >&2; exit 1; }
+
+command -v dotnet >/dev/null || die "the .NET 10 SDK is required (dotnet is not on PATH): https://dot.net"
+
+missing=()
+command -v rdiff >/dev/null || missing+=(rdiff)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh >/dev/null || missing+=(openssh-client)
+[ -x /usr/bin/time ] || missing+=(time)
+if ((${#missing[@]})); then
+  [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]}: run as root, or: sudo apt-get install -y ${missing[*]}"
+  echo "test.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || die "apt-get update failed"
+  apt-get install -y -qq "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+fi
+command -v rdiff >/dev/null || die "rdiff is still missing after the install"
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+dotnet test HaSync.sln -c Release --logger "console;verbosity=normal" 2>&1 | tee "$log" || status=$?
+
+# The benchmark scripts must keep working: run them on a small size (figures at this size mean nothing).
+if [ "$status" -eq 0 ]; then
+  BENCH_MB=8 BENCH_RUNS=1 tests/bench/delta-bench.sh >"$log.bench" 2>&1 || { cat "$log.bench"; echo "test.sh: tests/bench/delta-bench.sh failed" >&2; status=1; }
+  rm -f "$log.bench"
+fi
+
+# One plain closing line: "N passed, N failed" (summed over the test projects).
+counts=$(awk '/^Total tests: /{t+=$3} /^ +Passed: /{p+=$2} /^ +Failed: /{f+=$2} /^ +Skipped: /{s+=$2}
+  END {print t+0, p+0, f+0, s+0}' "$log")
+read -r total passed failed skipped <<<"$counts"
+[ "$total" -gt 0 ] || { echo "test.sh: no tests ran (build failure?)" >&2; exit 1; }
+[ "$skipped" -eq 0 ] || { echo "test.sh: $skipped tests skipped: every test must run here" >&2; status=1; }
+echo "${passed} passed, ${failed} failed"
+exit "$status"
