@@ -24,7 +24,9 @@ public static class DeltaEncoder
     {
         var writer = new DeltaWriter(output);
         if (signature.Count == 0)
+        {
             EncodeLiteralOnly(signature.Parameters.BlockLength, newData, writer, cancellationToken);
+        }
         else
         {
             int blockLength = signature.Parameters.BlockLength;

@@ -12,7 +12,7 @@ namespace HaSync.Delta;
 public static class DeltaPatcher
 {
     /// <summary>Writes the result of applying <paramref name="delta"/> to <paramref name="basis"/> into <paramref name="output"/>.</summary>
-    /// <param name="basis">The old file; must be seekable when the delta has COPY commands.</param>
+    /// <param name="basis">The old file; seekable, because COPY commands read it at any offset.</param>
     /// <param name="delta">The delta, read once from its current position.</param>
     /// <param name="output">Receives the new file.</param>
     /// <param name="maxOutputLength">The output may not grow beyond this (a guard against delta bombs).</param>
@@ -20,6 +20,8 @@ public static class DeltaPatcher
     public static DeltaStats Apply(Stream basis, Stream delta, Stream output, long maxOutputLength = long.MaxValue,
         CancellationToken cancellationToken = default)
     {
+        if (!basis.CanSeek)
+            throw new ArgumentException("the basis must be seekable: COPY commands read it at any offset", nameof(basis));
         var reader = new DeltaReader(delta);
         var stats = new DeltaStats();
         Span<byte> header = stackalloc byte[4];
@@ -48,7 +50,7 @@ public static class DeltaPatcher
     private static void Run(DeltaReader reader, Stream basis, Stream output, byte[] copyBuffer, DeltaStats stats,
         long maxOutputLength, CancellationToken cancellationToken)
     {
-        long basisLength = basis.CanSeek ? basis.Length : -1;
+        long basisLength = basis.Length;
         long outputLength = 0;
         Span<byte> operand = stackalloc byte[8];
         while (true)
@@ -87,7 +89,7 @@ public static class DeltaPatcher
                 int widths = opcode - DeltaOpcodes.CopyN1N1;
                 long position = ReadOperand(reader, operand, DeltaOpcodes.Width(widths / 4), "copy position", commandOffset);
                 long length = ReadOperand(reader, operand, DeltaOpcodes.Width(widths % 4), "copy length", commandOffset);
-                if (basisLength >= 0 && (position > basisLength || length > basisLength - position))
+                if (position > basisLength || length > basisLength - position)
                     throw new DeltaFormatException($"delta: COPY at byte {commandOffset} reads basis bytes {position}..{position + length} but the basis has {basisLength} bytes");
                 CheckGrowth(ref outputLength, length, maxOutputLength, "copy", commandOffset);
                 basis.Seek(position, SeekOrigin.Begin);

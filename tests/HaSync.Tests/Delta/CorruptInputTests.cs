@@ -83,6 +83,15 @@ public sealed class CorruptInputTests
     }
 
     [Fact]
+    public void UnseekableBasisIsRefusedBeforeAnyOutput()
+    {
+        var output = new MemoryStream();
+        var e = Assert.Throws<ArgumentException>(() => DeltaPatcher.Apply(new RepeatingStream(Basis, Basis.Length), new MemoryStream(Delta(0x00)), output));
+        Assert.Contains("the basis must be seekable", e.Message);
+        Assert.Equal(0, output.Length);
+    }
+
+    [Fact]
     public void DataAfterEnd() => Assert.Contains("data after END at byte 5", Patch(Delta(0x00, 0x00)).Message);
 
     private static DeltaFormatException ReadSignature(byte[] signature) =>
