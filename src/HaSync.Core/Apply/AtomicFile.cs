@@ -27,27 +27,42 @@ public sealed class AtomicFile : IDisposable
     public FileStream Stream { get; }
 
     /// <summary>Opens a temp file beside <paramref name="path"/>.</summary>
-    public static AtomicFile Create(string path)
+    /// <param name="path">The file to replace.</param>
+    /// <param name="privateUntilCommit">Create the temp file 0600, so content that is secret is never readable by
+    /// others before the final mode is set; otherwise it gets the usual 0666 less umask.</param>
+    public static AtomicFile Create(string path, bool privateUntilCommit = false)
     {
         string full = Path.GetFullPath(path);
-        string directory = Path.GetDirectoryName(full) ?? "/";
-        string name = Path.GetFileName(full);
-        if (name.Length > 100)
-            name = name[..100]; // the temp name must stay under NAME_MAX
-        string tempPath = Path.Combine(directory, $".{name}.hasync-{Guid.NewGuid():N}.tmp");
-        var stream = new FileStream(tempPath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16);
+        string tempPath = TempPathBeside(full);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.None, BufferSize = 1 << 16 };
+        if (privateUntilCommit)
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        var stream = new FileStream(tempPath, options);
         return new AtomicFile(full, tempPath, stream);
     }
 
     /// <summary>Puts the new content in place; with <paramref name="durable"/>, on disk before and after the rename.</summary>
-    public void Commit(bool durable = true)
+    /// <param name="durable">fsync the file before the rename and the directory after it.</param>
+    /// <param name="beforeRename">Runs on the complete temp file just before the rename (owner, mode, times).</param>
+    public void Commit(bool durable = true, Action<string>? beforeRename = null)
     {
         Stream.Flush(flushToDisk: durable);
         Stream.Dispose();
+        beforeRename?.Invoke(_tempPath);
         File.Move(_tempPath, TargetPath, overwrite: true);
         _committed = true;
         if (durable)
             Libc.FsyncDirectory(Path.GetDirectoryName(TargetPath) ?? "/");
+    }
+
+    /// <summary>A fresh hidden name in the directory of <paramref name="fullPath"/>: a rename from it stays within one file system.</summary>
+    public static string TempPathBeside(string fullPath)
+    {
+        string directory = Path.GetDirectoryName(fullPath) ?? "/";
+        string name = Path.GetFileName(fullPath);
+        if (name.Length > 100)
+            name = name[..100]; // the temp name must stay under NAME_MAX
+        return Path.Combine(directory, $".{name}.hasync-{Guid.NewGuid():N}.tmp");
     }
 
     /// <summary>Removes the temp file unless committed.</summary>

@@ -1,0 +1,169 @@
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace HaSync.Configuration;
+
+/// <summary>A configuration error: the message names the file, the line and the key.</summary>
+public sealed class ConfigException(string message) : HaSyncException(message);
+
+/// <summary>
+/// Reads hasync.yaml through YamlDotNet's node model rather than a deserializer, so that every error can name
+/// its line: unknown keys (a typo must not silently disable a setting), missing keys, wrong types, bad values.
+/// </summary>
+public static class ConfigLoader
+{
+    /// <summary>The configuration file used when none is given.</summary>
+    public const string DefaultPath = "/etc/hasync/hasync.yaml";
+
+    private static readonly string[] TopKeys = ["source_root", "paths", "exclude", "delete", "redact", "targets"];
+    private static readonly string[] TargetKeys = ["name", "transport", "host", "port", "user", "identity_file", "ssh_options", "command"];
+
+    /// <summary>Loads and validates a configuration file.</summary>
+    public static HaSyncConfig Load(string path)
+    {
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigException($"{path}: cannot read the configuration: {e.Message}");
+        }
+        return Parse(text, path);
+    }
+
+    /// <summary>Parses and validates configuration text; <paramref name="source"/> names it in errors.</summary>
+    public static HaSyncConfig Parse(string text, string source)
+    {
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(text));
+        }
+        catch (YamlException e)
+        {
+            throw new ConfigException($"{source}:{e.Start.Line}: YAML syntax error: {e.InnerException?.Message ?? e.Message}");
+        }
+        if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
+            throw new ConfigException($"{source}: the configuration must be a mapping with at least 'paths' and 'targets'");
+
+        var reader = new NodeReader(source);
+        var keys = reader.Keys(root, TopKeys, "top level");
+        string sourceRoot = keys.TryGetValue("source_root", out var sr) ? reader.AbsolutePath(sr, "source_root") : "/";
+        var paths = reader.Required(keys, "paths", root, "top level", n => reader.List(n, "paths", item => reader.AbsolutePath(item, "paths")));
+        if (paths.Count == 0)
+            throw new ConfigException($"{source}:{Line(keys["paths"])}: 'paths' is empty: list at least one file or directory");
+        var targetsNode = reader.Required(keys, "targets", root, "top level", n => n);
+        var targets = reader.List(targetsNode, "targets", ReadTarget);
+        if (targets.Count == 0)
+            throw new ConfigException($"{source}:{Line(targetsNode)}: 'targets' is empty: list at least one passive node");
+        var duplicate = targets.GroupBy(t => t.Name).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+            throw new ConfigException($"{source}:{Line(targetsNode)}: two targets are named '{duplicate.Key}'");
+
+        return new HaSyncConfig
+        {
+            Source = source,
+            SourceRoot = sourceRoot,
+            Paths = paths,
+            Exclude = keys.TryGetValue("exclude", out var ex) ? reader.List(ex, "exclude", i => reader.String(i, "exclude")) : [],
+            Delete = !keys.TryGetValue("delete", out var del) || reader.Bool(del, "delete"),
+            Redact = keys.TryGetValue("redact", out var red) ? reader.List(red, "redact", i => reader.String(i, "redact")) : [],
+            Targets = targets,
+        };
+
+        TargetConfig ReadTarget(YamlNode node)
+        {
+            if (node is not YamlMappingNode map)
+                throw new ConfigException($"{source}:{Line(node)}: each target must be a mapping (name, transport, host, ...)");
+            var t = reader.Keys(map, TargetKeys, "target");
+            string name = reader.Required(t, "name", map, "target", n => reader.String(n, "name"));
+            var transport = t.TryGetValue("transport", out var tr)
+                ? reader.String(tr, "transport") switch
+                {
+                    "ssh" => TransportKind.Ssh,
+                    "local" => TransportKind.Local,
+                    string other => throw new ConfigException($"{source}:{Line(tr)}: target '{name}': transport '{other}' is not 'ssh' or 'local'"),
+                }
+                : TransportKind.Ssh;
+            string? host = t.TryGetValue("host", out var h) ? reader.String(h, "host") : null;
+            if (transport == TransportKind.Ssh && string.IsNullOrWhiteSpace(host))
+                throw new ConfigException($"{source}:{Line(map)}: target '{name}': 'host' is required with transport ssh");
+            int? port = null;
+            if (t.TryGetValue("port", out var p))
+            {
+                port = reader.Int(p, "port");
+                if (port is < 1 or > 65535)
+                    throw new ConfigException($"{source}:{Line(p)}: target '{name}': port {port} is outside 1..65535");
+            }
+            var command = t.TryGetValue("command", out var c) ? reader.List(c, "command", i => reader.String(i, "command")) : TargetConfig.DefaultCommand;
+            if (command.Count == 0)
+                throw new ConfigException($"{source}:{Line(c!)}: target '{name}': 'command' is empty");
+            return new TargetConfig
+            {
+                Name = name,
+                Transport = transport,
+                Host = host,
+                Port = port,
+                User = t.TryGetValue("user", out var u) ? reader.String(u, "user") : null,
+                IdentityFile = t.TryGetValue("identity_file", out var id) ? reader.String(id, "identity_file") : null,
+                SshOptions = t.TryGetValue("ssh_options", out var o) ? reader.List(o, "ssh_options", i => reader.String(i, "ssh_options")) : [],
+                Command = command,
+            };
+        }
+    }
+
+    private static long Line(YamlNode node) => node.Start.Line;
+
+    /// <summary>Typed reads of YAML nodes with errors that say file, line and key.</summary>
+    private sealed class NodeReader(string source)
+    {
+        public Dictionary<string, YamlNode> Keys(YamlMappingNode map, string[] known, string where)
+        {
+            var result = new Dictionary<string, YamlNode>(StringComparer.Ordinal);
+            foreach (var (keyNode, value) in map.Children)
+            {
+                string key = (keyNode as YamlScalarNode)?.Value ?? "";
+                if (!known.Contains(key))
+                    throw new ConfigException($"{source}:{Line(keyNode)}: unknown key '{key}' at {where} (known: {string.Join(", ", known)})");
+                if (!result.TryAdd(key, value))
+                    throw new ConfigException($"{source}:{Line(keyNode)}: key '{key}' appears twice at {where}");
+            }
+            return result;
+        }
+
+        public T Required<T>(Dictionary<string, YamlNode> keys, string key, YamlNode parent, string where, Func<YamlNode, T> read) =>
+            keys.TryGetValue(key, out var node) ? read(node) : throw new ConfigException($"{source}:{Line(parent)}: missing required key '{key}' at {where}");
+
+        public string String(YamlNode node, string key) => node is YamlScalarNode { Value: { } value }
+            ? value
+            : throw new ConfigException($"{source}:{Line(node)}: '{key}' must be a single value");
+
+        public bool Bool(YamlNode node, string key) => String(node, key).ToLowerInvariant() switch
+        {
+            "true" or "yes" or "on" => true,
+            "false" or "no" or "off" => false,
+            string other => throw new ConfigException($"{source}:{Line(node)}: '{key}' must be true or false, not '{other}'"),
+        };
+
+        public int Int(YamlNode node, string key) => int.TryParse(String(node, key), out int value)
+            ? value
+            : throw new ConfigException($"{source}:{Line(node)}: '{key}' must be a whole number, not '{String(node, key)}'");
+
+        public List<T> List<T>(YamlNode node, string key, Func<YamlNode, T> read) => node is YamlSequenceNode sequence
+            ? sequence.Children.Select(read).ToList()
+            : throw new ConfigException($"{source}:{Line(node)}: '{key}' must be a list");
+
+        public string AbsolutePath(YamlNode node, string key)
+        {
+            string value = String(node, key);
+            if (!value.StartsWith('/'))
+                throw new ConfigException($"{source}:{Line(node)}: '{key}': '{value}' is not an absolute path");
+            var segments = value.Split('/', StringSplitOptions.RemoveEmptyEntries);
+            if (segments.Any(s => s is "." or ".."))
+                throw new ConfigException($"{source}:{Line(node)}: '{key}': '{value}' contains '.' or '..'");
+            return "/" + string.Join('/', segments);
+        }
+    }
+}

@@ -1,0 +1,53 @@
+namespace HaSync.Configuration;
+
+/// <summary>How the agent is reached.</summary>
+public enum TransportKind
+{
+    /// <summary>The system OpenSSH client runs the agent command on the target host.</summary>
+    Ssh,
+    /// <summary>The agent command is spawned directly on this machine (demo, tests, a local mirror).</summary>
+    Local,
+}
+
+/// <summary>One passive node.</summary>
+public sealed record TargetConfig
+{
+    /// <summary>Name used in logs, <c>--target</c> and reports.</summary>
+    public required string Name { get; init; }
+    /// <summary>ssh or local.</summary>
+    public TransportKind Transport { get; init; } = TransportKind.Ssh;
+    /// <summary>Host name or address (ssh only).</summary>
+    public string? Host { get; init; }
+    /// <summary>SSH port; absent: ssh's own configuration decides.</summary>
+    public int? Port { get; init; }
+    /// <summary>SSH user; absent: ssh's own configuration decides.</summary>
+    public string? User { get; init; }
+    /// <summary>SSH private key; absent: ssh's own configuration decides.</summary>
+    public string? IdentityFile { get; init; }
+    /// <summary>Extra arguments for ssh, passed as given.</summary>
+    public IReadOnlyList<string> SshOptions { get; init; } = [];
+    /// <summary>The agent's command line on the passive ("hasync" alone means this same hasync binary for the local transport).</summary>
+    public IReadOnlyList<string> Command { get; init; } = DefaultCommand;
+
+    /// <summary>The agent command used when none is configured.</summary>
+    public static IReadOnlyList<string> DefaultCommand { get; } = ["hasync", "serve", "--root", "/"];
+}
+
+/// <summary>The configuration file, validated.</summary>
+public sealed record HaSyncConfig
+{
+    /// <summary>Where the configuration came from (for messages).</summary>
+    public string Source { get; init; } = "";
+    /// <summary>Prefix under which the listed paths are read on the active node.</summary>
+    public string SourceRoot { get; init; } = "/";
+    /// <summary>Files and directories (recursively) to keep identical; absolute logical paths.</summary>
+    public required IReadOnlyList<string> Paths { get; init; }
+    /// <summary>Glob patterns never shipped.</summary>
+    public IReadOnlyList<string> Exclude { get; init; } = [];
+    /// <summary>Remove on the passive what was removed on the active, inside the watched set.</summary>
+    public bool Delete { get; init; } = true;
+    /// <summary>Glob patterns whose content is never printed (mode 0600 files count as secret too).</summary>
+    public IReadOnlyList<string> Redact { get; init; } = [];
+    /// <summary>The passive nodes.</summary>
+    public required IReadOnlyList<TargetConfig> Targets { get; init; }
+}

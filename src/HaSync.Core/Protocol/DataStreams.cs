@@ -1,0 +1,136 @@
+namespace HaSync.Protocol;
+
+/// <summary>
+/// Reads the Data frames of one request as a stream, up to its DataEnd. Synchronous on purpose: the delta
+/// patcher is a synchronous CPU loop; the agent runs it on its own thread and reads stdin there.
+/// </summary>
+internal sealed class DataFrameReadStream(FrameReader reader, uint id) : Stream
+{
+    private ReadOnlyMemory<byte> _current;
+    private bool _ended;
+
+    public long Received { get; private set; }
+
+    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+    public override int Read(Span<byte> buffer)
+    {
+        while (_current.IsEmpty)
+        {
+            if (_ended)
+                return 0;
+            var frame = reader.ReadAsync().AsTask().GetAwaiter().GetResult()
+                ?? throw new ProtocolException($"reading data of request {id}: connection closed before DataEnd");
+            var payload = frame.Reader();
+            uint frameId = payload.U32("id");
+            if (frameId != id || frame.Type is not (FrameType.Data or FrameType.DataEnd))
+                throw new ProtocolException($"reading data of request {id}: got {frame.Type} for request {frameId}");
+            if (frame.Type == FrameType.DataEnd)
+            {
+                payload.End();
+                _ended = true;
+                return 0;
+            }
+            int length = payload.Bytes("data").Length;
+            _current = frame.Payload[^length..];
+            Received += length;
+        }
+        int take = Math.Min(buffer.Length, _current.Length);
+        _current.Span[..take].CopyTo(buffer);
+        _current = _current[take..];
+        return take;
+    }
+
+    /// <summary>Reads and drops the rest of the request's data, so the next frame is the next request.</summary>
+    public void Drain()
+    {
+        byte[] sink = new byte[Wire.DataChunk];
+        while (Read(sink) > 0) { }
+    }
+
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => Received; set => throw new NotSupportedException(); }
+    public override void Flush() { }
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+}
+
+/// <summary>Writes what it is given as Data frames of one request (the caller holds the writer and sends DataEnd).</summary>
+internal sealed class DataFrameWriteStream(FrameWriter writer, uint id) : Stream
+{
+    private readonly byte[] _buffer = new byte[Wire.DataChunk];
+    private int _used;
+
+    public long Sent { get; private set; }
+
+    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+    public override void Write(ReadOnlySpan<byte> buffer)
+    {
+        while (!buffer.IsEmpty)
+        {
+            int take = Math.Min(buffer.Length, _buffer.Length - _used);
+            buffer[..take].CopyTo(_buffer.AsSpan(_used));
+            _used += take;
+            buffer = buffer[take..];
+            if (_used == _buffer.Length)
+                Flush();
+        }
+    }
+
+    public override void Flush()
+    {
+        if (_used == 0)
+            return;
+        writer.WriteAsync(FrameType.Data, new PayloadWriter().U32(id).Bytes(_buffer.AsSpan(0, _used))).AsTask().GetAwaiter().GetResult();
+        Sent += _used;
+        _used = 0;
+    }
+
+    public override bool CanRead => false;
+    public override bool CanSeek => false;
+    public override bool CanWrite => true;
+    public override long Length => Sent + _used;
+    public override long Position { get => Length; set => throw new NotSupportedException(); }
+    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+}
+
+/// <summary>Passes writes through while hashing them (BLAKE2b-256) and counting.</summary>
+internal sealed class HashingWriteStream(Stream inner) : Stream
+{
+    private Delta.Blake2b _hasher = new();
+
+    public long Written { get; private set; }
+
+    public byte[] Finish()
+    {
+        var digest = new byte[Delta.Blake2b.HashLength];
+        _hasher.Finish(digest);
+        return digest;
+    }
+
+    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+    public override void Write(ReadOnlySpan<byte> buffer)
+    {
+        _hasher.Update(buffer);
+        inner.Write(buffer);
+        Written += buffer.Length;
+    }
+
+    public override void Flush() => inner.Flush();
+    public override bool CanRead => false;
+    public override bool CanSeek => false;
+    public override bool CanWrite => true;
+    public override long Length => Written;
+    public override long Position { get => Written; set => throw new NotSupportedException(); }
+    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+}

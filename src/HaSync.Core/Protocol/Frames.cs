@@ -1,0 +1,210 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Text;
+
+namespace HaSync.Protocol;
+
+/// <summary>A malformed or unexpected frame; the message says what was being read.</summary>
+public sealed class ProtocolException(string message) : HaSyncException(message);
+
+/// <summary>Frame types of the HaSync agent protocol (version <see cref="Wire.Version"/>).</summary>
+public enum FrameType : byte
+{
+    /// <summary>Sender -> agent, first frame: magic, version.</summary>
+    Hello = 1,
+    /// <summary>Agent -> sender: magic, version, root, allowed paths.</summary>
+    Welcome = 2,
+    /// <summary>id, paths: list the watched set under these paths.</summary>
+    ManifestRequest = 10,
+    /// <summary>id, entry.</summary>
+    ManifestEntry = 11,
+    /// <summary>id: no more entries.</summary>
+    ManifestEnd = 12,
+    /// <summary>id, path: the librsync signature of the passive's copy, as Data frames.</summary>
+    SignatureRequest = 20,
+    /// <summary>id, path, max bytes: the passive's content, as Data frames (for diff).</summary>
+    ReadRequest = 21,
+    /// <summary>id, entry, encoding; then Data frames and DataEnd.</summary>
+    PutFile = 30,
+    /// <summary>id, entry: create a directory or fix its owner and mode.</summary>
+    MakeDirectory = 31,
+    /// <summary>id, entry: create or replace a symlink.</summary>
+    MakeSymlink = 32,
+    /// <summary>id, entry: owner, mode, mtime only.</summary>
+    SetMetadata = 33,
+    /// <summary>id, path: remove a file, symlink or empty directory.</summary>
+    Delete = 34,
+    /// <summary>id, bytes.</summary>
+    Data = 50,
+    /// <summary>id.</summary>
+    DataEnd = 51,
+    /// <summary>id, status, message.</summary>
+    Ack = 60,
+    /// <summary>Sender is done; the agent exits 0.</summary>
+    Goodbye = 99,
+}
+
+/// <summary>Outcome of a request.</summary>
+public enum AckStatus : byte
+{
+    /// <summary>Done.</summary>
+    Ok = 0,
+    /// <summary>Refused or failed; the message says why. The session goes on.</summary>
+    Failed = 1,
+    /// <summary>The patched file's hash differs from the sender's: send the whole file instead.</summary>
+    HashMismatch = 2,
+}
+
+/// <summary>How a PutFile's data is encoded.</summary>
+public enum PutEncoding : byte
+{
+    /// <summary>The file's content as is.</summary>
+    Whole = 0,
+    /// <summary>A librsync delta against the passive's current copy.</summary>
+    Delta = 1,
+}
+
+/// <summary>Wire constants.</summary>
+public static class Wire
+{
+    /// <summary>"HSYN".</summary>
+    public const uint Magic = 0x4853594E;
+    /// <summary>Protocol version; both sides must speak the same.</summary>
+    public const ushort Version = 1;
+    /// <summary>Largest frame accepted (type + payload); larger lengths are corrupt or hostile.</summary>
+    public const int MaxFrameLength = 1 << 20;
+    /// <summary>File data travels in chunks of this size.</summary>
+    public const int DataChunk = 256 * 1024;
+}
+
+/// <summary>One frame: type and payload.</summary>
+public readonly record struct Frame(FrameType Type, ReadOnlyMemory<byte> Payload)
+{
+    /// <summary>A reader over the payload.</summary>
+    public PayloadReader Reader() => new(Payload, Type);
+}
+
+/// <summary>Reads frames: a big-endian uint32 length of (type + payload), the type byte, the payload.</summary>
+public sealed class FrameReader(Stream input)
+{
+    private readonly byte[] _header = new byte[5];
+
+    /// <summary>Bytes read so far (for the wire statistics).</summary>
+    public long BytesRead { get; private set; }
+
+    /// <summary>The next frame, or null at a clean end of stream (between frames).</summary>
+    /// <exception cref="ProtocolException">Truncated frame, bad length, unknown type.</exception>
+    public async ValueTask<Frame?> ReadAsync(CancellationToken cancellationToken = default)
+    {
+        int got = await input.ReadAtLeastAsync(_header, 5, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+        if (got == 0)
+            return null;
+        if (got < 5)
+            throw new ProtocolException($"reading frame header: connection closed after {got} of 5 bytes");
+        uint length = BinaryPrimitives.ReadUInt32BigEndian(_header);
+        if (length < 1 || length > Wire.MaxFrameLength)
+            throw new ProtocolException($"reading frame length: {length} is outside 1..{Wire.MaxFrameLength}");
+        var type = (FrameType)_header[4];
+        if (!Enum.IsDefined(type))
+            throw new ProtocolException($"reading frame type: unknown type {(byte)type}");
+        byte[] payload = new byte[length - 1];
+        got = await input.ReadAtLeastAsync(payload, payload.Length, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+        if (got < payload.Length)
+            throw new ProtocolException($"reading {type} frame: connection closed after {got} of {payload.Length} payload bytes");
+        BytesRead += 5 + payload.Length;
+        return new Frame(type, payload);
+    }
+}
+
+/// <summary>Writes frames. Not thread-safe: one writer at a time (the caller serialises).</summary>
+public sealed class FrameWriter(Stream output)
+{
+    /// <summary>Bytes written so far (for the wire statistics).</summary>
+    public long BytesWritten { get; private set; }
+
+    /// <summary>Writes one frame (not flushed).</summary>
+    public async ValueTask WriteAsync(FrameType type, PayloadWriter payload, CancellationToken cancellationToken = default)
+    {
+        var body = payload.WrittenMemory;
+        if (body.Length + 1 > Wire.MaxFrameLength)
+            throw new ProtocolException($"writing {type} frame: {body.Length + 1} bytes exceed the maximum {Wire.MaxFrameLength}");
+        byte[] header = new byte[5];
+        BinaryPrimitives.WriteUInt32BigEndian(header, (uint)(body.Length + 1));
+        header[4] = (byte)type;
+        await output.WriteAsync(header, cancellationToken).ConfigureAwait(false);
+        await output.WriteAsync(body, cancellationToken).ConfigureAwait(false);
+        BytesWritten += 5 + body.Length;
+    }
+
+    /// <summary>Flushes the underlying stream.</summary>
+    public Task FlushAsync(CancellationToken cancellationToken = default) => output.FlushAsync(cancellationToken);
+}
+
+/// <summary>Builds a payload: big-endian integers, length-prefixed UTF-8 strings and byte strings.</summary>
+public sealed class PayloadWriter
+{
+    private readonly ArrayBufferWriter<byte> _buffer = new(256);
+
+    internal ReadOnlyMemory<byte> WrittenMemory => _buffer.WrittenMemory;
+
+    /// <summary>Appends a byte.</summary>
+    public PayloadWriter U8(byte value) { _buffer.GetSpan(1)[0] = value; _buffer.Advance(1); return this; }
+    /// <summary>Appends a big-endian uint16.</summary>
+    public PayloadWriter U16(ushort value) { BinaryPrimitives.WriteUInt16BigEndian(_buffer.GetSpan(2), value); _buffer.Advance(2); return this; }
+    /// <summary>Appends a big-endian uint32.</summary>
+    public PayloadWriter U32(uint value) { BinaryPrimitives.WriteUInt32BigEndian(_buffer.GetSpan(4), value); _buffer.Advance(4); return this; }
+    /// <summary>Appends a big-endian int64.</summary>
+    public PayloadWriter I64(long value) { BinaryPrimitives.WriteInt64BigEndian(_buffer.GetSpan(8), value); _buffer.Advance(8); return this; }
+    /// <summary>Appends a length-prefixed byte string.</summary>
+    public PayloadWriter Bytes(ReadOnlySpan<byte> value) { U32((uint)value.Length); _buffer.Write(value); return this; }
+    /// <summary>Appends a length-prefixed UTF-8 string.</summary>
+    public PayloadWriter Text(string value) => Bytes(Encoding.UTF8.GetBytes(value));
+}
+
+/// <summary>Reads a payload; every overrun or bad value is a <see cref="ProtocolException"/> naming the frame and field.</summary>
+public struct PayloadReader(ReadOnlyMemory<byte> payload, FrameType type)
+{
+    private int _position;
+    private static readonly UTF8Encoding StrictUtf8 = new(false, throwOnInvalidBytes: true);
+
+    private ReadOnlySpan<byte> Take(int count, string field)
+    {
+        if (count < 0 || count > payload.Length - _position)
+            throw new ProtocolException($"reading {type} frame: field '{field}' needs {count} bytes at offset {_position}, {payload.Length - _position} left");
+        var span = payload.Span.Slice(_position, count);
+        _position += count;
+        return span;
+    }
+
+    /// <summary>Reads a byte.</summary>
+    public byte U8(string field) => Take(1, field)[0];
+    /// <summary>Reads a big-endian uint16.</summary>
+    public ushort U16(string field) => BinaryPrimitives.ReadUInt16BigEndian(Take(2, field));
+    /// <summary>Reads a big-endian uint32.</summary>
+    public uint U32(string field) => BinaryPrimitives.ReadUInt32BigEndian(Take(4, field));
+    /// <summary>Reads a big-endian int64.</summary>
+    public long I64(string field) => BinaryPrimitives.ReadInt64BigEndian(Take(8, field));
+    /// <summary>Reads a length-prefixed byte string.</summary>
+    public ReadOnlySpan<byte> Bytes(string field) => Take(checked((int)Math.Min(U32(field), int.MaxValue)), field);
+
+    /// <summary>Reads a length-prefixed UTF-8 string.</summary>
+    public string Text(string field)
+    {
+        var bytes = Bytes(field);
+        try
+        {
+            return StrictUtf8.GetString(bytes);
+        }
+        catch (DecoderFallbackException)
+        {
+            throw new ProtocolException($"reading {type} frame: field '{field}' is not valid UTF-8");
+        }
+    }
+
+    /// <summary>Fails when bytes are left over (a frame longer than its fields is corrupt).</summary>
+    public readonly void End()
+    {
+        if (_position != payload.Length)
+            throw new ProtocolException($"reading {type} frame: {payload.Length - _position} unexpected bytes after the last field");
+    }
+}

@@ -1,0 +1,181 @@
+using HaSync.Delta;
+using Mono.Unix.Native;
+
+namespace HaSync.Scanning;
+
+/// <summary>
+/// lstat, ownership, modes and nanosecond times through Mono.Posix (the BCL has no lchown, no utimensat on
+/// symlinks, no uid/gid). Every failure is an <see cref="IOException"/> naming the path, the call and errno.
+/// </summary>
+public static class PosixFiles
+{
+    private const uint TypeMask = 0xF000, RegularFile = 0x8000, DirectoryType = 0x4000, SymlinkType = 0xA000;
+    private const int HashAttempts = 3;
+
+    private static readonly Dictionary<uint, string> UserNames = [];
+    private static readonly Dictionary<uint, string> GroupNames = [];
+    private static readonly Lock NamesLock = new();
+
+    /// <summary>Describes <paramref name="fullPath"/> as <paramref name="logicalPath"/>, or null when it does not exist
+    /// or is neither file, directory nor symlink (devices and sockets are not configuration).</summary>
+    /// <param name="fullPath">Where the path is on this node.</param>
+    /// <param name="logicalPath">The path's name in the watched set.</param>
+    /// <param name="withHash">Hash file content (stat, hash, stat again: a file that changes meanwhile is read again).</param>
+    public static FileEntry? Describe(string fullPath, string logicalPath, bool withHash = true)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            if (!TryLstat(fullPath, out var before))
+                return null;
+            var kind = KindOf(before);
+            if (kind is null)
+                return null;
+            byte[]? hash = null;
+            string? target = null;
+            if (kind == EntryKind.File && withHash)
+            {
+                try
+                {
+                    hash = HashFile(fullPath);
+                }
+                catch (FileNotFoundException)
+                {
+                    return null; // removed while we looked: the next event or scan says what came instead
+                }
+                if (!TryLstat(fullPath, out var after) || !SameVersion(before, after))
+                {
+                    if (attempt < HashAttempts)
+                        continue;
+                    throw new FileChangedException($"{fullPath}: changed while being read, {HashAttempts} times in a row; it will be read again later");
+                }
+            }
+            else if (kind == EntryKind.Symlink)
+            {
+                target = new FileInfo(fullPath).LinkTarget ?? throw new IOException($"{fullPath}: cannot read the symlink's target");
+            }
+            return Entry(logicalPath, kind.Value, before, hash, target);
+        }
+    }
+
+    private static FileEntry Entry(string logicalPath, EntryKind kind, Stat st, byte[]? hash, string? target) => new()
+    {
+        Path = logicalPath,
+        Kind = kind,
+        Size = kind == EntryKind.File ? st.st_size : 0,
+        Mode = (uint)st.st_mode & 0xFFF,
+        Uid = st.st_uid,
+        Gid = st.st_gid,
+        Owner = UserName(st.st_uid),
+        Group = GroupName(st.st_gid),
+        MtimeSeconds = st.st_mtime,
+        MtimeNanoseconds = (uint)st.st_mtime_nsec,
+        Hash = hash,
+        LinkTarget = target,
+    };
+
+    /// <summary>True when two lstat results describe the same version of a file (same inode, size, mtime and ctime to the nanosecond).</summary>
+    internal static bool SameVersion(Stat a, Stat b) =>
+        a.st_ino == b.st_ino && a.st_size == b.st_size && a.st_mtime == b.st_mtime && a.st_mtime_nsec == b.st_mtime_nsec
+        && a.st_ctime == b.st_ctime && a.st_ctime_nsec == b.st_ctime_nsec;
+
+    /// <summary>lstat; false when the path does not exist.</summary>
+    public static bool TryLstat(string path, out Stat st)
+    {
+        if (Syscall.lstat(path, out st) == 0)
+            return true;
+        var errno = Stdlib.GetLastError();
+        if (errno is Errno.ENOENT or Errno.ENOTDIR)
+            return false;
+        throw Failure(path, "lstat", errno);
+    }
+
+    internal static EntryKind? KindOf(Stat st) => ((uint)st.st_mode & TypeMask) switch
+    {
+        RegularFile => EntryKind.File,
+        DirectoryType => EntryKind.Directory,
+        SymlinkType => EntryKind.Symlink,
+        _ => null,
+    };
+
+    /// <summary>BLAKE2b-256 of a file's content.</summary>
+    public static byte[] HashFile(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.SequentialScan);
+        return HashStream(stream);
+    }
+
+    /// <summary>BLAKE2b-256 of a stream's remaining content.</summary>
+    public static byte[] HashStream(Stream stream)
+    {
+        var hasher = new Blake2b();
+        byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 16);
+        try
+        {
+            int read;
+            while ((read = stream.Read(buffer, 0, 1 << 16)) > 0)
+                hasher.Update(buffer.AsSpan(0, read));
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+        var digest = new byte[Blake2b.HashLength];
+        hasher.Finish(digest);
+        return digest;
+    }
+
+    /// <summary>Owner, mode and time of <paramref name="path"/> as <paramref name="entry"/> says. Owner first:
+    /// chown clears setuid/setgid. Names are resolved on this node; the numeric id is the fallback.</summary>
+    public static void ApplyMetadata(string path, FileEntry entry)
+    {
+        uint uid = ResolveUser(entry.Owner, entry.Uid), gid = ResolveGroup(entry.Group, entry.Gid);
+        if (Syscall.lchown(path, uid, gid) != 0)
+            throw Failure(path, $"lchown to {uid}:{gid}", Stdlib.GetLastError());
+        if (entry.Kind != EntryKind.Symlink && Syscall.chmod(path, (FilePermissions)entry.Mode) != 0)
+            throw Failure(path, $"chmod to {entry.ModeOctal}", Stdlib.GetLastError());
+        if (entry.Kind != EntryKind.Directory)
+            SetMtime(path, entry.MtimeSeconds, entry.MtimeNanoseconds);
+    }
+
+    /// <summary>Sets atime and mtime to the given time, on the link itself for a symlink.</summary>
+    public static void SetMtime(string path, long seconds, uint nanoseconds)
+    {
+        var time = new Timespec { tv_sec = seconds, tv_nsec = nanoseconds };
+        if (Syscall.utimensat(Syscall.AT_FDCWD, path, [time, time], AtFlags.AT_SYMLINK_NOFOLLOW) != 0)
+            throw Failure(path, "utimensat", Stdlib.GetLastError());
+    }
+
+    /// <summary>The uid for a user name on this node, or <paramref name="fallback"/>.</summary>
+    public static uint ResolveUser(string name, uint fallback) =>
+        name.Length > 0 && Syscall.getpwnam(name) is { } user ? user.pw_uid : fallback;
+
+    /// <summary>The gid for a group name on this node, or <paramref name="fallback"/>.</summary>
+    public static uint ResolveGroup(string name, uint fallback) =>
+        name.Length > 0 && Syscall.getgrnam(name) is { } group ? group.gr_gid : fallback;
+
+    private static string UserName(uint uid)
+    {
+        lock (NamesLock)
+        {
+            if (!UserNames.TryGetValue(uid, out string? name))
+                UserNames[uid] = name = Syscall.getpwuid(uid)?.pw_name ?? "";
+            return name;
+        }
+    }
+
+    private static string GroupName(uint gid)
+    {
+        lock (NamesLock)
+        {
+            if (!GroupNames.TryGetValue(gid, out string? name))
+                GroupNames[gid] = name = Syscall.getgrgid(gid)?.gr_name ?? "";
+            return name;
+        }
+    }
+
+    internal static IOException Failure(string path, string call, Errno errno) =>
+        new($"{path}: {call} failed: {Stdlib.strerror(errno)}");
+}
+
+/// <summary>A file that kept changing while it was being hashed; it is read again later, never shipped half-written.</summary>
+public sealed class FileChangedException(string message) : IOException(message);

@@ -1,0 +1,85 @@
+using HaSync.Scanning;
+
+namespace HaSync.Sync;
+
+/// <summary>How a path on the passive compares with the active.</summary>
+public enum PathStatus
+{
+    /// <summary>Same kind, content and metadata.</summary>
+    Identical,
+    /// <summary>On the active only.</summary>
+    Missing,
+    /// <summary>On the passive only.</summary>
+    Extra,
+    /// <summary>Different content, link target, or kind (file vs directory vs symlink).</summary>
+    ContentDiffers,
+    /// <summary>Same content; owner, group, mode or mtime differ.</summary>
+    MetadataDiffers,
+}
+
+/// <summary>One path's comparison. <see cref="Fields"/> names what differs: type, content, target, mode, owner, group, mtime.</summary>
+public sealed record PathDifference(string Path, PathStatus Status, FileEntry? Active, FileEntry? Passive, IReadOnlyList<string> Fields)
+{
+    /// <summary>True when the passive holds another kind of entry at this path.</summary>
+    public bool KindChanged => Fields.Contains("type");
+}
+
+/// <summary>
+/// Compares the active's scan with the passive's manifest, path by path. Never size and mtime alone: file
+/// content is compared by hash, so a same-size rewrite within the same second is seen. Directory mtimes are
+/// not compared (they change whenever an entry inside does, on each node independently); symlink modes do
+/// not exist on Linux.
+/// </summary>
+public static class Comparison
+{
+    /// <summary>Both lists sorted by path (as <see cref="TreeWalker"/> returns them); every path of either side, once.</summary>
+    public static List<PathDifference> Compare(IReadOnlyList<FileEntry> active, IReadOnlyList<FileEntry> passive)
+    {
+        var result = new List<PathDifference>(Math.Max(active.Count, passive.Count));
+        int a = 0, p = 0;
+        while (a < active.Count || p < passive.Count)
+        {
+            int order = a == active.Count ? 1 : p == passive.Count ? -1 : string.CompareOrdinal(active[a].Path, passive[p].Path);
+            if (order < 0)
+                result.Add(new(active[a].Path, PathStatus.Missing, active[a++], null, []));
+            else if (order > 0)
+                result.Add(new(passive[p].Path, PathStatus.Extra, null, passive[p++], []));
+            else
+                result.Add(Compare(active[a++], passive[p++]));
+        }
+        return result;
+    }
+
+    /// <summary>Compares one path present on both nodes.</summary>
+    public static PathDifference Compare(FileEntry active, FileEntry passive)
+    {
+        var fields = new List<string>();
+        if (active.Kind != passive.Kind)
+            fields.Add("type");
+        else if (active.Kind == EntryKind.File && (active.Size != passive.Size || !SameHash(active.Hash, passive.Hash)))
+            fields.Add("content");
+        else if (active.Kind == EntryKind.Symlink && active.LinkTarget != passive.LinkTarget)
+            fields.Add("target");
+        bool contentDiffers = fields.Count > 0;
+
+        if (active.Kind == passive.Kind)
+        {
+            if (active.Kind != EntryKind.Symlink && active.Mode != passive.Mode)
+                fields.Add("mode");
+            if (!SameId(active.Owner, active.Uid, passive.Owner, passive.Uid))
+                fields.Add("owner");
+            if (!SameId(active.Group, active.Gid, passive.Group, passive.Gid))
+                fields.Add("group");
+            if (active.Kind == EntryKind.File && (active.MtimeSeconds != passive.MtimeSeconds || active.MtimeNanoseconds != passive.MtimeNanoseconds))
+                fields.Add("mtime");
+        }
+        var status = contentDiffers ? PathStatus.ContentDiffers : fields.Count > 0 ? PathStatus.MetadataDiffers : PathStatus.Identical;
+        return new(active.Path, status, active, passive, fields);
+    }
+
+    private static bool SameHash(byte[]? a, byte[]? b) => a is not null && b is not null && a.AsSpan().SequenceEqual(b);
+
+    // Names win when both nodes know the id by a name (uids may differ between nodes); else the numbers decide.
+    private static bool SameId(string nameA, uint idA, string nameB, uint idB) =>
+        nameA.Length > 0 && nameB.Length > 0 ? nameA == nameB : idA == idB;
+}

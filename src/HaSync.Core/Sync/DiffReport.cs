@@ -1,0 +1,172 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using DiffPlex;
+using HaSync.Configuration;
+using HaSync.Scanning;
+
+namespace HaSync.Sync;
+
+/// <summary>One path of a diff report.</summary>
+public sealed record DiffItem
+{
+    /// <summary>Logical path.</summary>
+    public required string Path { get; init; }
+    /// <summary>identical, missing, extra, content, metadata.</summary>
+    public required string Status { get; init; }
+    /// <summary>What differs: type, content, target, mode, owner, group, mtime.</summary>
+    public required IReadOnlyList<string> Fields { get; init; }
+    /// <summary>The active's side (kind, size, mode, owner, mtime, hash, target).</summary>
+    public Dictionary<string, string>? Active { get; init; }
+    /// <summary>The passive's side.</summary>
+    public Dictionary<string, string>? Passive { get; init; }
+    /// <summary>True when the content is secret (a redact pattern or no read permission for group and others): never printed.</summary>
+    public bool Redacted { get; init; }
+    /// <summary>Unified diff of text content, passive (---) to active (+++).</summary>
+    public string? UnifiedDiff { get; init; }
+}
+
+/// <summary>
+/// <c>hasync diff</c>'s report: a dry run that never writes on either node. Text files that differ get a
+/// unified diff from the passive's copy to the active's; secret files (a <c>redact</c> pattern, or a mode that
+/// lets neither group nor others read) only say "content differs" and show hashes.
+/// </summary>
+public static class DiffReport
+{
+    /// <summary>Text diffs are shown up to this size.</summary>
+    public const int MaxTextDiffBytes = 1 << 20;
+
+    /// <summary>Builds the report for one target.</summary>
+    public static async Task<List<DiffItem>> BuildAsync(HaSyncConfig config, AgentSession session, CancellationToken cancellationToken = default)
+    {
+        var exclude = new PathFilter(config.Exclude);
+        var redact = new PathFilter(config.Redact);
+        var items = new List<DiffItem>();
+        foreach (var d in await Resync.CompareAsync(config, session, exclude, cancellationToken).ConfigureAwait(false))
+        {
+            bool secret = redact.Matches(d.Path) || IsPrivate(d.Active) || IsPrivate(d.Passive);
+            string? unified = null;
+            if (d.Status == PathStatus.ContentDiffers && !secret && d.Fields.Contains("content")
+                && d.Active!.Size <= MaxTextDiffBytes && d.Passive!.Size <= MaxTextDiffBytes)
+            {
+                byte[] mine = await File.ReadAllBytesAsync(TreeWalker.FullPath(config.SourceRoot, d.Path), cancellationToken).ConfigureAwait(false);
+                byte[] theirs = await session.ReadAsync(d.Path, MaxTextDiffBytes, cancellationToken).ConfigureAwait(false);
+                if (IsText(mine) && IsText(theirs))
+                    unified = UnifiedDiff.Format(d.Path, Encoding.UTF8.GetString(theirs), Encoding.UTF8.GetString(mine));
+            }
+            items.Add(new DiffItem
+            {
+                Path = d.Path,
+                Status = StatusName(d.Status),
+                Fields = d.Fields,
+                Active = Describe(d.Active, secret),
+                Passive = Describe(d.Passive, secret),
+                Redacted = secret,
+                UnifiedDiff = unified,
+            });
+        }
+        return items;
+    }
+
+    /// <summary>Status names as printed and in JSON.</summary>
+    public static string StatusName(PathStatus status) => status switch
+    {
+        PathStatus.Identical => "identical",
+        PathStatus.Missing => "missing",
+        PathStatus.Extra => "extra",
+        PathStatus.ContentDiffers => "content",
+        _ => "metadata",
+    };
+
+    private static bool IsPrivate(FileEntry? entry) => entry is { Kind: EntryKind.File } && (entry.Mode & 0x24) == 0; // no g+r, no o+r
+
+    private static bool IsText(byte[] data) =>
+        !data.AsSpan(0, Math.Min(data.Length, 8192)).Contains((byte)0) && System.Text.Unicode.Utf8.IsValid(data);
+
+    private static Dictionary<string, string>? Describe(FileEntry? entry, bool secret)
+    {
+        if (entry is null)
+            return null;
+        var fields = new Dictionary<string, string>
+        {
+            ["kind"] = entry.Kind.ToString().ToLowerInvariant(),
+            ["owner"] = entry.Ownership,
+        };
+        if (entry.Kind != EntryKind.Symlink)
+            fields["mode"] = entry.ModeOctal;
+        if (entry.Kind == EntryKind.File)
+        {
+            fields["size"] = entry.Size.ToString();
+            fields["mtime"] = $"{entry.MtimeSeconds}.{entry.MtimeNanoseconds:D9}";
+            fields["hash"] = entry.HashHex; // shown for secrets too: a hash does not reveal the content
+        }
+        if (entry.LinkTarget is { } target)
+            fields["target"] = secret ? "(redacted)" : target;
+        return fields;
+    }
+
+    /// <summary>The report as a JSON document: target name, in_sync, counts per status, items.</summary>
+    public static string ToJson(string target, IReadOnlyList<DiffItem> items) => JsonSerializer.Serialize(new
+    {
+        target,
+        in_sync = items.All(i => i.Status == "identical"),
+        counts = items.GroupBy(i => i.Status).ToDictionary(g => g.Key, g => g.Count()),
+        items,
+    }, JsonOptions);
+
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        TypeInfoResolver = new System.Text.Json.Serialization.Metadata.DefaultJsonTypeInfoResolver(),
+    };
+}
+
+/// <summary>A unified diff (3 lines of context) in the format of <c>diff -u</c>.</summary>
+public static class UnifiedDiff
+{
+    private const int Context = 3;
+
+    /// <summary>The diff from <paramref name="before"/> (passive) to <paramref name="after"/> (active).</summary>
+    public static string Format(string path, string before, string after)
+    {
+        if (before.EndsWith('\n') && after.EndsWith('\n'))
+            (before, after) = (before[..^1], after[..^1]); // a shared final newline is not a line of its own
+        var a = SplitLines(before);
+        var b = SplitLines(after);
+        var blocks = new Differ().CreateLineDiffs(before, after, ignoreWhitespace: false, ignoreCase: false).DiffBlocks;
+        var text = new StringBuilder($"--- passive:{path}\n+++ active:{path}\n");
+        int i = 0;
+        while (i < blocks.Count)
+        {
+            // Group blocks whose context would touch into one hunk.
+            int j = i;
+            while (j + 1 < blocks.Count && blocks[j + 1].DeleteStartA - (blocks[j].DeleteStartA + blocks[j].DeleteCountA) <= 2 * Context)
+                j++;
+            int startA = Math.Max(0, blocks[i].DeleteStartA - Context);
+            int endA = Math.Min(a.Count, blocks[j].DeleteStartA + blocks[j].DeleteCountA + Context);
+            int startB = Math.Max(0, blocks[i].InsertStartB - Context);
+            int endB = Math.Min(b.Count, blocks[j].InsertStartB + blocks[j].InsertCountB + Context);
+            text.Append($"@@ -{startA + 1},{endA - startA} +{startB + 1},{endB - startB} @@\n");
+            int lineA = startA;
+            for (int k = i; k <= j; k++)
+            {
+                var block = blocks[k];
+                for (; lineA < block.DeleteStartA; lineA++)
+                    text.Append(' ').Append(a[lineA]).Append('\n');
+                for (int d = 0; d < block.DeleteCountA; d++, lineA++)
+                    text.Append('-').Append(a[lineA]).Append('\n');
+                for (int n = 0; n < block.InsertCountB; n++)
+                    text.Append('+').Append(b[block.InsertStartB + n]).Append('\n');
+            }
+            for (; lineA < endA; lineA++)
+                text.Append(' ').Append(a[lineA]).Append('\n');
+            i = j + 1;
+        }
+        return text.ToString();
+    }
+
+    // Split exactly as DiffPlex's line chunker does, so its block indices address these lists.
+    private static List<string> SplitLines(string text) => [.. text.Split(["\r\n", "\r", "\n"], StringSplitOptions.None)];
+}

@@ -1,0 +1,203 @@
+using System.Diagnostics;
+using HaSync.Configuration;
+using HaSync.Delta;
+using HaSync.Protocol;
+using HaSync.Scanning;
+
+namespace HaSync.Sync;
+
+/// <summary>What a resync did.</summary>
+public sealed class ResyncStats
+{
+    /// <summary>Entries of the watched set on the active.</summary>
+    public int Scanned { get; set; }
+    /// <summary>Files whose content was sent (whole or delta).</summary>
+    public int FilesSent { get; set; }
+    /// <summary>Directories and symlinks created or replaced.</summary>
+    public int OthersCreated { get; set; }
+    /// <summary>Paths whose owner, group, mode or mtime alone were fixed.</summary>
+    public int MetadataFixed { get; set; }
+    /// <summary>Paths removed on the passive.</summary>
+    public int Deleted { get; set; }
+    /// <summary>Content bytes sent as such (whole files and delta literals).</summary>
+    public long LiteralBytes { get; set; }
+    /// <summary>Content bytes the passive rebuilt from its own copy.</summary>
+    public long MatchedBytes { get; set; }
+    /// <summary>Protocol bytes sent and received.</summary>
+    public long WireBytes { get; set; }
+    /// <summary>Wall time.</summary>
+    public TimeSpan Elapsed { get; set; }
+    /// <summary>What could not be done, each naming the path and the cause.</summary>
+    public List<string> Failures { get; } = [];
+}
+
+/// <summary>One step of a resync, for progress display.</summary>
+public readonly record struct ResyncStep(int Done, int Total, string Action, string Path);
+
+/// <summary>
+/// Full compare of the watched set against one target's manifest, then the pushes that make the passive
+/// identical. Deletes go first, deepest first (they also clear the way where a path changed kind); then
+/// directories, symlinks, files and metadata in path order, so parents exist before children. Files the
+/// passive has are sent as deltas against its copy (signatures fetched in one pipelined batch), small or new
+/// ones whole. A delta whose result does not hash right is sent again whole; a file that changed since the
+/// scan is described again and resent once.
+/// </summary>
+public static class Resync
+{
+    /// <summary>Below this size a whole file costs less than a signature round trip.</summary>
+    public const long DeltaMinimumSize = 4096;
+
+    /// <summary>Runs a resync over <paramref name="session"/>.</summary>
+    public static async Task<ResyncStats> RunAsync(HaSyncConfig config, AgentSession session, bool delete,
+        IProgress<ResyncStep>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var clock = Stopwatch.StartNew();
+        var stats = new ResyncStats();
+        var exclude = new PathFilter(config.Exclude);
+        var differences = await CompareAsync(config, session, exclude, cancellationToken).ConfigureAwait(false);
+        stats.Scanned = differences.Count(d => d.Active is not null);
+
+        var deletes = Deletions(differences, delete);
+        var pushes = differences.Where(d => d.Active is not null && d.Status != PathStatus.Identical).ToList();
+        int total = deletes.Count + pushes.Count, done = 0;
+
+        var signatures = new Dictionary<string, Task<byte[]>>(StringComparer.Ordinal);
+        foreach (var d in pushes.Where(UsesDelta))
+            signatures[d.Path] = await session.SendSignatureRequestAsync(d.Path, cancellationToken).ConfigureAwait(false);
+
+        var acks = new List<(PathDifference Difference, string Action, Task<Ack> Ack)>();
+        foreach (string path in deletes)
+        {
+            progress?.Report(new(++done, total, "delete", path));
+            acks.Add((new(path, PathStatus.Extra, null, null, []), "delete", await session.SendDeleteAsync(path, cancellationToken).ConfigureAwait(false)));
+        }
+        foreach (var d in pushes)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var (action, ack) = await PushAsync(config, session, d, signatures, stats, cancellationToken).ConfigureAwait(false);
+            progress?.Report(new(++done, total, action, d.Path));
+            acks.Add((d, action, ack));
+        }
+
+        foreach (var (d, action, ackTask) in acks)
+        {
+            var ack = await ackTask.ConfigureAwait(false);
+            if (ack.Status == AckStatus.HashMismatch)
+                ack = await ResendWholeAsync(config, session, d, stats, cancellationToken).ConfigureAwait(false);
+            if (ack.Status != AckStatus.Ok)
+            {
+                stats.Failures.Add($"{d.Path}: {action}: {ack.Message}");
+                continue;
+            }
+            switch (action)
+            {
+                case "delete": stats.Deleted++; break;
+                case "metadata": stats.MetadataFixed++; break;
+                case "whole" or "delta": stats.FilesSent++; break;
+                default: stats.OthersCreated++; break;
+            }
+        }
+        stats.WireBytes = session.WireBytes;
+        stats.Elapsed = clock.Elapsed;
+        return stats;
+    }
+
+    /// <summary>The active's scan and the passive's manifest of the watched set, compared.</summary>
+    public static async Task<List<PathDifference>> CompareAsync(HaSyncConfig config, AgentSession session, PathFilter exclude,
+        CancellationToken cancellationToken)
+    {
+        var manifest = session.ManifestAsync(config.Paths, cancellationToken); // the agent hashes while we do
+        var local = await Task.Run(() => TreeWalker.Walk(config.SourceRoot, config.Paths, exclude, withHash: true, cancellationToken), cancellationToken).ConfigureAwait(false);
+        var remote = (await manifest.ConfigureAwait(false)).Where(e => !Excluded(exclude, e.Path)).ToList();
+        return Comparison.Compare(local, remote);
+    }
+
+    // A passive path is excluded when it or any parent matches: the walker never descends into an excluded directory.
+    private static bool Excluded(PathFilter exclude, string path)
+    {
+        for (string p = path; p.Length > 1; p = p[..Math.Max(1, p.LastIndexOf('/'))])
+            if (exclude.Matches(p))
+                return true;
+        return false;
+    }
+
+    /// <summary>Extras (when deleting) and whatever stands where the active has another kind of entry, with everything
+    /// below it; deepest first.</summary>
+    private static List<string> Deletions(List<PathDifference> differences, bool delete)
+    {
+        var replaced = differences.Where(d => d.KindChanged).Select(d => d.Path).ToList();
+        return differences
+            .Where(d => d.Passive is not null && ((delete && d.Status == PathStatus.Extra) || d.KindChanged
+                || replaced.Any(r => d.Path.StartsWith(r + "/", StringComparison.Ordinal))))
+            .Select(d => d.Path)
+            .OrderDescending(StringComparer.Ordinal)
+            .ToList();
+    }
+
+    private static bool UsesDelta(PathDifference d) =>
+        d is { Status: PathStatus.ContentDiffers, KindChanged: false, Active.Kind: EntryKind.File, Passive: { } passive }
+        && passive.Size >= DeltaMinimumSize && d.Active.Size >= DeltaMinimumSize;
+
+    private static async Task<(string Action, Task<Ack> Ack)> PushAsync(HaSyncConfig config, AgentSession session, PathDifference d,
+        Dictionary<string, Task<byte[]>> signatures, ResyncStats stats, CancellationToken cancellationToken)
+    {
+        var entry = d.Active!;
+        if (d.Status == PathStatus.MetadataDiffers)
+            return ("metadata", await session.SendSetMetadataAsync(entry, cancellationToken).ConfigureAwait(false));
+        switch (entry.Kind)
+        {
+            case EntryKind.Directory:
+                return ("mkdir", await session.SendMakeDirectoryAsync(entry, cancellationToken).ConfigureAwait(false));
+            case EntryKind.Symlink:
+                return ("symlink", await session.SendMakeSymlinkAsync(entry, cancellationToken).ConfigureAwait(false));
+        }
+        string source = TreeWalker.FullPath(config.SourceRoot, entry.Path);
+        if (signatures.TryGetValue(d.Path, out var signatureTask))
+        {
+            byte[]? signature = null;
+            try
+            {
+                signature = await signatureTask.ConfigureAwait(false);
+            }
+            catch (AgentRequestException)
+            {
+                // the passive's copy went away or cannot be read: send the whole file
+            }
+            if (signature is not null)
+            {
+                var ack = await session.SendPutAsync(entry, PutEncoding.Delta, output =>
+                {
+                    using var input = OpenSource(source);
+                    var delta = DeltaEncoder.Encode(Signature.Read(new MemoryStream(signature)), input, output, cancellationToken);
+                    stats.LiteralBytes += delta.LiteralBytes;
+                    stats.MatchedBytes += delta.CopiedBytes;
+                }, cancellationToken).ConfigureAwait(false);
+                return ("delta", ack);
+            }
+        }
+        return ("whole", await SendWholeAsync(session, entry, source, stats, cancellationToken).ConfigureAwait(false));
+    }
+
+    private static async Task<Task<Ack>> SendWholeAsync(AgentSession session, FileEntry entry, string source, ResyncStats stats,
+        CancellationToken cancellationToken) =>
+        await session.SendPutAsync(entry, PutEncoding.Whole, output =>
+        {
+            using var input = OpenSource(source);
+            input.CopyTo(output);
+            stats.LiteralBytes += input.Length;
+        }, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>After a hash mismatch: describe the file again (it may have changed since the scan) and send it whole.</summary>
+    private static async Task<Ack> ResendWholeAsync(HaSyncConfig config, AgentSession session, PathDifference d, ResyncStats stats,
+        CancellationToken cancellationToken)
+    {
+        string source = TreeWalker.FullPath(config.SourceRoot, d.Path);
+        var fresh = PosixFiles.Describe(source, d.Path);
+        if (fresh is not { Kind: EntryKind.File })
+            return new Ack(AckStatus.Failed, "changed on the active during the resync; the next resync or event will pick it up");
+        return await (await SendWholeAsync(session, fresh, source, stats, cancellationToken).ConfigureAwait(false)).ConfigureAwait(false);
+    }
+
+    private static FileStream OpenSource(string path) =>
+        new(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16, FileOptions.SequentialScan);
+}

@@ -1,0 +1,154 @@
+using System.Diagnostics;
+using System.Text;
+using HaSync.Configuration;
+
+namespace HaSync.Transport;
+
+/// <summary>The agent could not be started or reached.</summary>
+public sealed class TransportException(string message) : HaSyncException(message);
+
+/// <summary>
+/// The agent process for one target: <c>ssh … host -- hasync serve …</c> for the ssh transport (the admin's own
+/// OpenSSH client, config, known_hosts and agent), or the agent command spawned directly for the local one.
+/// Its stdin/stdout carry the protocol; its stderr is kept (last lines) for error messages and forwarded.
+/// </summary>
+public sealed class AgentProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly Queue<string> _stderrTail = new();
+    private readonly Task _stderrPump;
+
+    private AgentProcess(Process process, string target, TextWriter? log)
+    {
+        _process = process;
+        Target = target;
+        _stderrPump = Task.Run(async () =>
+        {
+            while (await process.StandardError.ReadLineAsync().ConfigureAwait(false) is { } line)
+            {
+                lock (_stderrTail)
+                {
+                    _stderrTail.Enqueue(line);
+                    if (_stderrTail.Count > 20)
+                        _stderrTail.Dequeue();
+                }
+                log?.WriteLine($"[{target}] {line}");
+            }
+        });
+    }
+
+    /// <summary>The target's name.</summary>
+    public string Target { get; }
+
+    /// <summary>To the agent.</summary>
+    public Stream Input => _process.StandardInput.BaseStream;
+
+    /// <summary>From the agent.</summary>
+    public Stream Output => _process.StandardOutput.BaseStream;
+
+    /// <summary>The last lines the agent (or ssh) wrote to stderr.</summary>
+    public string StderrTail
+    {
+        get
+        {
+            lock (_stderrTail)
+                return string.Join(" | ", _stderrTail);
+        }
+    }
+
+    /// <summary>Starts the agent for <paramref name="target"/>.</summary>
+    /// <param name="target">The target's configuration.</param>
+    /// <param name="log">Where to forward the agent's stderr (null: keep it for messages only).</param>
+    public static AgentProcess Start(TargetConfig target, TextWriter? log = null)
+    {
+        var start = new ProcessStartInfo
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        var arguments = CommandLine(target, out string program);
+        foreach (string argument in arguments)
+            start.ArgumentList.Add(argument);
+        start.FileName = program;
+        try
+        {
+            var process = Process.Start(start) ?? throw new TransportException($"target {target.Name}: cannot start {program}");
+            return new AgentProcess(process, target.Name, log);
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new TransportException($"target {target.Name}: cannot start {program}: {e.Message}");
+        }
+    }
+
+    /// <summary>The program and arguments that start the agent.</summary>
+    public static IReadOnlyList<string> CommandLine(TargetConfig target, out string program)
+    {
+        if (target.Transport == TransportKind.Local)
+        {
+            var command = target.Command.ToList();
+            program = command[0] == "hasync" ? ThisHasync() : command[0];
+            return command.Skip(1).ToList();
+        }
+        program = "ssh";
+        var args = new List<string> { "-o", "BatchMode=yes", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4" };
+        if (target.Port is int port)
+            args.AddRange(["-p", port.ToString()]);
+        if (target.User is { } user)
+            args.AddRange(["-l", user]);
+        if (target.IdentityFile is { } identity)
+            args.AddRange(["-i", identity, "-o", "IdentitiesOnly=yes"]);
+        args.AddRange(target.SshOptions);
+        args.Add(target.Host!);
+        args.Add("--");
+        // ssh joins the remote command into one string for the remote shell: quote each word.
+        args.Add(string.Join(' ', target.Command.Select(ShellQuote)));
+        return args;
+    }
+
+    /// <summary>This hasync's executable (the local transport's "hasync").</summary>
+    public static string ThisHasync()
+    {
+        string beside = Path.Combine(AppContext.BaseDirectory, "hasync");
+        return File.Exists(beside) ? beside : Environment.ProcessPath ?? "hasync";
+    }
+
+    /// <summary>POSIX shell single-quoting.</summary>
+    public static string ShellQuote(string word) =>
+        word.Length > 0 && word.All(c => char.IsAsciiLetterOrDigit(c) || "-_./=:,+@%".Contains(c))
+            ? word
+            : "'" + word.Replace("'", "'\\''") + "'";
+
+    /// <summary>Why the agent went away: exit code and its last stderr lines.</summary>
+    public string Describe()
+    {
+        var text = new StringBuilder();
+        if (_process.HasExited)
+            text.Append($"exited with code {_process.ExitCode}");
+        else
+            text.Append("still running");
+        string tail = StderrTail;
+        if (tail.Length > 0)
+            text.Append($"; it said: {tail}");
+        return text.ToString();
+    }
+
+    /// <summary>Closes stdin, waits briefly for the agent to exit, then kills it.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        try { _process.StandardInput.Close(); } catch (IOException) { /* already gone */ }
+        using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        try
+        {
+            await _process.WaitForExitAsync(wait.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            _process.Kill(entireProcessTree: true);
+        }
+        await _stderrPump.ConfigureAwait(false);
+        _process.Dispose();
+    }
+}

@@ -1,0 +1,79 @@
+using System.CommandLine;
+using HaSync.Configuration;
+using HaSync.Sync;
+
+namespace HaSync.Cli.Commands;
+
+/// <summary><c>hasync diff</c>: dry-run report of what differs on each passive; never writes. Exit 0 in sync, 1 differs, 2 error.</summary>
+internal static class DiffCommand
+{
+    public static Command Create()
+    {
+        var config = ResyncCommand.ConfigOption();
+        var target = new Option<string?>("--target") { Description = "Only this target" };
+        var json = new Option<bool>("--json") { Description = "Machine-readable report" };
+        var all = new Option<bool>("--all") { Description = "List identical paths too" };
+        var command = new Command("diff", "Report what differs on the passive node(s); writes nothing") { config, target, json, all };
+        command.SetAction(async (r, cancellationToken) =>
+        {
+            try
+            {
+                var loaded = ConfigLoader.Load(r.GetValue(config)!);
+                bool differs = false;
+                foreach (var t in Targets.Select(loaded, r.GetValue(target)))
+                {
+                    var items = await Targets.WithSessionAsync(t, session => DiffReport.BuildAsync(loaded, session, cancellationToken), cancellationToken);
+                    differs |= items.Any(i => i.Status != "identical");
+                    if (r.GetValue(json))
+                        Console.WriteLine(DiffReport.ToJson(t.Name, items));
+                    else
+                        Print(t.Name, items, r.GetValue(all));
+                }
+                return differs ? 1 : 0;
+            }
+            catch (HaSyncException e)
+            {
+                Console.Error.WriteLine($"hasync diff: {e.Message}");
+                return 2;
+            }
+        });
+        return command;
+    }
+
+    private static void Print(string target, List<DiffItem> items, bool all)
+    {
+        foreach (var item in items.Where(i => all || i.Status != "identical"))
+        {
+            string detail = item.Status switch
+            {
+                "content" when item.Redacted => $"content differs (secret: active {Hash(item.Active)}, passive {Hash(item.Passive)})",
+                "content" => $"{string.Join(", ", item.Fields)} differs" + Changes(item),
+                "metadata" => $"metadata differs: {string.Join(", ", item.Fields)}" + Changes(item),
+                "missing" => "missing on passive",
+                "extra" => "extra on passive",
+                _ => "identical",
+            };
+            Console.WriteLine($"{target}: {item.Path}: {detail}");
+            if (item.UnifiedDiff is { } unified)
+                Console.Write(unified);
+        }
+        int differing = items.Count(i => i.Status != "identical");
+        Console.WriteLine(differing == 0
+            ? $"{target}: in sync ({items.Count} paths)"
+            : $"{target}: {differing} of {items.Count} paths differ ({string.Join(", ", items.Where(i => i.Status != "identical").GroupBy(i => i.Status).Select(g => $"{g.Count()} {g.Key}"))})");
+    }
+
+    private static string Hash(Dictionary<string, string>? side) => side is not null && side.TryGetValue("hash", out var h) ? h[..16] + "…" : "-";
+
+    private static string Changes(DiffItem item)
+    {
+        var parts = item.Fields.Where(f => f is "mode" or "owner" or "mtime" or "target" or "type" or "group")
+            .Select(f => f == "group" ? "owner" : f == "type" ? "kind" : f)
+            .Distinct()
+            .Select(f => $"{f} {Get(item.Passive, f)} -> {Get(item.Active, f)}");
+        string text = string.Join("; ", parts);
+        return text.Length == 0 ? "" : $" ({text})";
+    }
+
+    private static string Get(Dictionary<string, string>? side, string field) => side is not null && side.TryGetValue(field, out var v) ? v : "?";
+}

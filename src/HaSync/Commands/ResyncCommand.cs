@@ -1,0 +1,87 @@
+using System.CommandLine;
+using HaSync.Configuration;
+using HaSync.Sync;
+using Spectre.Console;
+
+namespace HaSync.Cli.Commands;
+
+/// <summary><c>hasync resync</c>: one-shot full resync of every (or one) target, with progress and a summary.</summary>
+internal static class ResyncCommand
+{
+    public static Command Create()
+    {
+        var config = ConfigOption();
+        var target = new Option<string?>("--target") { Description = "Only this target" };
+        var noDelete = new Option<bool>("--no-delete") { Description = "Keep extra files on the passive even when the configuration says delete" };
+        var command = new Command("resync", "Compare the watched set with each passive node and push what differs") { config, target, noDelete };
+        command.SetAction(async (r, cancellationToken) =>
+        {
+            try
+            {
+                var loaded = ConfigLoader.Load(r.GetValue(config)!);
+                bool delete = loaded.Delete && !r.GetValue(noDelete);
+                int failed = 0;
+                foreach (var t in Targets.Select(loaded, r.GetValue(target)))
+                {
+                    try
+                    {
+                        var stats = await Targets.WithSessionAsync(t, session => RunWithProgressAsync(loaded, session, delete, cancellationToken), cancellationToken);
+                        PrintSummary(t.Name, stats);
+                        if (stats.Failures.Count > 0)
+                            failed++;
+                    }
+                    catch (HaSyncException e)
+                    {
+                        Console.Error.WriteLine($"hasync resync: {e.Message}");
+                        failed++;
+                    }
+                }
+                return failed == 0 ? 0 : 1;
+            }
+            catch (ConfigException e)
+            {
+                Console.Error.WriteLine($"hasync resync: {e.Message}");
+                return 2;
+            }
+        });
+        return command;
+    }
+
+    internal static Option<string> ConfigOption() =>
+        new("--config", "-c") { Description = "Configuration file", DefaultValueFactory = _ => ConfigLoader.DefaultPath };
+
+    private static async Task<ResyncStats> RunWithProgressAsync(HaSyncConfig config, AgentSession session, bool delete, CancellationToken cancellationToken)
+    {
+        if (Console.IsOutputRedirected)
+        {
+            var plain = new Progress<ResyncStep>(step => Console.WriteLine($"{session.Target}: [{step.Done}/{step.Total}] {step.Action} {step.Path}"));
+            return await Resync.RunAsync(config, session, delete, plain, cancellationToken);
+        }
+        ResyncStats? stats = null;
+        await AnsiConsole.Progress().AutoClear(true).StartAsync(async context =>
+        {
+            var task = context.AddTask($"{Markup.Escape(session.Target)}: comparing", maxValue: 1);
+            var progress = new Progress<ResyncStep>(step =>
+            {
+                task.MaxValue = step.Total;
+                task.Value = step.Done;
+                task.Description = $"{Markup.Escape(session.Target)}: {step.Action} {Markup.Escape(Truncate(step.Path, 40))}";
+            });
+            stats = await Resync.RunAsync(config, session, delete, progress, cancellationToken);
+            task.Value = task.MaxValue;
+        });
+        return stats!;
+    }
+
+    private static string Truncate(string path, int length) => path.Length <= length ? path : "…" + path[^(length - 1)..];
+
+    private static void PrintSummary(string target, ResyncStats stats)
+    {
+        foreach (string failure in stats.Failures)
+            Console.Error.WriteLine($"hasync resync: {target}: {failure}");
+        Console.WriteLine($"{target}: {stats.Scanned} scanned, {stats.FilesSent} files sent, {stats.OthersCreated} dirs/links made, " +
+                          $"{stats.MetadataFixed} metadata fixed, {stats.Deleted} deleted, {stats.Failures.Count} failed; " +
+                          $"literal {stats.LiteralBytes:N0} B, matched {stats.MatchedBytes:N0} B, wire {stats.WireBytes:N0} B; " +
+                          $"{stats.Elapsed.TotalSeconds:F2} s");
+    }
+}

@@ -1,0 +1,35 @@
+using System.CommandLine;
+using HaSync.Apply;
+
+namespace HaSync.Cli.Commands;
+
+/// <summary>
+/// <c>hasync serve --root DIR [--allow PATH]...</c>: the agent on the passive, started over ssh (put it in an
+/// authorized_keys forced command) or by the local transport. stdout is protocol only; logs go to stderr.
+/// </summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var root = new Option<string>("--root") { Description = "Directory under which every path is written", Required = true };
+        var allow = new Option<string[]>("--allow") { Description = "A path (under the root) that may be written; repeat it; default: everything under the root", AllowMultipleArgumentsPerToken = false };
+        var command = new Command("serve", "Run the receiving agent on stdin/stdout (started by ssh or the local transport)") { root, allow };
+        command.SetAction(async (r, cancellationToken) =>
+        {
+            PathGuard guard;
+            try
+            {
+                guard = new PathGuard(r.GetValue(root)!, r.GetValue(allow) ?? []);
+            }
+            catch (ConfinementException e)
+            {
+                Console.Error.WriteLine($"hasync serve: {e.Message}");
+                return 2;
+            }
+            using var stdin = Console.OpenStandardInput(1 << 16);
+            using var stdout = new BufferedStream(Console.OpenStandardOutput(), 1 << 16);
+            return await new Agent(guard, Console.Error).ServeAsync(stdin, stdout, cancellationToken);
+        });
+        return command;
+    }
+}
