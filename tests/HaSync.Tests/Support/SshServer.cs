@@ -1,0 +1,103 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using HaSync.Configuration;
+
+namespace HaSync.Tests.Support;
+
+/// <summary>
+/// A real OpenSSH server for the transport tests: started on a free loopback port with throw-away host and
+/// user keys, checked ready with the system ssh client, stopped at dispose. It fails loudly when sshd
+/// cannot be had; ./test.sh installs it.
+/// </summary>
+public sealed class SshServer : IDisposable
+{
+    private readonly TempDir _dir = new();
+    private readonly Process _sshd;
+
+    public SshServer()
+    {
+        string sshd = File.Exists("/usr/sbin/sshd") ? "/usr/sbin/sshd" : throw new InvalidOperationException("/usr/sbin/sshd is not installed: run ./test.sh, which installs it, or apt-get install openssh-server");
+        Tools.Require("ssh", "openssh-client");
+        Directory.CreateDirectory("/run/sshd"); // privilege separation directory sshd insists on
+        Tools.Check("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", _dir.File("host_key"));
+        Tools.Check("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", _dir.File("user_key"));
+        File.Copy(_dir.File("user_key.pub"), _dir.File("authorized_keys"));
+        Port = FreePort();
+        File.WriteAllText(_dir.File("sshd_config"), $"""
+            Port {Port}
+            ListenAddress 127.0.0.1
+            HostKey {_dir.File("host_key")}
+            PidFile {_dir.File("sshd.pid")}
+            AuthorizedKeysFile {_dir.File("authorized_keys")}
+            PubkeyAuthentication yes
+            PasswordAuthentication no
+            KbdInteractiveAuthentication no
+            PermitRootLogin yes
+            StrictModes no
+            UsePAM no
+            LogLevel ERROR
+            SetEnv DOTNET_ROOT={Path.GetDirectoryName(Environment.ProcessPath) ?? "/usr/share/dotnet"}
+            """);
+        _sshd = Process.Start(new ProcessStartInfo(sshd, ["-D", "-e", "-f", _dir.File("sshd_config")]) { RedirectStandardError = true })
+            ?? throw new InvalidOperationException("cannot start sshd");
+        WaitUntilReady();
+    }
+
+    public int Port { get; }
+
+    public string IdentityFile => _dir.File("user_key");
+
+    public static string User => Environment.UserName;
+
+    /// <summary>ssh options that trust the throw-away host key without touching the user's known_hosts.</summary>
+    public static IReadOnlyList<string> TrustOptions => ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"];
+
+    /// <summary>A target that runs <c>hasync serve</c> through this server.</summary>
+    public TargetConfig Target(string name, params string[] serveArguments) => new()
+    {
+        Name = name,
+        Transport = TransportKind.Ssh,
+        Host = "127.0.0.1",
+        Port = Port,
+        User = User,
+        IdentityFile = IdentityFile,
+        SshOptions = TrustOptions,
+        Command = [Path.Combine(AppContext.BaseDirectory, "hasync"), "serve", .. serveArguments],
+    };
+
+    private void WaitUntilReady()
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        string last = "";
+        while (DateTime.UtcNow < deadline)
+        {
+            if (_sshd.HasExited)
+                throw new InvalidOperationException($"sshd exited with {_sshd.ExitCode}: {_sshd.StandardError.ReadToEnd()}");
+            var (code, _, stderr) = Tools.Run("ssh", ["-o", "BatchMode=yes", .. TrustOptions, "-i", IdentityFile, "-p", Port.ToString(), $"{User}@127.0.0.1", "true"], timeout: TimeSpan.FromSeconds(10));
+            if (code == 0)
+                return;
+            last = stderr;
+            Thread.Sleep(100);
+        }
+        throw new InvalidOperationException($"sshd on port {Port} did not accept a login within 20 s: {last}");
+    }
+
+    private static int FreePort()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+
+    public void Dispose()
+    {
+        if (!_sshd.HasExited)
+            _sshd.Kill();
+        _sshd.WaitForExit(5000);
+        _sshd.Dispose();
+        _dir.Dispose();
+    }
+}

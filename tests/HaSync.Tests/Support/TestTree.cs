@@ -1,0 +1,74 @@
+using HaSync.Configuration;
+using HaSync.Scanning;
+using Mono.Unix.Native;
+
+namespace HaSync.Tests.Support;
+
+/// <summary>An active tree with the cases an /etc holds: odd names, modes, owners, links, empty directories.</summary>
+internal static class TestTree
+{
+    public const string Watched = "/etc/bm";
+    public const uint NobodyUid = 65534;
+    public const uint NamelessUid = 4242; // no passwd entry: travels as a number
+
+    public static readonly string[] OddNames = ["with space.conf", "ünïcødé-€.conf", "new\nline.conf", "-leading-dash", "quote'\"s"];
+
+    public static void Build(string root)
+    {
+        string bm = Path.Join(root, "etc/bm");
+        Directory.CreateDirectory(Path.Join(bm, "conf.d"));
+        Directory.CreateDirectory(Path.Join(bm, "empty"));
+        File.WriteAllText(Path.Join(bm, "bm.ini"), "[global]\nhost = 192.0.2.10\n");
+        File.WriteAllText(Path.Join(bm, "conf.d", "mail.conf"), string.Join('\n', Enumerable.Range(0, 2000).Select(i => $"option_{i} = value {i}")) + "\n");
+        File.WriteAllBytes(Path.Join(bm, "large.bin"), TestData.Random(new Random(1), 300_000));
+        File.WriteAllBytes(Path.Join(bm, "empty-file"), []);
+        foreach (string name in OddNames)
+            File.WriteAllText(Path.Join(bm, name), $"odd name {name}\n");
+        File.WriteAllText(Path.Join(bm, "private.key"), "-----BEGIN PRIVATE KEY-----\nsecret\n");
+        Chmod(Path.Join(bm, "private.key"), "600");
+        File.WriteAllText(Path.Join(bm, "helper"), "#!/bin/sh\necho hi\n");
+        Chmod(Path.Join(bm, "helper"), "4755");
+        File.WriteAllText(Path.Join(bm, "nobody.conf"), "owned by nobody\n");
+        Chown(Path.Join(bm, "nobody.conf"), NobodyUid, NobodyUid);
+        File.WriteAllText(Path.Join(bm, "nameless.conf"), "owned by a uid without a name\n");
+        Chown(Path.Join(bm, "nameless.conf"), NamelessUid, NamelessUid);
+        File.CreateSymbolicLink(Path.Join(bm, "current.ini"), "bm.ini");
+        File.CreateSymbolicLink(Path.Join(bm, "dangling"), "/nonexistent/target");
+        Chmod(Path.Join(bm, "conf.d"), "750");
+    }
+
+    public static HaSyncConfig Config(string activeRoot, TargetConfig target, params string[] exclude) => new()
+    {
+        Source = "test",
+        SourceRoot = activeRoot,
+        Paths = [Watched],
+        Exclude = exclude,
+        Redact = ["*.key"],
+        Targets = [target],
+    };
+
+    public static TargetConfig LocalTarget(string passiveRoot, params string[] extra) => new()
+    {
+        Name = "local",
+        Transport = TransportKind.Local,
+        Command = [Path.Combine(AppContext.BaseDirectory, "hasync"), "serve", "--root", passiveRoot, .. extra],
+    };
+
+    /// <summary>Asserts both roots hold the same watched set: kinds, content, link targets, modes, owners, file mtimes.</summary>
+    public static void AssertIdentical(string activeRoot, string passiveRoot, string watched = Watched)
+    {
+        var active = TreeWalker.Walk(activeRoot, [watched], PathFilter.None);
+        var passive = TreeWalker.Walk(passiveRoot, [watched], PathFilter.None);
+        Assert.Equal(active.Select(e => e.Path), passive.Select(e => e.Path));
+        foreach (var (a, p) in active.Zip(passive))
+        {
+            var difference = HaSync.Sync.Comparison.Compare(a, p);
+            Assert.True(difference.Status == HaSync.Sync.PathStatus.Identical, $"{a.Path}: {string.Join(", ", difference.Fields)} differ");
+            Assert.Equal((a.Uid, a.Gid), (p.Uid, p.Gid));
+        }
+    }
+
+    public static void Chmod(string path, string octalMode) => Assert.Equal(0, Syscall.chmod(path, (FilePermissions)Convert.ToUInt32(octalMode, 8)));
+
+    public static void Chown(string path, uint uid, uint gid) => Assert.Equal(0, Syscall.lchown(path, uid, gid));
+}

@@ -1,0 +1,140 @@
+using HaSync.Configuration;
+using HaSync.Scanning;
+using HaSync.Sync;
+using HaSync.Tests.Support;
+using HaSync.Transport;
+
+namespace HaSync.Tests.Sync;
+
+/// <summary>Resync and diff end to end, through the local transport and through a real sshd on loopback.</summary>
+public sealed class ResyncTests(SshServer ssh) : IClassFixture<SshServer>
+{
+    public static TheoryData<string> Transports => ["local", "ssh"];
+
+    private TargetConfig Target(string transport, string passiveRoot) => transport == "ssh"
+        ? ssh.Target("ssh", "--root", passiveRoot)
+        : TestTree.LocalTarget(passiveRoot);
+
+    private static async Task<T> WithSession<T>(TargetConfig target, Func<AgentSession, Task<T>> work)
+    {
+        await using var agent = AgentProcess.Start(target);
+        await using var session = await AgentSession.OpenAsync(agent.Input, agent.Output, target.Name, agent.Describe);
+        return await work(session).WaitAsync(TimeSpan.FromMinutes(2));
+    }
+
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task PassiveEndsIdenticalAndASecondRunSendsNothing(string transport)
+    {
+        using var active = new TempDir();
+        using var passive = new TempDir();
+        TestTree.Build(active.Path);
+        var config = TestTree.Config(active.Path, Target(transport, passive.Path));
+
+        var first = await WithSession(config.Targets[0], s => Resync.RunAsync(config, s, delete: true));
+        Assert.Empty(first.Failures);
+        Assert.True(first.FilesSent > 10, $"sent {first.FilesSent} files");
+        TestTree.AssertIdentical(active.Path, passive.Path);
+
+        var second = await WithSession(config.Targets[0], s => Resync.RunAsync(config, s, delete: true));
+        Assert.Empty(second.Failures);
+        Assert.Equal((0, 0, 0, 0, 0L), (second.FilesSent, second.OthersCreated, second.MetadataFixed, second.Deleted, second.LiteralBytes));
+    }
+
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task ChangedLargeFileTravelsAsADelta(string transport)
+    {
+        using var active = new TempDir();
+        using var passive = new TempDir();
+        TestTree.Build(active.Path);
+        var config = TestTree.Config(active.Path, Target(transport, passive.Path));
+        await WithSession(config.Targets[0], s => Resync.RunAsync(config, s, delete: true));
+
+        string large = Path.Join(active.Path, "etc/bm/large.bin");
+        using (var f = new FileStream(large, FileMode.Open))
+        {
+            f.Position = 150_000;
+            f.Write("a small edit"u8);
+        }
+        var stats = await WithSession(config.Targets[0], s => Resync.RunAsync(config, s, delete: true));
+        Assert.Empty(stats.Failures);
+        Assert.Equal(1, stats.FilesSent);
+        Assert.InRange(stats.LiteralBytes, 1, 20_000);
+        Assert.True(stats.MatchedBytes > 250_000, $"matched only {stats.MatchedBytes} bytes");
+        TestTree.AssertIdentical(active.Path, passive.Path);
+    }
+
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task DiffFindsEachKindOfDifferenceAndResyncRepairsThem(string transport)
+    {
+        using var active = new TempDir();
+        using var passive = new TempDir();
+        TestTree.Build(active.Path);
+        var config = TestTree.Config(active.Path, Target(transport, passive.Path));
+        await WithSession(config.Targets[0], s => Resync.RunAsync(config, s, delete: true));
+        var inSync = await WithSession(config.Targets[0], s => DiffReport.BuildAsync(config, s));
+        Assert.All(inSync, i => Assert.Equal("identical", i.Status));
+
+        string p(string relative) => Path.Join(passive.Path, "etc/bm", relative);
+        File.WriteAllText(p("bm.ini"), "[global]\nhost = 192.0.2.99\n");                 // content (text)
+        File.WriteAllText(p("private.key"), "-----BEGIN PRIVATE KEY-----\nother\n");      // content (secret)
+        TestTree.Chmod(p("helper"), "755");                                               // mode
+        TestTree.Chown(p("nobody.conf"), 0, 0);                                           // owner and group
+        File.SetLastWriteTimeUtc(p("with space.conf"), new DateTime(2020, 1, 1));         // mtime
+        File.Delete(p("empty-file"));                                                     // missing
+        File.WriteAllText(p("stray.conf"), "not on the active\n");                        // extra
+        File.Delete(p("current.ini"));
+        File.CreateSymbolicLink(p("current.ini"), "elsewhere.ini");                       // symlink target
+        Directory.Delete(p("empty"));
+        File.WriteAllText(p("empty"), "a file where the active has a directory\n");       // type
+
+        var report = (await WithSession(config.Targets[0], s => DiffReport.BuildAsync(config, s))).ToDictionary(i => i.Path);
+        DiffItem item(string relative) => report["/etc/bm/" + relative];
+        Assert.Equal(("content", false), (item("bm.ini").Status, item("bm.ini").Redacted));
+        Assert.Contains("-host = 192.0.2.99", item("bm.ini").UnifiedDiff);
+        Assert.Contains("+host = 192.0.2.10", item("bm.ini").UnifiedDiff);
+        Assert.Equal(("content", true, null), (item("private.key").Status, item("private.key").Redacted, item("private.key").UnifiedDiff));
+        AssertItem(item("helper"), "metadata", "mode");
+        AssertItem(item("nobody.conf"), "metadata", "owner", "group");
+        AssertItem(item("with space.conf"), "metadata", "mtime");
+        Assert.Equal("missing", item("empty-file").Status);
+        Assert.Equal("extra", item("stray.conf").Status);
+        AssertItem(item("current.ini"), "content", "target");
+        AssertItem(item("empty"), "content", "type");
+        Assert.Equal("identical", item("large.bin").Status);
+
+        var repair = await WithSession(config.Targets[0], s => Resync.RunAsync(config, s, delete: true));
+        Assert.Empty(repair.Failures);
+        TestTree.AssertIdentical(active.Path, passive.Path);
+    }
+
+    private static void AssertItem(DiffItem item, string status, params string[] fields)
+    {
+        Assert.True(item.Status == status, $"{item.Path}: {item.Status}, expected {status}");
+        Assert.Equal(fields, item.Fields);
+    }
+
+    [Fact]
+    public async Task NoDeleteKeepsExtrasAndExcludedFilesNeverTravel()
+    {
+        using var active = new TempDir();
+        using var passive = new TempDir();
+        TestTree.Build(active.Path);
+        File.WriteAllText(Path.Join(active.Path, "etc/bm/bm.ini.swp"), "vim swap");
+        var config = TestTree.Config(active.Path, TestTree.LocalTarget(passive.Path), "*.swp");
+        Directory.CreateDirectory(Path.Join(passive.Path, "etc/bm"));
+        File.WriteAllText(Path.Join(passive.Path, "etc/bm/stray.conf"), "extra");
+
+        var stats = await WithSession(config.Targets[0], s => Resync.RunAsync(config, s, delete: false));
+        Assert.Empty(stats.Failures);
+        Assert.False(File.Exists(Path.Join(passive.Path, "etc/bm/bm.ini.swp")));
+        Assert.True(File.Exists(Path.Join(passive.Path, "etc/bm/stray.conf")));
+        Assert.Equal(0, stats.Deleted);
+
+        stats = await WithSession(config.Targets[0], s => Resync.RunAsync(config, s, delete: true));
+        Assert.Equal(1, stats.Deleted);
+        Assert.False(File.Exists(Path.Join(passive.Path, "etc/bm/stray.conf")));
+    }
+}
