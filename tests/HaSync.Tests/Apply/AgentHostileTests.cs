@@ -1,0 +1,234 @@
+using System.Buffers.Binary;
+using System.Text;
+using HaSync.Delta;
+using HaSync.Protocol;
+using HaSync.Scanning;
+using HaSync.Sync;
+using HaSync.Tests.Support;
+using HaSync.Transport;
+
+namespace HaSync.Tests.Apply;
+
+/// <summary>
+/// Whatever arrives on its stdin, the agent writes nothing outside its root and allow-list, never leaves a
+/// partial file, keeps the existing file intact, and says what was wrong.
+/// </summary>
+public sealed class AgentHostileTests : IDisposable
+{
+    private static readonly string Hasync = Path.Combine(AppContext.BaseDirectory, "hasync");
+    private readonly TempDir _dir = new();   // holds the root and an "outside" directory next to it
+    private readonly string _root;
+    private readonly string _outside;
+
+    public AgentHostileTests()
+    {
+        _root = _dir.File("root");
+        _outside = _dir.File("outside");
+        Directory.CreateDirectory(Path.Join(_root, "etc/bm"));
+        Directory.CreateDirectory(_outside);
+        File.WriteAllText(Path.Join(_outside, "victim"), "must stay");
+        File.WriteAllText(Path.Join(_root, "etc/bm/keep.conf"), "existing complete content\n");
+    }
+
+    public void Dispose() => _dir.Dispose();
+
+    private static byte[] Frame(FrameType type, params byte[] payload)
+    {
+        var frame = new byte[5 + payload.Length];
+        BinaryPrimitives.WriteUInt32BigEndian(frame, (uint)(payload.Length + 1));
+        frame[4] = (byte)type;
+        payload.CopyTo(frame, 5);
+        return frame;
+    }
+
+    private static byte[] Hello(ushort version = Wire.Version)
+    {
+        var payload = new byte[6];
+        BinaryPrimitives.WriteUInt32BigEndian(payload, Wire.Magic);
+        BinaryPrimitives.WriteUInt16BigEndian(payload.AsSpan(4), version);
+        return Frame(FrameType.Hello, payload);
+    }
+
+    private (int Code, string Stderr) Serve(byte[] stdin, params string[] extra)
+    {
+        var (code, _, stderr) = Tools.Run(Hasync, ["serve", "--root", _root, .. extra], stdin, TimeSpan.FromSeconds(30));
+        return (code, stderr);
+    }
+
+    private void AssertNothingChanged()
+    {
+        Assert.Equal("existing complete content\n", File.ReadAllText(Path.Join(_root, "etc/bm/keep.conf")));
+        Assert.Equal(["victim"], Directory.GetFiles(_outside).Select(Path.GetFileName));
+        Assert.Equal("must stay", File.ReadAllText(Path.Join(_outside, "victim")));
+        Assert.Empty(Directory.GetFiles(_dir.Path, "*.hasync-*", SearchOption.AllDirectories)); // no temp file left behind
+    }
+
+    [Fact]
+    public void GarbageOnStdinEndsTheSessionWithAClearError()
+    {
+        var (code, stderr) = Serve(Encoding.ASCII.GetBytes("GET / HTTP/1.1\r\nHost: passive\r\n\r\n"));
+        Assert.Equal(2, code);
+        Assert.Contains("protocol error", stderr);
+        Assert.Contains("reading frame length: 1195725856 is outside 1..1048576", stderr);
+        AssertNothingChanged();
+    }
+
+    [Fact]
+    public void OversizedFrameIsRefusedBeforeAnyAllocation()
+    {
+        var (code, stderr) = Serve([.. Hello(), 0xff, 0xff, 0xff, 0xff, (byte)FrameType.PutFile]);
+        Assert.Equal(2, code);
+        Assert.Contains("reading frame length: 4294967295 is outside 1..1048576", stderr);
+        AssertNothingChanged();
+    }
+
+    [Fact]
+    public void TruncatedFrameIsNamed()
+    {
+        byte[] header = new byte[5];
+        BinaryPrimitives.WriteUInt32BigEndian(header, 100);
+        header[4] = (byte)FrameType.PutFile;
+        var (code, stderr) = Serve([.. Hello(), .. header, .. new byte[10]]);
+        Assert.Equal(2, code);
+        Assert.Contains("reading PutFile frame: connection closed after 10 of 99 payload bytes", stderr);
+        AssertNothingChanged();
+    }
+
+    [Fact]
+    public void WrongVersionOrUnknownTypeIsRefused()
+    {
+        var (code, stderr) = Serve(Hello(version: 99));
+        Assert.Equal(2, code);
+        Assert.Contains("protocol version 99, this agent speaks 1", stderr);
+
+        (code, stderr) = Serve([.. Hello(), .. Frame((FrameType)77, 1, 2, 3)]);
+        Assert.Equal(2, code);
+        Assert.Contains("reading frame type: unknown type 77", stderr);
+        AssertNothingChanged();
+    }
+
+    private async Task<T> WithSession<T>(Func<AgentSession, Task<T>> work, params string[] extra)
+    {
+        var target = TestTree.LocalTarget(_root, extra);
+        await using var agent = AgentProcess.Start(target);
+        await using var session = await AgentSession.OpenAsync(agent.Input, agent.Output, "hostile", agent.Describe);
+        return await work(session).WaitAsync(TimeSpan.FromMinutes(1));
+    }
+
+    private static FileEntry Entry(string path, byte[] content, long? size = null, byte[]? hash = null) => new()
+    {
+        Path = path,
+        Kind = EntryKind.File,
+        Size = size ?? content.Length,
+        Mode = 0x1a4, // 0644
+        MtimeSeconds = 1_700_000_000,
+        Hash = hash ?? PosixFiles.HashStream(new MemoryStream(content)),
+    };
+
+    private static async Task<Ack> Put(AgentSession session, FileEntry entry, byte[] data, PutEncoding encoding = PutEncoding.Whole) =>
+        await await session.SendPutAsync(entry, encoding, s => s.Write(data));
+
+    [Theory]
+    [InlineData("/etc/bm/../../../outside/victim", "'..' segment")]
+    [InlineData("/../outside/victim", "'..' segment")]
+    [InlineData("etc/bm/relative", "not absolute")]
+    [InlineData("/etc/bm//double", "empty, '.' or '..' segment")]
+    [InlineData("/etc/bm/./dot", "empty, '.' or '..' segment")]
+    [InlineData("/etc/bm/nul\0byte", "contains NUL")]
+    public async Task MalformedPathsAreRefusedAndTheSessionGoesOn(string path, string reason)
+    {
+        byte[] content = "pwned\n"u8.ToArray();
+        var (refused, accepted) = await WithSession(async s =>
+            (await Put(s, Entry(path, content), content), await Put(s, Entry("/etc/bm/fine.conf", content), content)));
+        Assert.Equal(AckStatus.Failed, refused.Status);
+        Assert.Contains(reason, refused.Message);
+        Assert.Equal(AckStatus.Ok, accepted.Status);
+        AssertNothingChanged();
+    }
+
+    [Fact]
+    public async Task PathsOutsideTheAllowListAreRefused()
+    {
+        byte[] content = "root::0:0::/root:/bin/sh\n"u8.ToArray();
+        var ack = await WithSession(s => Put(s, Entry("/etc/passwd", content), content), "--allow", "/etc/bm");
+        Assert.Equal(AckStatus.Failed, ack.Status);
+        Assert.Contains("/etc/passwd: outside the allowed paths (/etc/bm)", ack.Message);
+        Assert.False(File.Exists(Path.Join(_root, "etc/passwd")));
+
+        var delete = await WithSession(async s => await await s.SendDeleteAsync("/etc"), "--allow", "/etc/bm");
+        Assert.Equal(AckStatus.Failed, delete.Status);
+        AssertNothingChanged();
+    }
+
+    [Fact]
+    public async Task WritingThroughASymlinkIsRefused()
+    {
+        File.CreateSymbolicLink(Path.Join(_root, "etc/escape"), _outside);
+        byte[] content = "overwritten\n"u8.ToArray();
+        var (put, mkdir, delete) = await WithSession(async s => (
+            await Put(s, Entry("/etc/escape/victim", content), content),
+            await await s.SendMakeDirectoryAsync(new FileEntry { Path = "/etc/escape/newdir", Kind = EntryKind.Directory, Mode = 0x1ed }),
+            await await s.SendDeleteAsync("/etc/escape/victim")));
+        foreach (var ack in new[] { put, mkdir, delete })
+        {
+            Assert.Equal(AckStatus.Failed, ack.Status);
+            Assert.Contains("refusing to write through the symlink", ack.Message);
+        }
+        AssertNothingChanged();
+    }
+
+    [Fact]
+    public async Task MoreDataThanAnnouncedLeavesTheExistingFileIntact()
+    {
+        byte[] content = new byte[100_000];
+        var ack = await WithSession(s => Put(s, Entry("/etc/bm/keep.conf", content, size: 10), content));
+        Assert.Equal(AckStatus.Failed, ack.Status);
+        Assert.Contains("more data than the announced 10 bytes", ack.Message);
+        AssertNothingChanged();
+    }
+
+    [Fact]
+    public async Task CorruptDeltaOrWrongHashLeavesTheExistingFileIntact()
+    {
+        byte[] content = "new content\n"u8.ToArray();
+        var (corrupt, wrongHash) = await WithSession(async s => (
+            await Put(s, Entry("/etc/bm/keep.conf", content), [0xde, 0xad, 0xbe, 0xef, 0x00], PutEncoding.Delta),
+            await Put(s, Entry("/etc/bm/keep.conf", content, hash: new byte[32]), content)));
+        Assert.Equal(AckStatus.Failed, corrupt.Status);
+        Assert.Contains("delta: bad magic 0xdeadbeef", corrupt.Message);
+        Assert.Equal(AckStatus.HashMismatch, wrongHash.Status);
+        AssertNothingChanged();
+    }
+
+    [Fact]
+    public async Task FullDiskFailsThePutCleanlyAndTheSessionGoesOn()
+    {
+        string mount = _dir.File("tiny");
+        Directory.CreateDirectory(mount);
+        Tools.Check("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", mount);
+        try
+        {
+            Directory.CreateDirectory(Path.Join(mount, "etc/bm"));
+            File.WriteAllText(Path.Join(mount, "etc/bm/keep.conf"), "existing complete content\n");
+            byte[] large = TestData.Random(new Random(1), 1 << 20);
+            byte[] small = "fits\n"u8.ToArray();
+
+            var target = TestTree.LocalTarget(mount);
+            await using var agent = AgentProcess.Start(target);
+            await using var session = await AgentSession.OpenAsync(agent.Input, agent.Output, "tiny", agent.Describe);
+            var full = await Put(session, Entry("/etc/bm/keep.conf", large), large);
+            var next = await Put(session, Entry("/etc/bm/small.conf", small), small);
+
+            Assert.Equal(AckStatus.Failed, full.Status);
+            Assert.Contains("No space left on device", full.Message);
+            Assert.Equal("existing complete content\n", File.ReadAllText(Path.Join(mount, "etc/bm/keep.conf")));
+            Assert.Empty(Directory.GetFiles(mount, "*.hasync-*", SearchOption.AllDirectories));
+            Assert.Equal(AckStatus.Ok, next.Status);
+            Assert.Equal("fits\n", File.ReadAllText(Path.Join(mount, "etc/bm/small.conf")));
+        }
+        finally
+        {
+            Tools.Run("umount", [mount]);
+        }
+    }
+}
