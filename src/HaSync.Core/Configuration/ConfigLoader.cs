@@ -45,12 +45,17 @@ public static class ConfigLoader
         {
             throw new ConfigException($"{source}:{e.Start.Line}: YAML syntax error: {e.InnerException?.Message ?? e.Message}");
         }
+        catch (InvalidOperationException e)
+        {
+            // YamlDotNet's parser throws this, without a position, for some unterminated constructs.
+            throw new ConfigException($"{source}: YAML syntax error (an unclosed bracket or quote?): {e.Message}");
+        }
         if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
             throw new ConfigException($"{source}: the configuration must be a mapping with at least 'paths' and 'targets'");
 
         var reader = new NodeReader(source);
         var keys = reader.Keys(root, TopKeys, "top level");
-        string sourceRoot = keys.TryGetValue("source_root", out var sr) ? reader.AbsolutePath(sr, "source_root") : "/";
+        string sourceRoot = keys.TryGetValue("source_root", out var sr) ? reader.DirectoryPath(sr, "source_root") : "/";
         var paths = reader.Required(keys, "paths", root, "top level", n => reader.List(n, "paths", item => reader.AbsolutePath(item, "paths")));
         if (paths.Count == 0)
             throw new ConfigException($"{source}:{Line(keys["paths"])}: 'paths' is empty: list at least one file or directory");
@@ -103,6 +108,7 @@ public static class ConfigLoader
             return new TargetConfig
             {
                 Name = name,
+                WorkingDirectory = BaseDirectory(source),
                 Transport = transport,
                 Host = host,
                 Port = port,
@@ -116,6 +122,10 @@ public static class ConfigLoader
 
     private static long Line(YamlNode node) => node.Start.Line;
 
+    /// <summary>The folder relative paths in a configuration are taken from: the file's own.</summary>
+    public static string BaseDirectory(string configSource) =>
+        Path.GetDirectoryName(Path.GetFullPath(configSource)) ?? "/";
+
     /// <summary>Typed reads of YAML nodes with errors that say file, line and key.</summary>
     private sealed class NodeReader(string source)
     {
@@ -127,8 +137,7 @@ public static class ConfigLoader
                 string key = (keyNode as YamlScalarNode)?.Value ?? "";
                 if (!known.Contains(key))
                     throw new ConfigException($"{source}:{Line(keyNode)}: unknown key '{key}' at {where} (known: {string.Join(", ", known)})");
-                if (!result.TryAdd(key, value))
-                    throw new ConfigException($"{source}:{Line(keyNode)}: key '{key}' appears twice at {where}");
+                result[key] = value; // YamlDotNet has already refused a key that appears twice
             }
             return result;
         }
@@ -154,6 +163,13 @@ public static class ConfigLoader
         public List<T> List<T>(YamlNode node, string key, Func<YamlNode, T> read) => node is YamlSequenceNode sequence
             ? sequence.Children.Select(read).ToList()
             : throw new ConfigException($"{source}:{Line(node)}: '{key}' must be a list");
+
+        /// <summary>A directory; a relative one is taken from the configuration file's own folder.</summary>
+        public string DirectoryPath(YamlNode node, string key)
+        {
+            string value = String(node, key);
+            return Path.GetFullPath(value, BaseDirectory(source));
+        }
 
         public string AbsolutePath(YamlNode node, string key)
         {

@@ -29,6 +29,10 @@ public sealed record TargetConfig
     /// <summary>The agent's command line on the passive ("hasync" alone means this same hasync binary for the local transport).</summary>
     public IReadOnlyList<string> Command { get; init; } = DefaultCommand;
 
+    /// <summary>Where the local transport starts the agent: the configuration file's folder, so relative paths in
+    /// its command mean the same as in <c>source_root</c>.</summary>
+    public string? WorkingDirectory { get; init; }
+
     /// <summary>The agent command used when none is configured.</summary>
     public static IReadOnlyList<string> DefaultCommand { get; } = ["hasync", "serve", "--root", "/"];
 }

@@ -68,6 +68,8 @@ public sealed class AgentProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (target.Transport == TransportKind.Local && target.WorkingDirectory is { } directory)
+            start.WorkingDirectory = directory;
         var arguments = CommandLine(target, out string program);
         foreach (string argument in arguments)
             start.ArgumentList.Add(argument);

@@ -1,132 +1,95 @@
 using System.CommandLine;
 using System.Reflection;
-using HaSync.Apply;
-using HaSync.Delta;
+using HaSync.Configuration;
+using HaSync.Scanning;
 
 namespace HaSync.Cli.Commands;
 
 /// <summary>
 /// <c>hasync demo</c>: the main job on an embedded default, with no remote host. It seeds a local pair of
-/// directories (an active tree with BlueMind-like configuration, and a stale passive copy: one file
-/// missing, one outdated, one obsolete) and brings the passive in line with the delta engine: signature of
-/// the passive's copy, delta of the active's, patch applied atomically. Run it again after editing a file
-/// under <c>active/</c> and only the change travels.
+/// folders (DIR/active: BlueMind-like configuration; DIR/passive: a stale copy with one file missing, one
+/// outdated, one obsolete, one with the wrong mode), writes the embedded samples/demo.yaml as DIR/hasync.yaml,
+/// then runs what an admin would: <c>diff</c>, <c>resync</c> (through the real agent, local transport),
+/// and <c>diff</c> again, which must report the pair in sync.
 /// </summary>
-/// <remarks>Until the agent and <c>hasync resync</c> exist (issue 3) this drives the engine in-process.</remarks>
 internal static class DemoCommand
 {
-    private const string ResourcePrefix = "demo/";
+    private const string TreePrefix = "demo/";
+    private const string ConfigResource = "demo.yaml";
 
     public static Command Create()
     {
         var dir = new Option<string>("--dir") { Description = "Where the demo pair lives", DefaultValueFactory = _ => "demo" };
-        var command = new Command("demo", "Sync the embedded demo pair of directories (DIR/active -> DIR/passive)") { dir };
-        command.SetAction(r => CliErrors.Run("demo", () => Run(Path.GetFullPath(r.GetValue(dir)!))));
+        var command = new Command("demo", "Seed a local demo pair of folders and bring the passive in line (diff, resync, diff)") { dir };
+        command.SetAction(async (r, cancellationToken) =>
+        {
+            try
+            {
+                return await RunAsync(Path.GetFullPath(r.GetValue(dir)!), cancellationToken);
+            }
+            catch (Exception e) when (e is HaSyncException or IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"hasync demo: {e.Message}");
+                return 2;
+            }
+        });
         return command;
     }
 
-    private static void Run(string root)
+    private static async Task<int> RunAsync(string root, CancellationToken cancellationToken)
     {
-        string active = Path.Combine(root, "active"), passive = Path.Combine(root, "passive");
+        string active = Path.Combine(root, "active"), passive = Path.Combine(root, "passive"), configPath = Path.Combine(root, "hasync.yaml");
         if (!Directory.Exists(active))
             Seed(active, passive);
+        if (!File.Exists(configPath))
+            Extract(ConfigResource, configPath);
+        var config = ConfigLoader.Load(configPath);
+        var target = config.Targets[0];
 
-        Console.WriteLine($"syncing {active} -> {passive}");
-        int created = 0, updated = 0, identical = 0, deleted = 0;
-        long literal = 0, matched = 0;
-        var activeFiles = RelativeFiles(active);
-        foreach (string relative in activeFiles)
-        {
-            string source = Path.Combine(active, relative), target = Path.Combine(passive, relative);
-            bool existed = File.Exists(target);
-            if (existed && SameContent(source, target))
-            {
-                identical++;
-                continue;
-            }
-            var stats = SyncFile(source, target);
-            literal += stats.LiteralBytes;
-            matched += stats.CopiedBytes;
-            if (existed) updated++; else created++;
-            Console.WriteLine($"  {(existed ? "updated" : "created"),-8} {relative}  (literal {stats.LiteralBytes:N0} B, matched {stats.CopiedBytes:N0} B)");
-        }
-        foreach (string relative in RelativeFiles(passive).Except(activeFiles))
-        {
-            File.Delete(Path.Combine(passive, relative));
-            deleted++;
-            Console.WriteLine($"  {"deleted",-8} {relative}");
-        }
-
-        var mismatches = activeFiles.Where(f => !File.Exists(Path.Combine(passive, f)) || !SameContent(Path.Combine(active, f), Path.Combine(passive, f))).ToList();
-        if (mismatches.Count > 0 || RelativeFiles(passive).Count != activeFiles.Count)
-            throw new HaSyncException($"{passive}: still differs from {active} after the sync: {string.Join(", ", mismatches)}");
-        Console.WriteLine($"{activeFiles.Count} files: {created} created, {updated} updated, {identical} identical, {deleted} deleted; " +
-                          $"sent {literal:N0} literal bytes, matched {matched:N0} bytes from the passive's own copies");
-        Console.WriteLine("verified: passive is identical to active. Edit a file under active/ and run again to see only the change sent.");
+        Console.WriteLine($"== hasync diff -c {configPath}");
+        await DiffCommand.DiffTargetAsync(config, target, json: false, all: false, cancellationToken);
+        Console.WriteLine($"== hasync resync -c {configPath}");
+        if (!await ResyncCommand.RunTargetAsync(config, target, config.Delete, cancellationToken))
+            return 1;
+        Console.WriteLine($"== hasync diff -c {configPath}");
+        bool differs = await DiffCommand.DiffTargetAsync(config, target, json: false, all: false, cancellationToken);
+        Console.WriteLine(differs
+            ? "demo: the passive still differs after the resync (see above)"
+            : $"demo: done. Edit a file under {active} and run `hasync diff -c {configPath}` and `hasync resync -c {configPath}`.");
+        return differs ? 1 : 0;
     }
-
-    /// <summary>signature(passive copy) -> delta(active copy) -> patch into a temp file renamed over the passive copy.</summary>
-    private static DeltaStats SyncFile(string source, string target)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-        using var basis = File.Exists(target) ? (Stream)File.OpenRead(target) : new MemoryStream();
-        var signature = new MemoryStream();
-        SignatureGenerator.Generate(basis, signature, SignatureParameters.Choose(basis.Length));
-        signature.Position = 0;
-
-        var delta = new MemoryStream();
-        using (var input = File.OpenRead(source))
-            DeltaEncoder.Encode(Signature.Read(signature), input, delta);
-        delta.Position = 0;
-
-        using var output = AtomicFile.Create(target);
-        var stats = DeltaPatcher.Apply(basis, delta, output.Stream);
-        output.Commit();
-        return stats;
-    }
-
-    private static bool SameContent(string a, string b)
-    {
-        if (new FileInfo(a).Length != new FileInfo(b).Length)
-            return false;
-        return Hash(a).SequenceEqual(Hash(b));
-    }
-
-    private static byte[] Hash(string path)
-    {
-        var hasher = new Blake2b();
-        hasher.Update(File.ReadAllBytes(path));
-        var digest = new byte[Blake2b.HashLength];
-        hasher.Finish(digest);
-        return digest;
-    }
-
-    private static List<string> RelativeFiles(string root) => Directory.Exists(root)
-        ? Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(root, f)).Order(StringComparer.Ordinal).ToList()
-        : [];
 
     /// <summary>Writes the embedded active tree, and a passive copy that has fallen behind.</summary>
     private static void Seed(string active, string passive)
     {
         var assembly = Assembly.GetExecutingAssembly();
-        foreach (string name in assembly.GetManifestResourceNames().Where(n => n.StartsWith(ResourcePrefix, StringComparison.Ordinal)))
+        foreach (string name in assembly.GetManifestResourceNames().Where(n => n.StartsWith(TreePrefix, StringComparison.Ordinal)))
+            Extract(name, Path.Combine(active, name[TreePrefix.Length..]));
+        foreach (string file in Directory.EnumerateFiles(active, "*", SearchOption.AllDirectories))
         {
-            string path = Path.Combine(active, name[ResourcePrefix.Length..]);
-            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-            using var resource = assembly.GetManifestResourceStream(name)!;
-            using var file = File.Create(path);
-            resource.CopyTo(file);
-        }
-        foreach (string relative in RelativeFiles(active).Where(f => f != Path.Combine("etc", "aliases")))
-        {
+            string relative = Path.GetRelativePath(active, file);
+            if (relative == Path.Combine("etc", "aliases"))
+                continue; // missing on the passive
             string target = Path.Combine(passive, relative);
             Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            File.Copy(Path.Combine(active, relative), target);
+            File.Copy(file, target);
+            var source = PosixFiles.Describe(file, relative, withHash: false)!;
+            PosixFiles.SetMtime(target, source.MtimeSeconds, source.MtimeNanoseconds); // to the nanosecond, as a real copy would be
         }
         // The passive's Elasticsearch configuration predates a tuning change on the active.
         string yml = Path.Combine(passive, "usr", "share", "bm-elasticsearch", "config", "elasticsearch.yml");
         File.WriteAllText(yml, File.ReadAllText(yml).Replace("queue_size: 1000", "queue_size: 200").Replace("mailspool_42:", "mailspool_42 (old):"));
+        File.SetUnixFileMode(Path.Combine(passive, "etc", "sysctl.conf"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead);
         File.WriteAllText(Path.Combine(passive, "etc", "bm", "obsolete.conf"), "# left over from an older release\n");
         Console.WriteLine($"seeded a demo pair: {active} (the active node's files) and {passive} (a stale passive copy)");
+    }
+
+    private static void Extract(string resource, string path)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream(resource)
+            ?? throw new HaSyncException($"the embedded resource {resource} is missing from this build");
+        using var file = File.Create(path);
+        stream.CopyTo(file);
     }
 }

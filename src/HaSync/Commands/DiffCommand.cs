@@ -21,14 +21,7 @@ internal static class DiffCommand
                 var loaded = ConfigLoader.Load(r.GetValue(config)!);
                 bool differs = false;
                 foreach (var t in Targets.Select(loaded, r.GetValue(target)))
-                {
-                    var items = await Targets.WithSessionAsync(t, session => DiffReport.BuildAsync(loaded, session, cancellationToken), cancellationToken);
-                    differs |= items.Any(i => i.Status != "identical");
-                    if (r.GetValue(json))
-                        Console.WriteLine(DiffReport.ToJson(t.Name, items));
-                    else
-                        Print(t.Name, items, r.GetValue(all));
-                }
+                    differs |= await DiffTargetAsync(loaded, t, r.GetValue(json), r.GetValue(all), cancellationToken);
                 return differs ? 1 : 0;
             }
             catch (HaSyncException e)
@@ -38,6 +31,17 @@ internal static class DiffCommand
             }
         });
         return command;
+    }
+
+    /// <summary>Prints one target's report; true when anything differs.</summary>
+    internal static async Task<bool> DiffTargetAsync(HaSyncConfig config, TargetConfig target, bool json, bool all, CancellationToken cancellationToken)
+    {
+        var items = await Targets.WithSessionAsync(target, session => DiffReport.BuildAsync(config, session, cancellationToken), cancellationToken);
+        if (json)
+            Console.WriteLine(DiffReport.ToJson(target.Name, items));
+        else
+            Print(target.Name, items, all);
+        return items.Any(i => i.Status != "identical");
     }
 
     private static void Print(string target, List<DiffItem> items, bool all)

@@ -22,20 +22,8 @@ internal static class ResyncCommand
                 bool delete = loaded.Delete && !r.GetValue(noDelete);
                 int failed = 0;
                 foreach (var t in Targets.Select(loaded, r.GetValue(target)))
-                {
-                    try
-                    {
-                        var stats = await Targets.WithSessionAsync(t, session => RunWithProgressAsync(loaded, session, delete, cancellationToken), cancellationToken);
-                        PrintSummary(t.Name, stats);
-                        if (stats.Failures.Count > 0)
-                            failed++;
-                    }
-                    catch (HaSyncException e)
-                    {
-                        Console.Error.WriteLine($"hasync resync: {e.Message}");
+                    if (!await RunTargetAsync(loaded, t, delete, cancellationToken))
                         failed++;
-                    }
-                }
                 return failed == 0 ? 0 : 1;
             }
             catch (ConfigException e)
@@ -45,6 +33,22 @@ internal static class ResyncCommand
             }
         });
         return command;
+    }
+
+    /// <summary>Resyncs one target with progress and a summary; false when anything failed (already reported).</summary>
+    internal static async Task<bool> RunTargetAsync(HaSyncConfig config, TargetConfig target, bool delete, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var stats = await Targets.WithSessionAsync(target, session => RunWithProgressAsync(config, session, delete, cancellationToken), cancellationToken);
+            PrintSummary(target.Name, stats);
+            return stats.Failures.Count == 0;
+        }
+        catch (HaSyncException e)
+        {
+            Console.Error.WriteLine($"hasync resync: {e.Message}");
+            return false;
+        }
     }
 
     internal static Option<string> ConfigOption() =>

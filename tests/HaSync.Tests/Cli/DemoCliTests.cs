@@ -3,7 +3,7 @@ using HaSync.Tests.Support;
 
 namespace HaSync.Tests.Cli;
 
-/// <summary>The README's main command: the embedded demo pair ends identical, and a second run sends nothing.</summary>
+/// <summary>The README's main command: the embedded demo pair ends identical; a second run sends nothing; an edit travels as a delta.</summary>
 public sealed class DemoCliTests
 {
     private static readonly string Hasync = Path.Combine(AppContext.BaseDirectory, "hasync");
@@ -11,35 +11,32 @@ public sealed class DemoCliTests
     private static string Demo(string dir)
     {
         var (code, stdout, stderr) = Tools.Run(Hasync, ["demo", "--dir", dir]);
-        Assert.True(code == 0, $"hasync demo exited {code}: {stderr}");
-        return Encoding.UTF8.GetString(stdout);
+        string output = Encoding.UTF8.GetString(stdout);
+        Assert.True(code == 0, $"hasync demo exited {code}: {stderr}\n{output}");
+        return output;
     }
 
-    private static Dictionary<string, byte[]> Tree(string root) =>
-        Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories)
-            .ToDictionary(f => Path.GetRelativePath(root, f), File.ReadAllBytes);
-
     [Fact]
-    public void SeedsSyncsAndThenSendsOnlyTheChange()
+    public void SeedsResyncsAndThenSendsOnlyTheChange()
     {
         using var dir = new TempDir();
         string first = Demo(dir.Path);
-        Assert.Contains("created  etc/aliases", first);
-        Assert.Contains("updated  usr/share/bm-elasticsearch/config/elasticsearch.yml", first);
-        Assert.Contains("deleted  etc/bm/obsolete.conf", first);
-
-        var active = Tree(dir.File("active"));
-        var passive = Tree(dir.File("passive"));
-        Assert.Equal(active.Keys.Order(), passive.Keys.Order());
-        foreach (var (path, content) in active)
-            Assert.True(content.AsSpan().SequenceEqual(passive[path]), $"{path} differs after the demo");
+        Assert.Contains("demo-passive: /etc/aliases: missing on passive", first);
+        Assert.Contains("demo-passive: /etc/bm/obsolete.conf: extra on passive", first);
+        Assert.Contains("demo-passive: /etc/sysctl.conf: metadata differs: mode (mode 0664 -> 0644)", first);
+        Assert.Contains("-thread_pool.write.queue_size: 200", first);
+        Assert.Contains("delta /usr/share/bm-elasticsearch/config/elasticsearch.yml", first);
+        Assert.Contains("demo-passive: in sync", first);
+        TestTree.AssertIdentical(dir.File("active"), dir.File("passive"), "/etc");
 
         string second = Demo(dir.Path);
-        Assert.Contains("0 created, 0 updated, 7 identical, 0 deleted; sent 0 literal bytes", second);
+        Assert.Contains("0 files sent, 0 dirs/links made, 0 metadata fixed, 0 deleted, 0 failed; literal 0 B", second);
 
         File.AppendAllText(dir.File("active/usr/share/bm-elasticsearch/config/elasticsearch.yml"), "http.max_content_length: 200mb\n");
         string third = Demo(dir.Path);
-        Assert.Matches(@"updated  usr/share/bm-elasticsearch/config/elasticsearch.yml  \(literal [0-9,]+ B, matched [1-9][0-9,]+ B\)", third);
-        Assert.Contains("0 created, 1 updated, 6 identical", third);
+        Assert.Contains("content, mtime differs", third);
+        Assert.Contains("+http.max_content_length: 200mb", third);
+        Assert.Matches(@"1 files sent, .* matched [1-9][0-9,]+ B", third);
+        TestTree.AssertIdentical(dir.File("active"), dir.File("passive"), "/usr");
     }
 }

@@ -1,0 +1,99 @@
+using System.Text;
+using System.Text.Json;
+using HaSync.Tests.Support;
+
+namespace HaSync.Tests.Cli;
+
+/// <summary><c>hasync resync</c> and <c>hasync diff</c> as an admin or a script runs them: exit codes, JSON, errors.</summary>
+public sealed class SyncCliTests
+{
+    private static readonly string Hasync = Path.Combine(AppContext.BaseDirectory, "hasync");
+
+    private static (int Code, string Stdout, string Stderr) Run(params string[] arguments)
+    {
+        var (code, stdout, stderr) = Tools.Run(Hasync, arguments);
+        return (code, Encoding.UTF8.GetString(stdout), stderr);
+    }
+
+    private static string WriteConfig(TempDir dir, string targets)
+    {
+        File.WriteAllText(dir.File("hasync.yaml"), $"""
+            source_root: active
+            paths: [/etc/bm]
+            redact: ["*.key"]
+            targets:
+            {targets}
+            """);
+        return dir.File("hasync.yaml");
+    }
+
+    private const string LocalTarget = """
+          - name: local
+            transport: local
+            command: [hasync, serve, --root, passive]
+        """;
+
+    [Fact]
+    public void DiffExitsOneWhenDifferentZeroWhenInSyncAndResyncReports()
+    {
+        using var dir = new TempDir();
+        TestTree.Build(dir.File("active"));
+        Directory.CreateDirectory(dir.File("passive"));
+        string config = WriteConfig(dir, LocalTarget.Replace("hasync, serve", $"{Hasync}, serve"));
+
+        var before = Run("diff", "-c", config);
+        Assert.Equal(1, before.Code);
+        Assert.Contains("local: /etc/bm/bm.ini: missing on passive", before.Stdout);
+
+        var resync = Run("resync", "-c", config);
+        Assert.True(resync.Code == 0, resync.Stderr);
+        Assert.Matches(@"local: \d+ scanned, \d+ files sent, .*0 failed; literal [\d,]+ B, matched 0 B, wire [\d,]+ B", resync.Stdout);
+
+        var after = Run("diff", "-c", config, "--json");
+        Assert.Equal(0, after.Code);
+        using var json = JsonDocument.Parse(after.Stdout);
+        Assert.True(json.RootElement.GetProperty("in_sync").GetBoolean());
+        Assert.Equal("local", json.RootElement.GetProperty("target").GetString());
+        Assert.All(json.RootElement.GetProperty("items").EnumerateArray(), i => Assert.Equal("identical", i.GetProperty("status").GetString()));
+        TestTree.AssertIdentical(dir.File("active"), dir.File("passive"));
+    }
+
+    [Fact]
+    public void BadConfigurationAndUnknownTargetExitTwoWithTheReason()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("bad.yaml"), "paths: [/etc/bm]\ntargets:\n  - name: p\n    hots: x\n");
+        var diff = Run("diff", "-c", dir.File("bad.yaml"));
+        Assert.Equal(2, diff.Code);
+        Assert.Contains($"{dir.File("bad.yaml")}:4: unknown key 'hots' at target", diff.Stderr);
+
+        var resync = Run("resync", "-c", dir.File("bad.yaml"));
+        Assert.Equal(2, resync.Code);
+
+        string config = WriteConfig(dir, LocalTarget);
+        var unknown = Run("diff", "-c", config, "--target", "nope");
+        Assert.Equal(2, unknown.Code);
+        Assert.Contains("no target named 'nope' (targets: local)", unknown.Stderr);
+    }
+
+    [Fact]
+    public void UnreachableSshTargetIsNamedWithSshsOwnWords()
+    {
+        using var dir = new TempDir();
+        Directory.CreateDirectory(dir.File("active/etc/bm"));
+        string config = WriteConfig(dir, """
+              - name: down
+                host: 127.0.0.1
+                port: 1
+                ssh_options: ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+            """);
+        var resync = Run("resync", "-c", config);
+        Assert.Equal(1, resync.Code);
+        Assert.Contains("target down: cannot start a session", resync.Stderr);
+        Assert.Contains("Connection refused", resync.Stderr);
+
+        var diff = Run("diff", "-c", config);
+        Assert.Equal(2, diff.Code);
+        Assert.Contains("target down", diff.Stderr);
+    }
+}

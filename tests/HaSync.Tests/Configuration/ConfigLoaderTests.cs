@@ -1,0 +1,89 @@
+using HaSync.Configuration;
+
+namespace HaSync.Tests.Configuration;
+
+public sealed class ConfigLoaderTests
+{
+    private const string Valid = """
+        source_root: /
+        paths:
+          - /etc/bm
+          - /etc/aliases/
+        exclude: ["*.swp", "*~"]
+        delete: false
+        redact: ["*.key"]
+        targets:
+          - name: passive
+            host: bm2.example.com
+            port: 2222
+            user: root
+            identity_file: /etc/hasync/id_ed25519
+            ssh_options: ["-F", "/etc/hasync/ssh_config"]
+          - name: mirror
+            transport: local
+            command: [hasync, serve, --root, /srv/mirror]
+        """;
+
+    private static string Error(string yaml) => Assert.Throws<ConfigException>(() => ConfigLoader.Parse(yaml, "/etc/hasync/hasync.yaml")).Message;
+
+    [Fact]
+    public void ReadsEverySetting()
+    {
+        var config = ConfigLoader.Parse(Valid, "/etc/hasync/hasync.yaml");
+        Assert.Equal(["/etc/bm", "/etc/aliases"], config.Paths);
+        Assert.Equal(["*.swp", "*~"], config.Exclude);
+        Assert.False(config.Delete);
+        Assert.Equal(["*.key"], config.Redact);
+        var ssh = config.Targets[0];
+        Assert.Equal((TransportKind.Ssh, "bm2.example.com", 2222, "root", "/etc/hasync/id_ed25519"), (ssh.Transport, ssh.Host, ssh.Port, ssh.User, ssh.IdentityFile));
+        Assert.Equal(["-F", "/etc/hasync/ssh_config"], ssh.SshOptions);
+        Assert.Equal(TargetConfig.DefaultCommand, ssh.Command);
+        Assert.Equal((TransportKind.Local, "/srv/mirror"), (config.Targets[1].Transport, config.Targets[1].Command[3]));
+    }
+
+    [Fact]
+    public void OptionalSshSettingsMayBeAbsent()
+    {
+        var config = ConfigLoader.Parse("paths: [/etc/bm]\ntargets:\n  - name: p\n    host: bm2\n", "c.yaml");
+        Assert.Equal((null, null, null), (config.Targets[0].Port, config.Targets[0].User, config.Targets[0].IdentityFile));
+        Assert.True(config.Delete);
+        Assert.Equal("/", config.SourceRoot);
+    }
+
+    [Fact]
+    public void RelativeSourceRootIsTakenFromTheConfigFilesFolder()
+    {
+        var config = ConfigLoader.Parse("source_root: demo/active\npaths: [/etc]\ntargets:\n  - name: p\n    transport: local\n", "/srv/hasync/hasync.yaml");
+        Assert.Equal("/srv/hasync/demo/active", config.SourceRoot);
+        Assert.Equal("/srv/hasync", config.Targets[0].WorkingDirectory);
+    }
+
+    [Theory]
+    [InlineData("paths: [/etc/bm]\ntargets: []\ntragets: []\n", "hasync.yaml:3: unknown key 'tragets' at top level")]
+    [InlineData("paths: [/etc/bm]\n", "hasync.yaml:1: missing required key 'targets' at top level")]
+    [InlineData("targets:\n  - name: p\n    host: h\n", "hasync.yaml:1: missing required key 'paths' at top level")]
+    [InlineData("paths: []\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:1: 'paths' is empty")]
+    [InlineData("paths: [etc/bm]\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:1: 'paths': 'etc/bm' is not an absolute path")]
+    [InlineData("paths: [/etc/../root]\ntargets:\n  - name: p\n    host: h\n", "contains '.' or '..'")]
+    [InlineData("paths: /etc/bm\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:1: 'paths' must be a list")]
+    [InlineData("paths: [/etc/bm]\ndelete: maybe\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:2: 'delete' must be true or false, not 'maybe'")]
+    [InlineData("paths: [/etc/bm]\ntargets:\n  - name: p\n    host: h\n    port: 70000\n", "hasync.yaml:5: target 'p': port 70000 is outside 1..65535")]
+    [InlineData("paths: [/etc/bm]\ntargets:\n  - name: p\n    host: h\n    port: twenty\n", "hasync.yaml:5: 'port' must be a whole number, not 'twenty'")]
+    [InlineData("paths: [/etc/bm]\ntargets:\n  - name: p\n    transport: ftp\n", "hasync.yaml:4: target 'p': transport 'ftp' is not 'ssh' or 'local'")]
+    [InlineData("paths: [/etc/bm]\ntargets:\n  - name: p\n    transport: ssh\n", "hasync.yaml:3: target 'p': 'host' is required with transport ssh")]
+    [InlineData("paths: [/etc/bm]\ntargets:\n  - name: p\n    host: h\n    hots: h\n", "hasync.yaml:5: unknown key 'hots' at target")]
+    [InlineData("paths: [/etc/bm]\ntargets:\n  - host: h\n", "hasync.yaml:3: missing required key 'name' at target")]
+    [InlineData("paths: [/etc/bm]\ntargets:\n  - name: p\n    host: a\n  - name: p\n    host: b\n", "two targets are named 'p'")]
+    [InlineData("paths: [/etc/bm\ntargets: x\n", "hasync.yaml: YAML syntax error (an unclosed bracket or quote?)")]
+    [InlineData("paths: [/etc/bm]\ntargets:\n  - name: 'p\n", "YAML syntax error")]
+    [InlineData("- just\n- a list\n", "the configuration must be a mapping")]
+    [InlineData("paths: [/etc/bm]\npaths: [/etc]\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:2: YAML syntax error: Duplicate key")]
+    public void ErrorsNameTheFileLineAndKey(string yaml, string expected) => Assert.Contains(expected, Error(yaml));
+
+    [Fact]
+    public void MissingFileIsAClearError()
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Load("/nonexistent/hasync.yaml"));
+        Assert.Contains("/nonexistent/hasync.yaml: cannot read the configuration", e.Message);
+    }
+}
