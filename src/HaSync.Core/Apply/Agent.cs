@@ -266,7 +266,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
         try
         {
             PosixFiles.ApplyMetadata(temp, entry);
-            File.Move(temp, full, overwrite: true);
+            Libc.Rename(temp, full);
         }
         catch
         {

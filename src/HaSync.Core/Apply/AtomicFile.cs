@@ -49,7 +49,7 @@ public sealed class AtomicFile : IDisposable
         Stream.Flush(flushToDisk: durable);
         Stream.Dispose();
         beforeRename?.Invoke(_tempPath);
-        File.Move(_tempPath, TargetPath, overwrite: true);
+        Libc.Rename(_tempPath, TargetPath);
         _committed = true;
         if (durable)
             Libc.FsyncDirectory(Path.GetDirectoryName(TargetPath) ?? "/");

@@ -15,6 +15,17 @@ internal static partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     public static partial int fsync(int fd);
 
+    [LibraryImport("libc", EntryPoint = "rename", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int rename_(string from, string to);
+
+    /// <summary>rename(2): replaces <paramref name="to"/> atomically and never follows a symlink (File.Move does,
+    /// and refuses a link that points to a directory).</summary>
+    public static void Rename(string from, string to)
+    {
+        if (rename_(from, to) != 0)
+            throw new IOException($"{to}: rename from {Path.GetFileName(from)} failed: {Marshal.GetLastPInvokeErrorMessage()}");
+    }
+
     [LibraryImport("libc", SetLastError = true)]
     public static partial int close(int fd);
 

@@ -34,6 +34,7 @@ internal static class TestTree
         Chown(Path.Join(bm, "nameless.conf"), NamelessUid, NamelessUid);
         File.CreateSymbolicLink(Path.Join(bm, "current.ini"), "bm.ini");
         File.CreateSymbolicLink(Path.Join(bm, "dangling"), "/nonexistent/target");
+        File.CreateSymbolicLink(Path.Join(bm, "z-conf-link"), "conf.d"); // to a directory that exists by then: replicated as a link, never followed
         Chmod(Path.Join(bm, "conf.d"), "750");
     }
 

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Resync benchmark: hasync resync against rsync -a --delete -e ssh, in the same run, through the same sshd
+# (started here on a free loopback port with throw-away keys). Rows: cold copy of a copy of /etc; the same
+# again with nothing changed; a 100 MB file with 1 % of it changed in scattered places. For each: wall time
+# (best of BENCH_RUNS) and protocol bytes on the wire (before ssh's encryption; rsync's --stats, our summary).
+#   BENCH_RUNS=3 BENCH_BIG_MB=100 tests/bench/resync-bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+RUNS=${BENCH_RUNS:-3}
+BIG_MB=${BENCH_BIG_MB:-100}
+work=$(mktemp -d "${BENCH_DIR:-/tmp}/hasync-resync-bench.XXXXXX")
+sshd_pid=""
+cleanup() { [ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+for tool in rsync ssh ssh-keygen /usr/sbin/sshd; do
+  command -v "$tool" >/dev/null || { echo "resync-bench: $tool is not installed (apt-get install rsync openssh-server)" >&2; exit 1; }
+done
+
+dotnet publish src/HaSync -c Release -o "$work/bin" >/dev/null || { echo "resync-bench: build failed" >&2; exit 1; }
+hasync="$work/bin/hasync"
+
+# --- sshd on a free loopback port ---
+mkdir -p /run/sshd "$work/ssh"
+ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/host_key"
+ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/user_key"
+cp "$work/ssh/user_key.pub" "$work/ssh/authorized_keys"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)))
+cat >"$work/ssh/sshd_config" <<CFG
+Port $port
+ListenAddress 127.0.0.1
+HostKey $work/ssh/host_key
+PidFile $work/ssh/sshd.pid
+AuthorizedKeysFile $work/ssh/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin yes
+StrictModes no
+UsePAM no
+LogLevel ERROR
+SetEnv DOTNET_ROOT=$(dirname "$(readlink -f "$(command -v dotnet)")")
+CFG
+/usr/sbin/sshd -D -e -f "$work/ssh/sshd_config" 2>"$work/ssh/sshd.log" &
+sshd_pid=$!
+user=$(id -un)
+ssh_cmd="ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -i $work/ssh/user_key -p $port"
+for _ in $(seq 1 100); do $ssh_cmd "$user@127.0.0.1" true 2>/dev/null && break; sleep 0.1; done
+$ssh_cmd "$user@127.0.0.1" true || { echo "resync-bench: sshd did not come up: $(cat "$work/ssh/sshd.log")" >&2; exit 1; }
+
+# --- data: a copy of /etc, later a big file ---
+mkdir -p "$work/src" "$work/ours" "$work/theirs"
+cp -a /etc "$work/src/etc"
+entries=$(find "$work/src/etc" | wc -l)
+cat >"$work/hasync.yaml" <<CFG
+source_root: $work/src
+paths: [/etc, /big]
+targets:
+  - name: bench
+    host: 127.0.0.1
+    port: $port
+    user: $user
+    identity_file: $work/ssh/user_key
+    ssh_options: ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+    command: [$hasync, serve, --root, $work/ours]
+CFG
+
+now() { date +%s%N; }
+# ours / theirs: one run each; set $t (ns) and $wire (bytes)
+ours() {
+  local t0 out; t0=$(now)
+  out=$("$hasync" resync -c "$work/hasync.yaml" 2>&1) || { echo "resync-bench: hasync resync failed: $out" >&2; exit 1; }
+  t=$(( $(now) - t0 ))
+  wire=$(sed -n 's/.*wire \([0-9,]*\) B.*/\1/p' <<<"$out" | tr -d , | tail -n 1)
+}
+theirs() {
+  local t0 out; t0=$(now)
+  out=$(rsync -a --delete --stats -e "$ssh_cmd" "$work/src/" "$user@127.0.0.1:$work/theirs/" 2>&1) || { echo "resync-bench: rsync failed: $out" >&2; exit 1; }
+  t=$(( $(now) - t0 ))
+  wire=$(( $(sed -n 's/^Total bytes sent: \([0-9,]*\).*/\1/p' <<<"$out" | tr -d ,) + $(sed -n 's/^Total bytes received: \([0-9,]*\).*/\1/p' <<<"$out" | tr -d ,) ))
+}
+# row LABEL SETUP: SETUP runs before each timed pair (resetting the state the row starts from)
+row() {
+  local label=$1 setup=$2 bo=0 bt=0 wo wt
+  for _ in $(seq 1 "$RUNS"); do
+    $setup; ours; wo=$wire; (( bo == 0 || t < bo )) && bo=$t || true
+    theirs; wt=$wire; (( bt == 0 || t < bt )) && bt=$t || true
+  done
+  diff -r "$work/ours" "$work/theirs" >/dev/null || { echo "resync-bench: $label: the two copies differ" >&2; exit 1; }
+  awk -v l="$label" -v to="$bo" -v tt="$bt" -v wo="$wo" -v wt="$wt" 'BEGIN {
+    printf "%-34s %9.3f s %9.3f s %7.2fx %13d %13d %7.2fx\n", l, tt / 1e9, to / 1e9, tt / to, wt, wo, (wo > 0 ? wt / wo : 0) }'
+}
+
+printf '%-34s %11s %11s %8s %13s %13s %8s\n' "row (best of $RUNS)" "rsync" "hasync" "speed" "rsync wire B" "hasync wire B" "bytes"
+cold() { rm -rf "$work/ours" "$work/theirs"; mkdir -p "$work/ours" "$work/theirs"; }
+nothing() { :; }
+row "cold copy of /etc ($entries entries)" cold
+row "no-change resync of /etc" nothing
+
+head -c $((BIG_MB * 1000 * 1000)) /dev/urandom >"$work/big.orig"
+base() { cp "$work/big.orig" "$work/src/big"; touch -d @1700000000 "$work/src/big"; ours; theirs; }
+edits() {   # 1 % of the bytes, in 1000 scattered places
+  base
+  local size=$((BIG_MB * 1000 * 1000)) n=1000 len=$((BIG_MB * 10)) i
+  for i in $(seq 1 $n); do
+    head -c "$len" /dev/urandom | dd of="$work/src/big" bs="$len" seek=$(( (i * 7919 * 104729 % (size / len)) )) conv=notrunc status=none
+  done
+}
+row "${BIG_MB} MB file, 1 % scattered edits" edits
+echo "speed = rsync time / hasync time (>1: hasync faster); bytes = rsync wire / hasync wire (>1: hasync sends less)"
