@@ -86,7 +86,7 @@ row() {
     $setup; ours; wo=$wire; (( bo == 0 || t < bo )) && bo=$t || true
     theirs; wt=$wire; (( bt == 0 || t < bt )) && bt=$t || true
   done
-  diff -r "$work/ours" "$work/theirs" >/dev/null || { echo "resync-bench: $label: the two copies differ" >&2; exit 1; }
+  diff -r --no-dereference "$work/ours" "$work/theirs" >/dev/null || { echo "resync-bench: $label: the two copies differ" >&2; exit 1; }
   awk -v l="$label" -v to="$bo" -v tt="$bt" -v wo="$wo" -v wt="$wt" 'BEGIN {
     printf "%-34s %9.3f s %9.3f s %7.2fx %13d %13d %7.2fx\n", l, tt / 1e9, to / 1e9, tt / to, wt, wo, (wo > 0 ? wt / wo : 0) }'
 }

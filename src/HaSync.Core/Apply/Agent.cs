@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using HaSync.Delta;
 using HaSync.Interop;
 using HaSync.Protocol;
@@ -9,44 +10,104 @@ namespace HaSync.Apply;
 /// The receiving side, <c>hasync serve</c>: reads requests from stdin, answers on stdout, logs to stderr.
 /// </summary>
 /// <remarks>
-/// Implementation notes: requests are handled one at a time, in order, so answers come back in the order
-/// the sender pipelined them. A request that fails (confinement, a full disk, a corrupt delta) gets a
-/// Failed ack and the session goes on; only a broken frame ends it, because after one the stream cannot
-/// be trusted to be in step. Every write goes through <see cref="PathGuard"/> and lands with a rename, so a
-/// reader of the passive sees the old complete file until the new one is complete, on disk and owned.
+/// Implementation notes.
+/// Threads: a reader thread turns stdin into frames in a small bounded queue; the serving thread applies
+/// requests one at a time, in order. A request that fails (confinement, a full disk, a corrupt delta) gets a
+/// Failed ack and the session goes on; only a broken frame ends it, because after one the stream cannot be
+/// trusted to be in step.
+/// Group commit: every write goes through <see cref="PathGuard"/> and lands by rename, so a reader of the
+/// passive sees the old complete file until the new one is complete, owned and on disk. Making each file
+/// durable on its own costs two fsyncs per file, which is most of a cold copy of /etc and far worse on
+/// spinning disks. So changes are applied as they come, files wait as complete temp files, and when the queue
+/// runs dry (or a batch grows large) one syncfs per file system makes the batch durable, the temp files are
+/// renamed into place, a second syncfs makes the renames durable, and only then are the batch's acks sent: an
+/// ack still means "on disk". A single change, as the daemon sends, is committed at once.
 /// </remarks>
 public sealed class Agent(PathGuard guard, TextWriter log)
 {
-    /// <summary>Serves one session; returns the process exit code (0 = the sender said goodbye or closed).</summary>
-    public async Task<int> ServeAsync(Stream input, Stream output, CancellationToken cancellationToken = default)
+    private const int MaxBatchFiles = 512;
+    private const long MaxBatchBytes = 64L << 20;
+
+    private readonly List<(uint Id, string Path, AtomicFile File)> _sealed = []; // complete, owned temp files awaiting rename
+    private readonly List<(uint Id, AckStatus Status, string Message)> _deferredAcks = [];
+    private readonly HashSet<string> _touchedDirectories = new(StringComparer.Ordinal); // whose file systems the commit syncs
+    private long _batchBytes;
+
+    /// <summary>Serves one session on the calling thread; returns the process exit code (0 = the sender said goodbye or closed).</summary>
+    public int Serve(Stream input, Stream output, CancellationToken cancellationToken = default)
     {
         var reader = new FrameReader(input);
         var writer = new FrameWriter(output);
+        ProtocolException? readError = null;
         try
         {
-            var hello = await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
-                ?? throw new ProtocolException("reading hello: connection closed before the first frame");
+            var hello = reader.Read() ?? throw new ProtocolException("reading hello: connection closed before the first frame");
             CheckHello(hello);
             var welcome = new PayloadWriter().U32(Wire.Magic).U16(Wire.Version).Text(guard.Root).U32((uint)guard.Allowed.Count);
             foreach (string allowed in guard.Allowed)
                 welcome.Text(allowed);
-            await writer.WriteAsync(FrameType.Welcome, welcome, cancellationToken).ConfigureAwait(false);
-            await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
-
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false) is { } frame)
-            {
-                if (frame.Type == FrameType.Goodbye)
-                    return 0;
-                await HandleAsync(frame, reader, writer, cancellationToken).ConfigureAwait(false);
-                await writer.FlushAsync(cancellationToken).ConfigureAwait(false);
-            }
-            return 0;
+            writer.Write(FrameType.Welcome, welcome);
+            writer.Flush();
         }
         catch (ProtocolException e)
         {
             log.WriteLine($"hasync serve: protocol error, closing the session: {e.Message}");
             return 2;
         }
+
+        using var queue = new BlockingCollection<Frame>(boundedCapacity: 64); // at most ~16 MiB of data frames in memory
+        var readerThread = new Thread(() =>
+        {
+            try
+            {
+                while (reader.Read() is { } frame)
+                    queue.Add(frame, cancellationToken);
+            }
+            catch (ProtocolException e)
+            {
+                readError = e;
+            }
+            catch (Exception e) when (e is IOException or OperationCanceledException)
+            {
+                // stdin closed under us: the same as the end of the session
+            }
+            finally
+            {
+                queue.CompleteAdding();
+            }
+        }) { IsBackground = true, Name = "hasync serve reader" };
+        readerThread.Start();
+
+        try
+        {
+            while (queue.TryTake(out var frame, Timeout.Infinite, cancellationToken))
+            {
+                if (frame.Type == FrameType.Goodbye)
+                    break;
+                Handle(frame, () => queue.TryTake(out var next, Timeout.Infinite, cancellationToken) ? next : null, writer);
+                if (queue.Count == 0 || _sealed.Count >= MaxBatchFiles || _batchBytes >= MaxBatchBytes)
+                    Commit(writer);
+                if (queue.Count == 0)
+                    writer.Flush();
+            }
+            Commit(writer);
+            writer.Flush();
+        }
+        catch (ProtocolException e)
+        {
+            readError ??= e;
+        }
+        finally
+        {
+            foreach (var (_, _, file) in _sealed)
+                file.Dispose(); // only reached with a batch left by an error: its temp files go
+        }
+        if (readError is not null)
+        {
+            log.WriteLine($"hasync serve: protocol error, closing the session: {readError.Message}");
+            return 2;
+        }
+        return 0;
     }
 
     private static void CheckHello(Frame hello)
@@ -63,7 +124,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
         payload.End();
     }
 
-    private async Task HandleAsync(Frame frame, FrameReader reader, FrameWriter writer, CancellationToken cancellationToken)
+    private void Handle(Frame frame, Func<Frame?> next, FrameWriter writer)
     {
         var payload = frame.Reader();
         uint id = payload.U32("id");
@@ -78,26 +139,29 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                     for (uint i = 0; i < count; i++)
                         paths.Add(payload.Text("path"));
                     payload.End();
-                    await SendManifestAsync(id, paths, writer, cancellationToken).ConfigureAwait(false);
+                    Commit(writer); // reads see every change acknowledged before them
+                    SendManifest(id, paths, writer);
                     return;
                 case FrameType.SignatureRequest:
                     subject = payload.Text("path");
                     payload.End();
-                    await SendDataAsync(id, Signature(guard.Resolve(subject)), writer, cancellationToken).ConfigureAwait(false);
+                    Commit(writer);
+                    SendData(id, Signature(guard.Resolve(subject)), writer);
                     return;
                 case FrameType.ReadRequest:
                     subject = payload.Text("path");
                     long max = payload.I64("max");
                     payload.End();
-                    await SendDataAsync(id, ReadPrefix(guard.Resolve(subject), max), writer, cancellationToken).ConfigureAwait(false);
+                    Commit(writer);
+                    SendData(id, ReadPrefix(guard.Resolve(subject), max), writer);
                     return;
                 case FrameType.PutFile:
                     var entry = EntryCodec.Entry(ref payload);
                     var encoding = (PutEncoding)payload.U8("encoding");
                     payload.End();
                     subject = entry.Path;
-                    var (status, message) = await Task.Run(() => Put(id, entry, encoding, reader), cancellationToken).ConfigureAwait(false);
-                    await AckAsync(writer, id, status, message, cancellationToken).ConfigureAwait(false);
+                    CommitIfPending(entry.Path, writer);
+                    Put(id, entry, encoding, next);
                     return;
                 case FrameType.MakeDirectory:
                 case FrameType.MakeSymlink:
@@ -105,50 +169,119 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                     var target = EntryCodec.Entry(ref payload);
                     payload.End();
                     subject = target.Path;
-                    if (frame.Type == FrameType.MakeDirectory)
-                        MakeDirectory(target);
-                    else if (frame.Type == FrameType.MakeSymlink)
-                        MakeSymlink(target);
-                    else
-                        SetMetadata(target);
-                    break;
+                    CommitIfPending(target.Path, writer);
+                    string full = frame.Type switch
+                    {
+                        FrameType.MakeDirectory => MakeDirectory(target),
+                        FrameType.MakeSymlink => MakeSymlink(target),
+                        _ => SetMetadata(target),
+                    };
+                    Defer(id, full);
+                    return;
                 case FrameType.Delete:
                     subject = payload.Text("path");
                     payload.End();
-                    Delete(subject);
-                    break;
+                    CommitIfPending(subject, writer);
+                    Defer(id, Delete(subject));
+                    return;
                 default:
                     throw new ProtocolException($"reading request {id}: a {frame.Type} frame is not a request");
             }
-            await AckAsync(writer, id, AckStatus.Ok, "", cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is ConfinementException or IOException or UnauthorizedAccessException or DeltaFormatException)
         {
             log.WriteLine($"hasync serve: {frame.Type} {subject}: {e.Message}");
-            await AckAsync(writer, id, AckStatus.Failed, e.Message, cancellationToken).ConfigureAwait(false);
+            Ack(writer, id, AckStatus.Failed, e.Message);
         }
     }
 
-    private static async Task AckAsync(FrameWriter writer, uint id, AckStatus status, string message, CancellationToken cancellationToken) =>
-        await writer.WriteAsync(FrameType.Ack, new PayloadWriter().U32(id).U8((byte)status).Text(message), cancellationToken).ConfigureAwait(false);
+    private static void Ack(FrameWriter writer, uint id, AckStatus status, string message) =>
+        writer.Write(FrameType.Ack, new PayloadWriter().U32(id).U8((byte)status).Text(message));
 
-    private async Task SendManifestAsync(uint id, List<string> paths, FrameWriter writer, CancellationToken cancellationToken)
+    /// <summary>The change is applied; its ack waits for the commit that makes it durable.</summary>
+    private void Defer(uint id, string fullPath)
+    {
+        _touchedDirectories.Add(Path.GetDirectoryName(fullPath) ?? guard.Root);
+        _deferredAcks.Add((id, AckStatus.Ok, ""));
+    }
+
+    /// <summary>A request about a path whose new content still waits in the batch sees it in place first.</summary>
+    private void CommitIfPending(string logicalPath, FrameWriter writer)
+    {
+        if (_sealed.Any(s => s.Path == logicalPath || s.Path.StartsWith(logicalPath + "/", StringComparison.Ordinal)))
+            Commit(writer);
+    }
+
+    /// <summary>Makes the batch durable and visible, then sends its acks (see the implementation notes).</summary>
+    private void Commit(FrameWriter writer)
+    {
+        if (_deferredAcks.Count == 0)
+            return;
+        var acks = new List<(uint Id, AckStatus Status, string Message)>(_deferredAcks);
+        try
+        {
+            SyncFileSystems();
+            foreach (var (id, path, file) in _sealed)
+            {
+                try
+                {
+                    file.Publish();
+                }
+                catch (IOException e)
+                {
+                    int index = acks.FindIndex(a => a.Id == id);
+                    acks[index] = (id, AckStatus.Failed, e.Message);
+                    log.WriteLine($"hasync serve: PutFile {path}: {e.Message}");
+                }
+            }
+            SyncFileSystems();
+        }
+        catch (IOException e)
+        {
+            // A failed syncfs means nothing in the batch can be called durable.
+            log.WriteLine($"hasync serve: commit of {acks.Count} changes failed: {e.Message}");
+            acks = acks.Select(a => (a.Id, AckStatus.Failed, $"not made durable: {e.Message}")).ToList();
+        }
+        finally
+        {
+            foreach (var (_, _, file) in _sealed)
+                file.Dispose();
+            _sealed.Clear();
+            _deferredAcks.Clear();
+            _batchBytes = 0;
+        }
+        foreach (var (id, status, message) in acks)
+            Ack(writer, id, status, message);
+        _touchedDirectories.Clear();
+    }
+
+    private void SyncFileSystems()
+    {
+        var synced = new HashSet<ulong>();
+        foreach (string directory in _touchedDirectories)
+        {
+            if (PosixFiles.TryLstat(directory, out var st) && synced.Add(st.st_dev))
+                Libc.SyncFileSystem(directory);
+        }
+    }
+
+    private void SendManifest(uint id, List<string> paths, FrameWriter writer)
     {
         foreach (string path in paths)
             guard.Resolve(path); // refuses paths outside the allowed set or behind a symlink before listing anything
-        foreach (var entry in TreeWalker.Walk(guard.Root, paths, PathFilter.None, withHash: true, cancellationToken))
-            await writer.WriteAsync(FrameType.ManifestEntry, new PayloadWriter().U32(id).Entry(entry), cancellationToken).ConfigureAwait(false);
-        await writer.WriteAsync(FrameType.ManifestEnd, new PayloadWriter().U32(id), cancellationToken).ConfigureAwait(false);
+        foreach (var entry in TreeWalker.Walk(guard.Root, paths, PathFilter.None, withHash: true))
+            writer.Write(FrameType.ManifestEntry, new PayloadWriter().U32(id).Entry(entry));
+        writer.Write(FrameType.ManifestEnd, new PayloadWriter().U32(id));
     }
 
-    private static async Task SendDataAsync(uint id, byte[] data, FrameWriter writer, CancellationToken cancellationToken)
+    private static void SendData(uint id, byte[] data, FrameWriter writer)
     {
         for (int offset = 0; offset < data.Length; offset += Wire.DataChunk)
         {
             var chunk = data.AsSpan(offset, Math.Min(Wire.DataChunk, data.Length - offset));
-            await writer.WriteAsync(FrameType.Data, new PayloadWriter().U32(id).Bytes(chunk), cancellationToken).ConfigureAwait(false);
+            writer.Write(FrameType.Data, new PayloadWriter().U32(id).Bytes(chunk));
         }
-        await writer.WriteAsync(FrameType.DataEnd, new PayloadWriter().U32(id), cancellationToken).ConfigureAwait(false);
+        writer.Write(FrameType.DataEnd, new PayloadWriter().U32(id));
     }
 
     private static byte[] Signature(string fullPath)
@@ -174,11 +307,12 @@ public sealed class Agent(PathGuard guard, TextWriter log)
     }
 
     /// <summary>Receives a file's data (whole or a delta against the current copy) into a temp file beside it,
-    /// checks length and hash, sets owner, mode and mtime, then renames it into place and fsyncs the directory.
-    /// On any failure the temp file goes, the current file stays, and the request's remaining data is drained.</summary>
-    private (AckStatus, string) Put(uint id, FileEntry entry, PutEncoding encoding, FrameReader reader)
+    /// checks length and hash, sets owner, mode and mtime, and adds it to the batch. On any failure the temp
+    /// file goes, the current file stays, the request's remaining data is drained, and the ack says why.</summary>
+    private void Put(uint id, FileEntry entry, PutEncoding encoding, Func<Frame?> next)
     {
-        var data = new DataFrameReadStream(reader, id);
+        var data = new DataFrameReadStream(next, id);
+        AtomicFile? file = null;
         try
         {
             if (entry.Kind != EntryKind.File || entry.Hash is null)
@@ -187,7 +321,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
             if (PosixFiles.TryLstat(full, out var existing) && PosixFiles.KindOf(existing) == EntryKind.Directory)
                 throw new IOException($"{full}: is a directory on the passive");
             EnsureParent(full);
-            using var file = AtomicFile.Create(full, privateUntilCommit: true);
+            file = AtomicFile.Create(full, privateUntilCommit: true);
             var hashing = new HashingWriteStream(file.Stream);
             if (encoding == PutEncoding.Delta)
             {
@@ -201,18 +335,24 @@ public sealed class Agent(PathGuard guard, TextWriter log)
             data.Drain();
             if (hashing.Written != entry.Size || !hashing.Finish().AsSpan().SequenceEqual(entry.Hash))
             {
+                // A delta that did not rebuild the file, or a file that changed on the active while it was sent.
                 string what = $"{full}: received {hashing.Written} bytes whose hash differs from the active's ({entry.Size} bytes, {entry.HashHex})";
                 log.WriteLine($"hasync serve: {what}");
-                return (AckStatus.HashMismatch, what); // a bad delta, or a file that changed on the active while it was sent
+                file.Dispose();
+                _deferredAcks.Add((id, AckStatus.HashMismatch, what));
+                return;
             }
-            file.Commit(durable: true, beforeRename: temp => PosixFiles.ApplyMetadata(temp, entry));
-            return (AckStatus.Ok, "");
+            file.Seal(temp => PosixFiles.ApplyMetadata(temp, entry));
+            _sealed.Add((id, entry.Path, file));
+            _batchBytes += entry.Size;
+            Defer(id, full);
         }
         catch (Exception e) when (e is ConfinementException or IOException or UnauthorizedAccessException or DeltaFormatException)
         {
+            file?.Dispose();
             data.Drain();
             log.WriteLine($"hasync serve: PutFile {entry.Path}: {e.Message}");
-            return (AckStatus.Failed, e.Message);
+            _deferredAcks.Add((id, AckStatus.Failed, e.Message)); // in order with the batch's other answers
         }
     }
 
@@ -237,7 +377,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
             Directory.CreateDirectory(parent); // the guard has checked that nothing on the way is a symlink
     }
 
-    private void MakeDirectory(FileEntry entry)
+    private string MakeDirectory(FileEntry entry)
     {
         string full = guard.Resolve(entry.Path);
         if (PosixFiles.TryLstat(full, out var st))
@@ -251,9 +391,10 @@ public sealed class Agent(PathGuard guard, TextWriter log)
             Directory.CreateDirectory(full);
         }
         PosixFiles.ApplyMetadata(full, entry);
+        return full;
     }
 
-    private void MakeSymlink(FileEntry entry)
+    private string MakeSymlink(FileEntry entry)
     {
         if (PathGuard.IsRoot(entry.Path))
             throw new ConfinementException("refusing to replace the root with a symlink");
@@ -273,10 +414,10 @@ public sealed class Agent(PathGuard guard, TextWriter log)
             File.Delete(temp);
             throw;
         }
-        Libc.FsyncDirectory(Path.GetDirectoryName(full)!);
+        return full;
     }
 
-    private void SetMetadata(FileEntry entry)
+    private string SetMetadata(FileEntry entry)
     {
         string full = guard.Resolve(entry.Path);
         if (!PosixFiles.TryLstat(full, out var st))
@@ -284,15 +425,16 @@ public sealed class Agent(PathGuard guard, TextWriter log)
         if (PosixFiles.KindOf(st) != entry.Kind)
             throw new IOException($"{full}: is a {PosixFiles.KindOf(st)} on the passive, not a {entry.Kind}");
         PosixFiles.ApplyMetadata(full, entry);
+        return full;
     }
 
-    private void Delete(string logicalPath)
+    private string Delete(string logicalPath)
     {
         if (PathGuard.IsRoot(logicalPath))
             throw new ConfinementException("refusing to delete the root");
         string full = guard.Resolve(logicalPath);
         if (!PosixFiles.TryLstat(full, out var st))
-            return; // already gone: deleting is idempotent
+            return full; // already gone: deleting is idempotent
         if (PosixFiles.KindOf(st) == EntryKind.Directory)
         {
             if (Directory.EnumerateFileSystemEntries(full).Any())
@@ -303,6 +445,6 @@ public sealed class Agent(PathGuard guard, TextWriter log)
         {
             File.Delete(full);
         }
-        Libc.FsyncDirectory(Path.GetDirectoryName(full)!);
+        return full;
     }
 }

@@ -46,13 +46,30 @@ public sealed class AtomicFile : IDisposable
     /// <param name="beforeRename">Runs on the complete temp file just before the rename (owner, mode, times).</param>
     public void Commit(bool durable = true, Action<string>? beforeRename = null)
     {
-        Stream.Flush(flushToDisk: durable);
-        Stream.Dispose();
-        beforeRename?.Invoke(_tempPath);
-        Libc.Rename(_tempPath, TargetPath);
-        _committed = true;
+        if (durable)
+            Stream.Flush(flushToDisk: true);
+        Seal(beforeRename);
+        Publish();
         if (durable)
             Libc.FsyncDirectory(Path.GetDirectoryName(TargetPath) ?? "/");
+    }
+
+    /// <summary>Closes the complete temp file and runs <paramref name="beforeRename"/> on it; <see cref="Publish"/> comes later
+    /// (the agent's group commit makes a whole batch durable with one syncfs before renaming any of it).</summary>
+    public void Seal(Action<string>? beforeRename = null)
+    {
+        Stream.Dispose();
+        beforeRename?.Invoke(_tempPath);
+    }
+
+    /// <summary>The temp file's path (for syncing its file system).</summary>
+    public string TempPath => _tempPath;
+
+    /// <summary>Renames the sealed temp file over the target.</summary>
+    public void Publish()
+    {
+        Libc.Rename(_tempPath, TargetPath);
+        _committed = true;
     }
 
     /// <summary>A fresh hidden name in the directory of <paramref name="fullPath"/>: a rename from it stays within one file system.</summary>

@@ -29,6 +29,26 @@ internal static partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     public static partial int close(int fd);
 
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int syncfs(int fd);
+
+    /// <summary>syncfs(2) on the file system holding <paramref name="directory"/>: one flush for a whole batch.</summary>
+    public static void SyncFileSystem(string directory)
+    {
+        int fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            throw new IOException($"{directory}: cannot open directory to sync its file system: {Marshal.GetLastPInvokeErrorMessage()}");
+        try
+        {
+            if (syncfs(fd) != 0)
+                throw new IOException($"{directory}: syncfs failed: {Marshal.GetLastPInvokeErrorMessage()}");
+        }
+        finally
+        {
+            close(fd);
+        }
+    }
+
     /// <summary>fsync of a directory: makes a rename inside it durable.</summary>
     public static void FsyncDirectory(string directory)
     {

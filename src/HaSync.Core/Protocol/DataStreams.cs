@@ -1,10 +1,7 @@
 namespace HaSync.Protocol;
 
-/// <summary>
-/// Reads the Data frames of one request as a stream, up to its DataEnd. Synchronous on purpose: the delta
-/// patcher is a synchronous CPU loop; the agent runs it on its own thread and reads stdin there.
-/// </summary>
-internal sealed class DataFrameReadStream(FrameReader reader, uint id) : Stream
+/// <summary>Reads the Data frames of one request as a stream, up to its DataEnd.</summary>
+internal sealed class DataFrameReadStream(Func<Frame?> nextFrame, uint id) : Stream
 {
     private ReadOnlyMemory<byte> _current;
     private bool _ended;
@@ -19,7 +16,7 @@ internal sealed class DataFrameReadStream(FrameReader reader, uint id) : Stream
         {
             if (_ended)
                 return 0;
-            var frame = reader.ReadAsync().AsTask().GetAwaiter().GetResult()
+            var frame = nextFrame()
                 ?? throw new ProtocolException($"reading data of request {id}: connection closed before DataEnd");
             var payload = frame.Reader();
             uint frameId = payload.U32("id");
@@ -86,7 +83,7 @@ internal sealed class DataFrameWriteStream(FrameWriter writer, uint id) : Stream
     {
         if (_used == 0)
             return;
-        writer.WriteAsync(FrameType.Data, new PayloadWriter().U32(id).Bytes(_buffer.AsSpan(0, _used))).AsTask().GetAwaiter().GetResult();
+        writer.Write(FrameType.Data, new PayloadWriter().U32(id).Bytes(_buffer.AsSpan(0, _used)));
         Sent += _used;
         _used = 0;
     }

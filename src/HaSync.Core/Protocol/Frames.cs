@@ -84,7 +84,11 @@ public readonly record struct Frame(FrameType Type, ReadOnlyMemory<byte> Payload
     public PayloadReader Reader() => new(Payload, Type);
 }
 
-/// <summary>Reads frames: a big-endian uint32 length of (type + payload), the type byte, the payload.</summary>
+/// <summary>
+/// Reads frames: a big-endian uint32 length of (type + payload), the type byte, the payload. Synchronous:
+/// each side reads its stream on one dedicated thread (the agent's main thread, the session's reader thread),
+/// as rsync does; blocking pipe reads are what those threads are for.
+/// </summary>
 public sealed class FrameReader(Stream input)
 {
     private readonly byte[] _header = new byte[5];
@@ -94,9 +98,9 @@ public sealed class FrameReader(Stream input)
 
     /// <summary>The next frame, or null at a clean end of stream (between frames).</summary>
     /// <exception cref="ProtocolException">Truncated frame, bad length, unknown type.</exception>
-    public async ValueTask<Frame?> ReadAsync(CancellationToken cancellationToken = default)
+    public Frame? Read()
     {
-        int got = await input.ReadAtLeastAsync(_header, 5, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+        int got = input.ReadAtLeast(_header, 5, throwOnEndOfStream: false);
         if (got == 0)
             return null;
         if (got < 5)
@@ -108,7 +112,7 @@ public sealed class FrameReader(Stream input)
         if (!Enum.IsDefined(type))
             throw new ProtocolException($"reading frame type: unknown type {(byte)type}");
         byte[] payload = new byte[length - 1];
-        got = await input.ReadAtLeastAsync(payload, payload.Length, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+        got = input.ReadAtLeast(payload, payload.Length, throwOnEndOfStream: false);
         if (got < payload.Length)
             throw new ProtocolException($"reading {type} frame: connection closed after {got} of {payload.Length} payload bytes");
         BytesRead += 5 + payload.Length;
@@ -116,28 +120,29 @@ public sealed class FrameReader(Stream input)
     }
 }
 
-/// <summary>Writes frames. Not thread-safe: one writer at a time (the caller serialises).</summary>
+/// <summary>Writes frames. Not thread-safe: one writer at a time (the caller serialises whole requests).</summary>
 public sealed class FrameWriter(Stream output)
 {
+    private readonly byte[] _header = new byte[5];
+
     /// <summary>Bytes written so far (for the wire statistics).</summary>
     public long BytesWritten { get; private set; }
 
-    /// <summary>Writes one frame (not flushed).</summary>
-    public async ValueTask WriteAsync(FrameType type, PayloadWriter payload, CancellationToken cancellationToken = default)
+    /// <summary>Writes one frame (buffered until <see cref="Flush"/>).</summary>
+    public void Write(FrameType type, PayloadWriter payload)
     {
-        var body = payload.WrittenMemory;
+        var body = payload.WrittenMemory.Span;
         if (body.Length + 1 > Wire.MaxFrameLength)
             throw new ProtocolException($"writing {type} frame: {body.Length + 1} bytes exceed the maximum {Wire.MaxFrameLength}");
-        byte[] header = new byte[5];
-        BinaryPrimitives.WriteUInt32BigEndian(header, (uint)(body.Length + 1));
-        header[4] = (byte)type;
-        await output.WriteAsync(header, cancellationToken).ConfigureAwait(false);
-        await output.WriteAsync(body, cancellationToken).ConfigureAwait(false);
+        BinaryPrimitives.WriteUInt32BigEndian(_header, (uint)(body.Length + 1));
+        _header[4] = (byte)type;
+        output.Write(_header);
+        output.Write(body);
         BytesWritten += 5 + body.Length;
     }
 
     /// <summary>Flushes the underlying stream.</summary>
-    public Task FlushAsync(CancellationToken cancellationToken = default) => output.FlushAsync(cancellationToken);
+    public void Flush() => output.Flush();
 }
 
 /// <summary>Builds a payload: big-endian integers, length-prefixed UTF-8 strings and byte strings.</summary>

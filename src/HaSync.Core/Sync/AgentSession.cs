@@ -13,20 +13,21 @@ public sealed class SessionClosedException(string message, Exception? inner = nu
 public readonly record struct Ack(AckStatus Status, string Message);
 
 /// <summary>
-/// The sender's side of one agent session. Requests are written whole, one at a time (a write lock), and
-/// are not waited for: each <c>Send…</c> returns once its frames are written, with a task for the answer,
-/// so many requests are in flight while the agent works through them in order. A read loop routes answers
-/// by request id. If the agent goes away every pending request fails with the reason.
+/// The sender's side of one agent session. Requests are written whole, one at a time (a lock), and are not
+/// waited for: each <c>Send…</c> returns once its frames are written, with a task for the answer, so many
+/// requests are in flight while the agent works through them in order. A dedicated reader thread routes
+/// answers by request id. Frame IO is synchronous, as rsync's is: blocking pipe IO on threads meant for it
+/// costs nothing, where bridging it into async code spun the thread pool. If the agent goes away every
+/// pending request fails with the reason.
 /// </summary>
-public sealed class AgentSession : IAsyncDisposable
+public sealed class AgentSession : IDisposable
 {
     private readonly FrameReader _reader;
     private readonly FrameWriter _writer;
-    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly Lock _writeLock = new();
     private readonly Dictionary<uint, Pending> _pending = [];
     private readonly Func<string> _describePeer;
-    private readonly CancellationTokenSource _abort = new(); // stops the read loop
-    private Task _readLoop = Task.CompletedTask;
+    private Thread? _readThread;
     private Exception? _closed;
     private uint _nextId;
 
@@ -57,21 +58,19 @@ public sealed class AgentSession : IAsyncDisposable
     /// <summary>Protocol bytes sent and received (before ssh's encryption).</summary>
     public long WireBytes => _writer.BytesWritten + _reader.BytesRead;
 
-    /// <summary>Says hello and reads the agent's welcome.</summary>
+    /// <summary>Says hello, reads the agent's welcome and starts the reader thread.</summary>
     /// <param name="toAgent">The agent's stdin.</param>
     /// <param name="fromAgent">The agent's stdout.</param>
     /// <param name="target">Name for messages.</param>
     /// <param name="describePeer">Says why the agent went away (exit code, stderr), for messages.</param>
-    /// <param name="cancellationToken">Cancels the handshake.</param>
-    public static async Task<AgentSession> OpenAsync(Stream toAgent, Stream fromAgent, string target, Func<string> describePeer,
-        CancellationToken cancellationToken = default)
+    public static AgentSession Open(Stream toAgent, Stream fromAgent, string target, Func<string> describePeer)
     {
         var session = new AgentSession(toAgent, fromAgent, target, describePeer);
         try
         {
-            await session._writer.WriteAsync(FrameType.Hello, new PayloadWriter().U32(Wire.Magic).U16(Wire.Version), cancellationToken).ConfigureAwait(false);
-            await session._writer.FlushAsync(cancellationToken).ConfigureAwait(false);
-            var welcome = await session._reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            session._writer.Write(FrameType.Hello, new PayloadWriter().U32(Wire.Magic).U16(Wire.Version));
+            session._writer.Flush();
+            var welcome = session._reader.Read();
             if (welcome is not { Type: FrameType.Welcome })
                 throw new ProtocolException(welcome is null ? "the agent closed the connection before its welcome" : $"expected a welcome, got {welcome.Value.Type}");
             var payload = welcome.Value.Reader();
@@ -88,73 +87,54 @@ public sealed class AgentSession : IAsyncDisposable
         }
         catch (Exception e) when (e is ProtocolException or IOException)
         {
-            await Task.Delay(200, CancellationToken.None).ConfigureAwait(false); // let ssh's last words reach stderr
+            Thread.Sleep(200); // let ssh's last words reach stderr
             throw new SessionClosedException($"target {target}: cannot start a session: {e.Message}; the agent {describePeer()}", e);
         }
-        session._readLoop = Task.Run(session.ReadLoopAsync, CancellationToken.None);
+        session._readThread = new Thread(session.ReadLoop) { IsBackground = true, Name = $"hasync reader {target}" };
+        session._readThread.Start();
         return session;
     }
 
-    /// <summary>The passive's view of the watched set under <paramref name="paths"/>.</summary>
-    public async Task<List<FileEntry>> ManifestAsync(IReadOnlyList<string> paths, CancellationToken cancellationToken = default)
+    /// <summary>Asks for the passive's view of the watched set under <paramref name="paths"/>.</summary>
+    public Task<List<FileEntry>> RequestManifest(IReadOnlyList<string> paths) => Answer<List<FileEntry>>(Send(FrameType.ManifestRequest, p =>
     {
-        var answer = await SendAsync(FrameType.ManifestRequest, (id, p) =>
-        {
-            p.U32((uint)paths.Count);
-            foreach (string path in paths)
-                p.Text(path);
-        }, pending => pending.Entries = [], cancellationToken: cancellationToken).ConfigureAwait(false);
-        return (List<FileEntry>)await answer.ConfigureAwait(false);
-    }
+        p.U32((uint)paths.Count);
+        foreach (string path in paths)
+            p.Text(path);
+    }, pending => pending.Entries = []));
 
-    /// <summary>The librsync signature of the passive's copy of <paramref name="path"/>.</summary>
-    public async Task<Task<byte[]>> SendSignatureRequestAsync(string path, CancellationToken cancellationToken = default)
-    {
-        var answer = await SendAsync(FrameType.SignatureRequest, (_, p) => p.Text(path), pending => pending.Data = new(), cancellationToken: cancellationToken).ConfigureAwait(false);
-        return AsBytes(answer);
-    }
+    /// <summary>Asks for the librsync signature of the passive's copy of <paramref name="path"/>.</summary>
+    public Task<byte[]> RequestSignature(string path) => AsBytes(Send(FrameType.SignatureRequest, p => p.Text(path), pending => pending.Data = new()));
 
-    /// <summary>Up to <paramref name="maxBytes"/> of the passive's copy of <paramref name="path"/>.</summary>
-    public async Task<byte[]> ReadAsync(string path, long maxBytes, CancellationToken cancellationToken = default)
-    {
-        var answer = await SendAsync(FrameType.ReadRequest, (_, p) => p.Text(path).I64(maxBytes), pending => pending.Data = new(), cancellationToken: cancellationToken).ConfigureAwait(false);
-        return await AsBytes(answer).ConfigureAwait(false);
-    }
+    /// <summary>Asks for up to <paramref name="maxBytes"/> of the passive's copy of <paramref name="path"/>.</summary>
+    public Task<byte[]> RequestContent(string path, long maxBytes) =>
+        AsBytes(Send(FrameType.ReadRequest, p => p.Text(path).I64(maxBytes), pending => pending.Data = new()));
 
     /// <summary>Sends a file: <paramref name="writeData"/> writes its data (the content, or a delta) into a stream that
     /// becomes Data frames. Returns once sent, with the agent's ack to come.</summary>
-    public async Task<Task<Ack>> SendPutAsync(FileEntry entry, PutEncoding encoding, Action<Stream> writeData, CancellationToken cancellationToken = default)
-    {
-        var answer = await SendAsync(FrameType.PutFile, (_, p) => p.Entry(entry).U8((byte)encoding), pending => { }, (id, writer) =>
+    public Task<Ack> SendPut(FileEntry entry, PutEncoding encoding, Action<Stream> writeData) =>
+        Answer<Ack>(Send(FrameType.PutFile, p => p.Entry(entry).U8((byte)encoding), pending => { }, (id, writer) =>
         {
             var data = new DataFrameWriteStream(writer, id);
             writeData(data);
             data.Flush();
-            return data.Sent;
-        }, cancellationToken).ConfigureAwait(false);
-        return AsAck(answer);
-    }
+        }));
 
     /// <summary>Creates a directory or fixes its owner and mode.</summary>
-    public Task<Task<Ack>> SendMakeDirectoryAsync(FileEntry entry, CancellationToken cancellationToken = default) =>
-        SendEntryAsync(FrameType.MakeDirectory, entry, cancellationToken);
+    public Task<Ack> SendMakeDirectory(FileEntry entry) => SendEntry(FrameType.MakeDirectory, entry);
 
     /// <summary>Creates or replaces a symlink.</summary>
-    public Task<Task<Ack>> SendMakeSymlinkAsync(FileEntry entry, CancellationToken cancellationToken = default) =>
-        SendEntryAsync(FrameType.MakeSymlink, entry, cancellationToken);
+    public Task<Ack> SendMakeSymlink(FileEntry entry) => SendEntry(FrameType.MakeSymlink, entry);
 
     /// <summary>Sets owner, mode and mtime of an existing path.</summary>
-    public Task<Task<Ack>> SendSetMetadataAsync(FileEntry entry, CancellationToken cancellationToken = default) =>
-        SendEntryAsync(FrameType.SetMetadata, entry, cancellationToken);
+    public Task<Ack> SendSetMetadata(FileEntry entry) => SendEntry(FrameType.SetMetadata, entry);
 
     /// <summary>Removes a file, symlink or empty directory.</summary>
-    public async Task<Task<Ack>> SendDeleteAsync(string path, CancellationToken cancellationToken = default) =>
-        AsAck(await SendAsync(FrameType.Delete, (_, p) => p.Text(path), pending => { }, cancellationToken: cancellationToken).ConfigureAwait(false));
+    public Task<Ack> SendDelete(string path) => Answer<Ack>(Send(FrameType.Delete, p => p.Text(path), pending => { }));
 
-    private async Task<Task<Ack>> SendEntryAsync(FrameType type, FileEntry entry, CancellationToken cancellationToken) =>
-        AsAck(await SendAsync(type, (_, p) => p.Entry(entry), pending => { }, cancellationToken: cancellationToken).ConfigureAwait(false));
+    private Task<Ack> SendEntry(FrameType type, FileEntry entry) => Answer<Ack>(Send(type, p => p.Entry(entry), pending => { }));
 
-    private static async Task<Ack> AsAck(Task<object> answer) => (Ack)await answer.ConfigureAwait(false);
+    private static async Task<T> Answer<T>(Task<object> answer) => (T)await answer.ConfigureAwait(false);
 
     private async Task<byte[]> AsBytes(Task<object> answer)
     {
@@ -165,11 +145,9 @@ public sealed class AgentSession : IAsyncDisposable
     }
 
     /// <summary>Writes one request (and its data) under the write lock; returns the task of its answer.</summary>
-    private async Task<Task<object>> SendAsync(FrameType type, Action<uint, PayloadWriter> fill, Action<Pending> prepare,
-        Func<uint, FrameWriter, long>? data = null, CancellationToken cancellationToken = default)
+    private Task<object> Send(FrameType type, Action<PayloadWriter> fill, Action<Pending> prepare, Action<uint, FrameWriter>? data = null)
     {
-        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
+        lock (_writeLock)
         {
             var pending = new Pending();
             prepare(pending);
@@ -184,15 +162,14 @@ public sealed class AgentSession : IAsyncDisposable
             try
             {
                 var payload = new PayloadWriter().U32(id);
-                fill(id, payload);
-                await _writer.WriteAsync(type, payload, cancellationToken).ConfigureAwait(false);
+                fill(payload);
+                _writer.Write(type, payload);
                 if (data is not null)
                 {
-                    // Data streams are written synchronously (the delta encoder is a synchronous loop): off the caller's thread.
-                    await Task.Run(() => data(id, _writer), cancellationToken).ConfigureAwait(false);
-                    await _writer.WriteAsync(FrameType.DataEnd, new PayloadWriter().U32(id), cancellationToken).ConfigureAwait(false);
+                    data(id, _writer);
+                    _writer.Write(FrameType.DataEnd, new PayloadWriter().U32(id));
                 }
-                await _writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+                _writer.Flush();
             }
             catch (IOException e)
             {
@@ -201,21 +178,17 @@ public sealed class AgentSession : IAsyncDisposable
             }
             return pending.Done.Task;
         }
-        finally
-        {
-            _writeLock.Release();
-        }
     }
 
-    private async Task ReadLoopAsync()
+    private void ReadLoop()
     {
         try
         {
-            while (await _reader.ReadAsync(_abort.Token).ConfigureAwait(false) is { } frame)
+            while (_reader.Read() is { } frame)
                 Route(frame);
             Fail(new IOException("the agent closed the connection"));
         }
-        catch (Exception e) when (e is ProtocolException or IOException or OperationCanceledException)
+        catch (Exception e) when (e is ProtocolException or IOException or ObjectDisposedException)
         {
             Fail(e);
         }
@@ -291,24 +264,23 @@ public sealed class AgentSession : IAsyncDisposable
     private SessionClosedException Closed(Exception reason) =>
         new($"target {Target}: session lost: {reason.Message}; the agent {_describePeer()}", reason);
 
-    /// <summary>Says goodbye (best effort) and stops reading.</summary>
-    public async ValueTask DisposeAsync()
+    /// <summary>Says goodbye (best effort); the reader thread ends when the agent closes its stdout.</summary>
+    public void Dispose()
     {
-        try
+        lock (_writeLock)
         {
-            await _writeLock.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
-            if (_closed is null)
+            try
             {
-                await _writer.WriteAsync(FrameType.Goodbye, new PayloadWriter()).ConfigureAwait(false);
-                await _writer.FlushAsync().ConfigureAwait(false);
+                if (_closed is null)
+                {
+                    _writer.Write(FrameType.Goodbye, new PayloadWriter());
+                    _writer.Flush();
+                }
+            }
+            catch (IOException)
+            {
+                // the agent is already gone; nothing to say goodbye to
             }
         }
-        catch (IOException)
-        {
-            // the agent is already gone; nothing to say goodbye to
-        }
-        await _abort.CancelAsync().ConfigureAwait(false);
-        await _readLoop.ConfigureAwait(false);
-        _abort.Dispose();
     }
 }

@@ -50,7 +50,7 @@ public static class DiffReport
                 && d.Active!.Size <= MaxTextDiffBytes && d.Passive!.Size <= MaxTextDiffBytes)
             {
                 byte[] mine = await File.ReadAllBytesAsync(TreeWalker.FullPath(config.SourceRoot, d.Path), cancellationToken).ConfigureAwait(false);
-                byte[] theirs = await session.ReadAsync(d.Path, MaxTextDiffBytes, cancellationToken).ConfigureAwait(false);
+                byte[] theirs = await session.RequestContent(d.Path, MaxTextDiffBytes).ConfigureAwait(false);
                 if (IsText(mine) && IsText(theirs))
                     unified = UnifiedDiff.Format(d.Path, Encoding.UTF8.GetString(theirs), Encoding.UTF8.GetString(mine));
             }

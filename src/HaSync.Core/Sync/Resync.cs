@@ -63,13 +63,13 @@ public static class Resync
 
         var signatures = new Dictionary<string, Task<byte[]>>(StringComparer.Ordinal);
         foreach (var d in pushes.Where(UsesDelta))
-            signatures[d.Path] = await session.SendSignatureRequestAsync(d.Path, cancellationToken).ConfigureAwait(false);
+            signatures[d.Path] = session.RequestSignature(d.Path);
 
         var acks = new List<(PathDifference Difference, string Action, Task<Ack> Ack)>();
         foreach (string path in deletes)
         {
             progress?.Report(new(++done, total, "delete", path));
-            acks.Add((new(path, PathStatus.Extra, null, null, []), "delete", await session.SendDeleteAsync(path, cancellationToken).ConfigureAwait(false)));
+            acks.Add((new(path, PathStatus.Extra, null, null, []), "delete", session.SendDelete(path)));
         }
         foreach (var d in pushes)
         {
@@ -83,7 +83,7 @@ public static class Resync
         {
             var ack = await ackTask.ConfigureAwait(false);
             if (ack.Status == AckStatus.HashMismatch)
-                ack = await ResendWholeAsync(config, session, d, stats, cancellationToken).ConfigureAwait(false);
+                ack = await ResendWholeAsync(config, session, d, stats).ConfigureAwait(false);
             if (ack.Status != AckStatus.Ok)
             {
                 stats.Failures.Add($"{d.Path}: {action}: {ack.Message}");
@@ -106,7 +106,7 @@ public static class Resync
     public static async Task<List<PathDifference>> CompareAsync(HaSyncConfig config, AgentSession session, PathFilter exclude,
         CancellationToken cancellationToken)
     {
-        var manifest = session.ManifestAsync(config.Paths, cancellationToken); // the agent hashes while we do
+        var manifest = session.RequestManifest(config.Paths); // the agent hashes while we do
         var local = await Task.Run(() => TreeWalker.Walk(config.SourceRoot, config.Paths, exclude, withHash: true, cancellationToken), cancellationToken).ConfigureAwait(false);
         var remote = (await manifest.ConfigureAwait(false)).Where(e => !Excluded(exclude, e.Path)).ToList();
         return Comparison.Compare(local, remote);
@@ -143,13 +143,13 @@ public static class Resync
     {
         var entry = d.Active!;
         if (d.Status == PathStatus.MetadataDiffers)
-            return ("metadata", await session.SendSetMetadataAsync(entry, cancellationToken).ConfigureAwait(false));
+            return ("metadata", session.SendSetMetadata(entry));
         switch (entry.Kind)
         {
             case EntryKind.Directory:
-                return ("mkdir", await session.SendMakeDirectoryAsync(entry, cancellationToken).ConfigureAwait(false));
+                return ("mkdir", session.SendMakeDirectory(entry));
             case EntryKind.Symlink:
-                return ("symlink", await session.SendMakeSymlinkAsync(entry, cancellationToken).ConfigureAwait(false));
+                return ("symlink", session.SendMakeSymlink(entry));
         }
         string source = TreeWalker.FullPath(config.SourceRoot, entry.Path);
         if (signatures.TryGetValue(d.Path, out var signatureTask))
@@ -165,37 +165,35 @@ public static class Resync
             }
             if (signature is not null)
             {
-                var ack = await session.SendPutAsync(entry, PutEncoding.Delta, output =>
+                var ack = session.SendPut(entry, PutEncoding.Delta, output =>
                 {
                     using var input = OpenSource(source);
                     var delta = DeltaEncoder.Encode(Signature.Read(new MemoryStream(signature)), input, output, cancellationToken);
                     stats.LiteralBytes += delta.LiteralBytes;
                     stats.MatchedBytes += delta.CopiedBytes;
-                }, cancellationToken).ConfigureAwait(false);
+                });
                 return ("delta", ack);
             }
         }
-        return ("whole", await SendWholeAsync(session, entry, source, stats, cancellationToken).ConfigureAwait(false));
+        return ("whole", SendWhole(session, entry, source, stats));
     }
 
-    private static async Task<Task<Ack>> SendWholeAsync(AgentSession session, FileEntry entry, string source, ResyncStats stats,
-        CancellationToken cancellationToken) =>
-        await session.SendPutAsync(entry, PutEncoding.Whole, output =>
+    private static Task<Ack> SendWhole(AgentSession session, FileEntry entry, string source, ResyncStats stats) =>
+        session.SendPut(entry, PutEncoding.Whole, output =>
         {
             using var input = OpenSource(source);
             input.CopyTo(output);
             stats.LiteralBytes += input.Length;
-        }, cancellationToken).ConfigureAwait(false);
+        });
 
     /// <summary>After a hash mismatch: describe the file again (it may have changed since the scan) and send it whole.</summary>
-    private static async Task<Ack> ResendWholeAsync(HaSyncConfig config, AgentSession session, PathDifference d, ResyncStats stats,
-        CancellationToken cancellationToken)
+    private static async Task<Ack> ResendWholeAsync(HaSyncConfig config, AgentSession session, PathDifference d, ResyncStats stats)
     {
         string source = TreeWalker.FullPath(config.SourceRoot, d.Path);
         var fresh = PosixFiles.Describe(source, d.Path);
         if (fresh is not { Kind: EntryKind.File })
             return new Ack(AckStatus.Failed, "changed on the active during the resync; the next resync or event will pick it up");
-        return await (await SendWholeAsync(session, fresh, source, stats, cancellationToken).ConfigureAwait(false)).ConfigureAwait(false);
+        return await SendWhole(session, fresh, source, stats).ConfigureAwait(false);
     }
 
     private static FileStream OpenSource(string path) =>

@@ -14,7 +14,7 @@ internal static class ServeCommand
         var root = new Option<string>("--root") { Description = "Directory under which every path is written", Required = true };
         var allow = new Option<string[]>("--allow") { Description = "A path (under the root) that may be written; repeat it; default: everything under the root", AllowMultipleArgumentsPerToken = false };
         var command = new Command("serve", "Run the receiving agent on stdin/stdout (started by ssh or the local transport)") { root, allow };
-        command.SetAction(async (r, cancellationToken) =>
+        command.SetAction((r, cancellationToken) =>
         {
             PathGuard guard;
             try
@@ -24,11 +24,11 @@ internal static class ServeCommand
             catch (ConfinementException e)
             {
                 Console.Error.WriteLine($"hasync serve: {e.Message}");
-                return 2;
+                return Task.FromResult(2);
             }
             using var stdin = Console.OpenStandardInput(1 << 16);
             using var stdout = new BufferedStream(Console.OpenStandardOutput(), 1 << 16);
-            return await new Agent(guard, Console.Error).ServeAsync(stdin, stdout, cancellationToken);
+            return Task.FromResult(new Agent(guard, Console.Error).Serve(stdin, stdout, cancellationToken));
         });
         return command;
     }

@@ -20,7 +20,7 @@ internal static class Targets
     public static async Task<T> WithSessionAsync<T>(TargetConfig target, Func<AgentSession, Task<T>> work, CancellationToken cancellationToken)
     {
         await using var agent = AgentProcess.Start(target, log: Console.Error);
-        await using var session = await AgentSession.OpenAsync(agent.Input, agent.Output, target.Name, agent.Describe, cancellationToken);
-        return await work(session);
+        using var session = AgentSession.Open(agent.Input, agent.Output, target.Name, agent.Describe);
+        return await work(session).WaitAsync(cancellationToken);
     }
 }

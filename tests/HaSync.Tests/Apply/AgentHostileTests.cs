@@ -111,7 +111,7 @@ public sealed class AgentHostileTests : IDisposable
     {
         var target = TestTree.LocalTarget(_root, extra);
         await using var agent = AgentProcess.Start(target);
-        await using var session = await AgentSession.OpenAsync(agent.Input, agent.Output, "hostile", agent.Describe);
+        using var session = AgentSession.Open(agent.Input, agent.Output, "hostile", agent.Describe);
         return await work(session).WaitAsync(TimeSpan.FromMinutes(1));
     }
 
@@ -126,7 +126,7 @@ public sealed class AgentHostileTests : IDisposable
     };
 
     private static async Task<Ack> Put(AgentSession session, FileEntry entry, byte[] data, PutEncoding encoding = PutEncoding.Whole) =>
-        await await session.SendPutAsync(entry, encoding, s => s.Write(data));
+        await session.SendPut(entry, encoding, s => s.Write(data));
 
     [Theory]
     [InlineData("/etc/bm/../../../outside/victim", "'..' segment")]
@@ -155,7 +155,7 @@ public sealed class AgentHostileTests : IDisposable
         Assert.Contains("/etc/passwd: outside the allowed paths (/etc/bm)", ack.Message);
         Assert.False(File.Exists(Path.Join(_root, "etc/passwd")));
 
-        var delete = await WithSession(async s => await await s.SendDeleteAsync("/etc"), "--allow", "/etc/bm");
+        var delete = await WithSession(s => s.SendDelete("/etc"), "--allow", "/etc/bm");
         Assert.Equal(AckStatus.Failed, delete.Status);
         AssertNothingChanged();
     }
@@ -167,8 +167,8 @@ public sealed class AgentHostileTests : IDisposable
         byte[] content = "overwritten\n"u8.ToArray();
         var (put, mkdir, delete) = await WithSession(async s => (
             await Put(s, Entry("/etc/escape/victim", content), content),
-            await await s.SendMakeDirectoryAsync(new FileEntry { Path = "/etc/escape/newdir", Kind = EntryKind.Directory, Mode = 0x1ed }),
-            await await s.SendDeleteAsync("/etc/escape/victim")));
+            await s.SendMakeDirectory(new FileEntry { Path = "/etc/escape/newdir", Kind = EntryKind.Directory, Mode = 0x1ed }),
+            await s.SendDelete("/etc/escape/victim")));
         foreach (var ack in new[] { put, mkdir, delete })
         {
             Assert.Equal(AckStatus.Failed, ack.Status);
@@ -215,7 +215,7 @@ public sealed class AgentHostileTests : IDisposable
 
             var target = TestTree.LocalTarget(mount);
             await using var agent = AgentProcess.Start(target);
-            await using var session = await AgentSession.OpenAsync(agent.Input, agent.Output, "tiny", agent.Describe);
+            using var session = AgentSession.Open(agent.Input, agent.Output, "tiny", agent.Describe);
             var full = await Put(session, Entry("/etc/bm/keep.conf", large), large);
             var next = await Put(session, Entry("/etc/bm/small.conf", small), small);
 

@@ -18,7 +18,7 @@ public sealed class ResyncTests(SshServer ssh) : IClassFixture<SshServer>
     private static async Task<T> WithSession<T>(TargetConfig target, Func<AgentSession, Task<T>> work)
     {
         await using var agent = AgentProcess.Start(target);
-        await using var session = await AgentSession.OpenAsync(agent.Input, agent.Output, target.Name, agent.Describe);
+        using var session = AgentSession.Open(agent.Input, agent.Output, target.Name, agent.Describe);
         return await work(session).WaitAsync(TimeSpan.FromMinutes(2));
     }
 
