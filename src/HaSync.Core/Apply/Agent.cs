@@ -32,6 +32,8 @@ public sealed class Agent(PathGuard guard, TextWriter log)
     private readonly List<(uint Id, AckStatus Status, string Message)> _deferredAcks = [];
     private readonly HashSet<string> _touchedDirectories = new(StringComparer.Ordinal); // whose file systems the commit syncs
     private long _batchBytes;
+    private readonly EntryCodec _requests = new();  // decodes entries in the sender's order
+    private readonly EntryCodec _manifests = new(); // encodes entries in our answers' order
 
     /// <summary>Serves one session on the calling thread; returns the process exit code (0 = the sender said goodbye or closed).</summary>
     public int Serve(Stream input, Stream output, CancellationToken cancellationToken = default)
@@ -156,7 +158,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                     SendData(id, ReadPrefix(guard.Resolve(subject), max), writer);
                     return;
                 case FrameType.PutFile:
-                    var entry = EntryCodec.Entry(ref payload);
+                    var entry = _requests.Read(ref payload);
                     var encoding = (PutEncoding)payload.U8("encoding");
                     payload.End();
                     subject = entry.Path;
@@ -166,7 +168,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                 case FrameType.MakeDirectory:
                 case FrameType.MakeSymlink:
                 case FrameType.SetMetadata:
-                    var target = EntryCodec.Entry(ref payload);
+                    var target = _requests.Read(ref payload);
                     payload.End();
                     subject = target.Path;
                     CommitIfPending(target.Path, writer);
@@ -195,8 +197,28 @@ public sealed class Agent(PathGuard guard, TextWriter log)
         }
     }
 
-    private static void Ack(FrameWriter writer, uint id, AckStatus status, string message) =>
-        writer.Write(FrameType.Ack, new PayloadWriter().U32(id).U8((byte)status).Text(message));
+    private static void Ack(FrameWriter writer, uint id, AckStatus status, string message) => WriteAcks(writer, [(id, status, message)]);
+
+    /// <summary>One frame for many answers: ids as differences, messages only for failures.</summary>
+    private static void WriteAcks(FrameWriter writer, List<(uint Id, AckStatus Status, string Message)> acks)
+    {
+        const int perFrame = 4096; // well under the frame limit even with long messages trimmed below
+        for (int start = 0; start < acks.Count; start += perFrame)
+        {
+            var payload = new PayloadWriter();
+            var chunk = acks.Skip(start).Take(perFrame).ToList();
+            payload.VarU((ulong)chunk.Count);
+            long previous = 0;
+            foreach (var (id, status, message) in chunk)
+            {
+                payload.VarS(id - previous).U8((byte)status);
+                if (status != AckStatus.Ok)
+                    payload.Text(message.Length > 200 ? message[..200] : message);
+                previous = id;
+            }
+            writer.Write(FrameType.Acks, payload);
+        }
+    }
 
     /// <summary>The change is applied; its ack waits for the commit that makes it durable.</summary>
     private void Defer(uint id, string fullPath)
@@ -250,8 +272,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
             _deferredAcks.Clear();
             _batchBytes = 0;
         }
-        foreach (var (id, status, message) in acks)
-            Ack(writer, id, status, message);
+        WriteAcks(writer, acks);
         _touchedDirectories.Clear();
     }
 
@@ -269,8 +290,19 @@ public sealed class Agent(PathGuard guard, TextWriter log)
     {
         foreach (string path in paths)
             guard.Resolve(path); // refuses paths outside the allowed set or behind a symlink before listing anything
+        PayloadWriter? batch = null;
         foreach (var entry in TreeWalker.Walk(guard.Root, paths, PathFilter.None, withHash: true))
-            writer.Write(FrameType.ManifestEntry, new PayloadWriter().U32(id).Entry(entry));
+        {
+            if (batch is null || batch.Length > 60_000)
+            {
+                if (batch is not null)
+                    writer.Write(FrameType.ManifestEntries, batch);
+                batch = new PayloadWriter().U32(id);
+            }
+            _manifests.Write(batch, entry);
+        }
+        if (batch is not null)
+            writer.Write(FrameType.ManifestEntries, batch);
         writer.Write(FrameType.ManifestEnd, new PayloadWriter().U32(id));
     }
 

@@ -16,8 +16,8 @@ public enum FrameType : byte
     Welcome = 2,
     /// <summary>id, paths: list the watched set under these paths.</summary>
     ManifestRequest = 10,
-    /// <summary>id, entry.</summary>
-    ManifestEntry = 11,
+    /// <summary>id, count, entries (each encoded against the one before it).</summary>
+    ManifestEntries = 11,
     /// <summary>id: no more entries.</summary>
     ManifestEnd = 12,
     /// <summary>id, path: the librsync signature of the passive's copy, as Data frames.</summary>
@@ -38,8 +38,8 @@ public enum FrameType : byte
     Data = 50,
     /// <summary>id.</summary>
     DataEnd = 51,
-    /// <summary>id, status, message.</summary>
-    Ack = 60,
+    /// <summary>count, then per answer: id (as a difference from the previous id), status, message if not Ok.</summary>
+    Acks = 60,
     /// <summary>Sender is done; the agent exits 0.</summary>
     Goodbye = 99,
 }
@@ -152,6 +152,9 @@ public sealed class PayloadWriter
 
     internal ReadOnlyMemory<byte> WrittenMemory => _buffer.WrittenMemory;
 
+    /// <summary>Bytes written so far.</summary>
+    public int Length => _buffer.WrittenCount;
+
     /// <summary>Appends a byte.</summary>
     public PayloadWriter U8(byte value) { _buffer.GetSpan(1)[0] = value; _buffer.Advance(1); return this; }
     /// <summary>Appends a big-endian uint16.</summary>
@@ -162,6 +165,23 @@ public sealed class PayloadWriter
     public PayloadWriter I64(long value) { BinaryPrimitives.WriteInt64BigEndian(_buffer.GetSpan(8), value); _buffer.Advance(8); return this; }
     /// <summary>Appends a length-prefixed byte string.</summary>
     public PayloadWriter Bytes(ReadOnlySpan<byte> value) { U32((uint)value.Length); _buffer.Write(value); return this; }
+    /// <summary>Appends raw bytes (fixed length known to both sides).</summary>
+    public PayloadWriter Raw(ReadOnlySpan<byte> value) { _buffer.Write(value); return this; }
+    /// <summary>Appends an unsigned LEB128 varint.</summary>
+    public PayloadWriter VarU(ulong value)
+    {
+        var span = _buffer.GetSpan(10);
+        int i = 0;
+        for (; value >= 0x80; value >>= 7)
+            span[i++] = (byte)(value | 0x80);
+        span[i++] = (byte)value;
+        _buffer.Advance(i);
+        return this;
+    }
+    /// <summary>Appends a signed varint (zigzag).</summary>
+    public PayloadWriter VarS(long value) => VarU((ulong)((value << 1) ^ (value >> 63)));
+    /// <summary>Appends a varint-length-prefixed byte string.</summary>
+    public PayloadWriter VarBytes(ReadOnlySpan<byte> value) { VarU((ulong)value.Length); _buffer.Write(value); return this; }
     /// <summary>Appends a length-prefixed UTF-8 string.</summary>
     public PayloadWriter Text(string value) => Bytes(Encoding.UTF8.GetBytes(value));
 }
@@ -190,7 +210,39 @@ public struct PayloadReader(ReadOnlyMemory<byte> payload, FrameType type)
     /// <summary>Reads a big-endian int64.</summary>
     public long I64(string field) => BinaryPrimitives.ReadInt64BigEndian(Take(8, field));
     /// <summary>Reads a length-prefixed byte string.</summary>
-    public ReadOnlySpan<byte> Bytes(string field) => Take(checked((int)Math.Min(U32(field), int.MaxValue)), field);
+    public ReadOnlySpan<byte> Bytes(string field) => Take((int)Math.Min(U32(field), int.MaxValue), field);
+    /// <summary>Reads raw bytes of a known length.</summary>
+    public ReadOnlySpan<byte> Raw(int count, string field) => Take(count, field);
+    /// <summary>Reads an unsigned LEB128 varint (at most 10 bytes).</summary>
+    public ulong VarU(string field)
+    {
+        ulong value = 0;
+        for (int shift = 0; shift < 70; shift += 7)
+        {
+            byte b = U8(field);
+            value |= (ulong)(b & 0x7f) << shift;
+            if (b < 0x80)
+                return value;
+        }
+        throw new ProtocolException($"reading {type} frame: field '{field}' is a varint longer than 10 bytes");
+    }
+    /// <summary>Reads a signed (zigzag) varint.</summary>
+    public long VarS(string field)
+    {
+        ulong raw = VarU(field);
+        return (long)(raw >> 1) ^ -(long)(raw & 1);
+    }
+    /// <summary>Reads an unsigned varint that must fit an int.</summary>
+    public int VarLength(string field)
+    {
+        ulong value = VarU(field);
+        return value <= int.MaxValue ? (int)value : throw new ProtocolException($"reading {type} frame: field '{field}' = {value} is not a valid length");
+    }
+    /// <summary>Reads a varint-length-prefixed byte string.</summary>
+    public ReadOnlySpan<byte> VarBytes(string field) => Take(VarLength(field), field);
+
+    /// <summary>True when every byte has been read.</summary>
+    public readonly bool AtEnd => _position == payload.Length;
 
     /// <summary>Reads a length-prefixed UTF-8 string.</summary>
     public string Text(string field)

@@ -28,6 +28,8 @@ public sealed class AgentSession : IDisposable
     private readonly Dictionary<uint, Pending> _pending = [];
     private readonly Func<string> _describePeer;
     private Thread? _readThread;
+    private readonly EntryCodec _requests = new();  // encodes entries in request order (under the write lock)
+    private readonly EntryCodec _manifests = new(); // decodes manifest entries on the reader thread
     private Exception? _closed;
     private uint _nextId;
 
@@ -113,7 +115,7 @@ public sealed class AgentSession : IDisposable
     /// <summary>Sends a file: <paramref name="writeData"/> writes its data (the content, or a delta) into a stream that
     /// becomes Data frames. Returns once sent, with the agent's ack to come.</summary>
     public Task<Ack> SendPut(FileEntry entry, PutEncoding encoding, Action<Stream> writeData) =>
-        Answer<Ack>(Send(FrameType.PutFile, p => p.Entry(entry).U8((byte)encoding), pending => { }, (id, writer) =>
+        Answer<Ack>(Send(FrameType.PutFile, p => { _requests.Write(p, entry); p.U8((byte)encoding); }, pending => { }, (id, writer) =>
         {
             var data = new DataFrameWriteStream(writer, id);
             writeData(data);
@@ -132,7 +134,7 @@ public sealed class AgentSession : IDisposable
     /// <summary>Removes a file, symlink or empty directory.</summary>
     public Task<Ack> SendDelete(string path) => Answer<Ack>(Send(FrameType.Delete, p => p.Text(path), pending => { }));
 
-    private Task<Ack> SendEntry(FrameType type, FileEntry entry) => Answer<Ack>(Send(type, p => p.Entry(entry), pending => { }));
+    private Task<Ack> SendEntry(FrameType type, FileEntry entry) => Answer<Ack>(Send(type, p => _requests.Write(p, entry), pending => { }));
 
     private static async Task<T> Answer<T>(Task<object> answer) => (T)await answer.ConfigureAwait(false);
 
@@ -197,41 +199,54 @@ public sealed class AgentSession : IDisposable
     private void Route(Frame frame)
     {
         var payload = frame.Reader();
-        uint id = payload.U32("id");
-        Pending? pending;
-        lock (_pending)
-            _pending.TryGetValue(id, out pending);
-        if (pending is null)
-            throw new ProtocolException($"the agent answered request {id}, which is not pending ({frame.Type})");
+        if (frame.Type == FrameType.Acks)
+        {
+            long id = 0;
+            for (ulong count = payload.VarU("count"); count > 0; count--)
+            {
+                id += payload.VarS("id");
+                var status = (AckStatus)payload.U8("status");
+                string message = status == AckStatus.Ok ? "" : payload.Text("message");
+                var pending = PendingFor((uint)id, frame.Type);
+                if (pending.Entries is not null || pending.Data is not null)
+                {
+                    // A read request answered with an ack: it failed.
+                    Complete((uint)id, null, new AgentRequestException($"target {Target}: {message}"));
+                    continue;
+                }
+                Complete((uint)id, new Ack(status, message));
+            }
+            payload.End();
+            return;
+        }
+        uint requestId = payload.U32("id");
+        var request = PendingFor(requestId, frame.Type);
         switch (frame.Type)
         {
-            case FrameType.ManifestEntry when pending.Entries is not null:
-                pending.Entries.Add(EntryCodec.Entry(ref payload));
-                payload.End();
+            case FrameType.ManifestEntries when request.Entries is not null:
+                while (!payload.AtEnd)
+                    request.Entries.Add(_manifests.Read(ref payload));
                 return;
-            case FrameType.ManifestEnd when pending.Entries is not null:
-                Complete(id, pending.Entries);
+            case FrameType.ManifestEnd when request.Entries is not null:
+                Complete(requestId, request.Entries);
                 return;
-            case FrameType.Data when pending.Data is not null:
-                pending.Data.Write(payload.Bytes("data"));
+            case FrameType.Data when request.Data is not null:
+                request.Data.Write(payload.Bytes("data"));
                 return;
-            case FrameType.DataEnd when pending.Data is not null:
-                Complete(id, pending.Data);
-                return;
-            case FrameType.Ack:
-                var status = (AckStatus)payload.U8("status");
-                string message = payload.Text("message");
-                payload.End();
-                if (pending.Entries is not null && status == AckStatus.Failed)
-                {
-                    Complete(id, null, new AgentRequestException($"target {Target}: {message}"));
-                    return;
-                }
-                Complete(id, new Ack(status, message));
+            case FrameType.DataEnd when request.Data is not null:
+                Complete(requestId, request.Data);
                 return;
             default:
-                throw new ProtocolException($"unexpected {frame.Type} frame for request {id}");
+                throw new ProtocolException($"unexpected {frame.Type} frame for request {requestId}");
         }
+    }
+
+    private Pending PendingFor(uint id, FrameType type)
+    {
+        lock (_pending)
+            return _pending.TryGetValue(id, out var pending)
+                ? pending
+                : throw new ProtocolException($"the agent answered request {id}, which is not pending ({type})");
     }
 
     private void Complete(uint id, object? result, Exception? error = null)
