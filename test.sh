@@ -26,7 +26,7 @@ command -v rdiff >/dev/null || die "rdiff is still missing after the install"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-dotnet test HaSync.sln -c Release --logger "console;verbosity=normal" 2>&1 | tee "$log" || status=$?
+dotnet test HaSync.sln -c Release --logger "console;verbosity=normal" --blame-hang-timeout 5m 2>&1 | tee "$log" || status=$?
 
 # The benchmark scripts must keep working: run them on a small size (figures at this size mean nothing).
 if [ "$status" -eq 0 ]; then

@@ -18,20 +18,22 @@ namespace HaSync.Apply;
 /// Group commit: every write goes through <see cref="PathGuard"/> and lands by rename, so a reader of the
 /// passive sees the old complete file until the new one is complete, owned and on disk. Making each file
 /// durable on its own costs two fsyncs per file, which is most of a cold copy of /etc and far worse on
-/// spinning disks. So changes are applied as they come, files wait as complete temp files, and when the queue
-/// runs dry (or a batch grows large) one syncfs per file system makes the batch durable, the temp files are
-/// renamed into place, a second syncfs makes the renames durable, and only then are the batch's acks sent: an
-/// ack still means "on disk". A single change, as the daemon sends, is committed at once.
+/// spinning disks. So changes are applied as they come, files wait as complete temp files, and at the sender's
+/// Flush (the end of its burst), when a batch grows large, or after a short idle time, one syncfs per file
+/// system makes the batch durable, the temp files are renamed into place, a second syncfs makes the renames
+/// durable, and only then are the batch's acks sent: an ack still means "on disk".
 /// </remarks>
 public sealed class Agent(PathGuard guard, TextWriter log)
 {
     private const int MaxBatchFiles = 512;
     private const long MaxBatchBytes = 64L << 20;
+    private static readonly TimeSpan IdleCommit = TimeSpan.FromMilliseconds(50); // a sender that never says Flush still gets answers
 
     private readonly List<(uint Id, string Path, AtomicFile File)> _sealed = []; // complete, owned temp files awaiting rename
     private readonly List<(uint Id, AckStatus Status, string Message)> _deferredAcks = [];
     private readonly HashSet<string> _touchedDirectories = new(StringComparer.Ordinal); // whose file systems the commit syncs
     private long _batchBytes;
+    private bool _unflushed; // answers written but not yet pushed to stdout
     private readonly EntryCodec _requests = new();  // decodes entries in the sender's order
     private readonly EntryCodec _manifests = new(); // encodes entries in our answers' order
 
@@ -82,18 +84,26 @@ public sealed class Agent(PathGuard guard, TextWriter log)
 
         try
         {
-            while (queue.TryTake(out var frame, Timeout.Infinite, cancellationToken))
+            while (true)
             {
+                bool waiting = _deferredAcks.Count > 0 || _unflushed;
+                if (!queue.TryTake(out var frame, waiting ? IdleCommit : Timeout.InfiniteTimeSpan))
+                {
+                    if (queue.IsCompleted)
+                        break;
+                    Commit(writer); // idle: nothing more is coming for now
+                    FlushAnswers(writer);
+                    continue;
+                }
                 if (frame.Type == FrameType.Goodbye)
                     break;
+                cancellationToken.ThrowIfCancellationRequested();
                 Handle(frame, () => queue.TryTake(out var next, Timeout.Infinite, cancellationToken) ? next : null, writer);
-                if (queue.Count == 0 || _sealed.Count >= MaxBatchFiles || _batchBytes >= MaxBatchBytes)
+                if (_sealed.Count >= MaxBatchFiles || _batchBytes >= MaxBatchBytes)
                     Commit(writer);
-                if (queue.Count == 0)
-                    writer.Flush();
             }
             Commit(writer);
-            writer.Flush();
+            FlushAnswers(writer);
         }
         catch (ProtocolException e)
         {
@@ -143,12 +153,14 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                     payload.End();
                     Commit(writer); // reads see every change acknowledged before them
                     SendManifest(id, paths, writer);
+                    FlushAnswers(writer);
                     return;
                 case FrameType.SignatureRequest:
                     subject = payload.Text("path");
                     payload.End();
                     Commit(writer);
                     SendData(id, Signature(guard.Resolve(subject)), writer);
+                    FlushAnswers(writer);
                     return;
                 case FrameType.ReadRequest:
                     subject = payload.Text("path");
@@ -156,6 +168,13 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                     payload.End();
                     Commit(writer);
                     SendData(id, ReadPrefix(guard.Resolve(subject), max), writer);
+                    FlushAnswers(writer);
+                    return;
+                case FrameType.Flush:
+                    payload.End();
+                    Commit(writer);
+                    Ack(writer, id, AckStatus.Ok, "");
+                    FlushAnswers(writer);
                     return;
                 case FrameType.PutFile:
                     var entry = _requests.Read(ref payload);
@@ -197,10 +216,16 @@ public sealed class Agent(PathGuard guard, TextWriter log)
         }
     }
 
-    private static void Ack(FrameWriter writer, uint id, AckStatus status, string message) => WriteAcks(writer, [(id, status, message)]);
+    private void Ack(FrameWriter writer, uint id, AckStatus status, string message) => WriteAcks(writer, [(id, status, message)]);
+
+    private void FlushAnswers(FrameWriter writer)
+    {
+        writer.Flush();
+        _unflushed = false;
+    }
 
     /// <summary>One frame for many answers: ids as differences, messages only for failures.</summary>
-    private static void WriteAcks(FrameWriter writer, List<(uint Id, AckStatus Status, string Message)> acks)
+    private void WriteAcks(FrameWriter writer, List<(uint Id, AckStatus Status, string Message)> acks)
     {
         const int perFrame = 4096; // well under the frame limit even with long messages trimmed below
         for (int start = 0; start < acks.Count; start += perFrame)
@@ -217,6 +242,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                 previous = id;
             }
             writer.Write(FrameType.Acks, payload);
+            _unflushed = true;
         }
     }
 

@@ -34,6 +34,8 @@ public enum FrameType : byte
     SetMetadata = 33,
     /// <summary>id, path: remove a file, symlink or empty directory.</summary>
     Delete = 34,
+    /// <summary>id: the end of a burst; commit what is pending (durably) and answer everything.</summary>
+    Flush = 35,
     /// <summary>id, bytes.</summary>
     Data = 50,
     /// <summary>id.</summary>

@@ -28,6 +28,8 @@ public sealed class AgentSession : IDisposable
     private readonly Dictionary<uint, Pending> _pending = [];
     private readonly Func<string> _describePeer;
     private Thread? _readThread;
+    private readonly Timer _pushTimer;                // pushes out requests nobody flushed (see Send)
+    private static readonly TimeSpan PushDelay = TimeSpan.FromMilliseconds(5);
     private readonly EntryCodec _requests = new();  // encodes entries in request order (under the write lock)
     private readonly EntryCodec _manifests = new(); // decodes manifest entries on the reader thread
     private Exception? _closed;
@@ -42,8 +44,9 @@ public sealed class AgentSession : IDisposable
 
     private AgentSession(Stream toAgent, Stream fromAgent, string target, Func<string> describePeer)
     {
-        _writer = new FrameWriter(toAgent);
+        _writer = new FrameWriter(new BufferedStream(toAgent, 1 << 16)); // write requests go out in bursts, at Flush
         _reader = new FrameReader(fromAgent);
+        _pushTimer = new Timer(_ => Push());
         Target = target;
         _describePeer = describePeer;
     }
@@ -103,14 +106,20 @@ public sealed class AgentSession : IDisposable
         p.U32((uint)paths.Count);
         foreach (string path in paths)
             p.Text(path);
-    }, pending => pending.Entries = []));
+    }, pending => pending.Entries = [], push: true));
 
-    /// <summary>Asks for the librsync signature of the passive's copy of <paramref name="path"/>.</summary>
-    public Task<byte[]> RequestSignature(string path) => AsBytes(Send(FrameType.SignatureRequest, p => p.Text(path), pending => pending.Data = new()));
+    /// <summary>Asks for the librsync signature of the passive's copy of <paramref name="path"/>. Not pushed
+    /// out until <paramref name="push"/> or a later request that is: ask for a batch, push with the last.</summary>
+    public Task<byte[]> RequestSignature(string path, bool push = true) =>
+        AsBytes(Send(FrameType.SignatureRequest, p => p.Text(path), pending => pending.Data = new(), push: push));
 
     /// <summary>Asks for up to <paramref name="maxBytes"/> of the passive's copy of <paramref name="path"/>.</summary>
     public Task<byte[]> RequestContent(string path, long maxBytes) =>
-        AsBytes(Send(FrameType.ReadRequest, p => p.Text(path).I64(maxBytes), pending => pending.Data = new()));
+        AsBytes(Send(FrameType.ReadRequest, p => p.Text(path).I64(maxBytes), pending => pending.Data = new(), push: true));
+
+    /// <summary>Ends a burst of changes: pushes the buffered requests and asks the agent to commit them. The agent
+    /// answers the burst's requests once they are on its disk (or after a short idle time without a Flush).</summary>
+    public Task<Ack> SendFlush() => Answer<Ack>(Send(FrameType.Flush, p => { }, pending => { }, push: true));
 
     /// <summary>Sends a file: <paramref name="writeData"/> writes its data (the content, or a delta) into a stream that
     /// becomes Data frames. Returns once sent, with the agent's ack to come.</summary>
@@ -146,8 +155,10 @@ public sealed class AgentSession : IDisposable
             : ((MemoryStream)result).ToArray();
     }
 
-    /// <summary>Writes one request (and its data) under the write lock; returns the task of its answer.</summary>
-    private Task<object> Send(FrameType type, Action<PayloadWriter> fill, Action<Pending> prepare, Action<uint, FrameWriter>? data = null)
+    /// <summary>Writes one request (and its data) under the write lock; returns the task of its answer. Requests whose
+    /// answer the caller waits for are pushed out at once (<paramref name="push"/>); changes are buffered so a burst
+    /// travels in few packets, and go out at SendFlush or, for a caller that never flushes, a few milliseconds later.</summary>
+    private Task<object> Send(FrameType type, Action<PayloadWriter> fill, Action<Pending> prepare, Action<uint, FrameWriter>? data = null, bool push = false)
     {
         lock (_writeLock)
         {
@@ -171,7 +182,10 @@ public sealed class AgentSession : IDisposable
                     data(id, _writer);
                     _writer.Write(FrameType.DataEnd, new PayloadWriter().U32(id));
                 }
-                _writer.Flush();
+                if (push)
+                    _writer.Flush();
+                else
+                    _pushTimer.Change(PushDelay, Timeout.InfiniteTimeSpan);
             }
             catch (IOException e)
             {
@@ -179,6 +193,22 @@ public sealed class AgentSession : IDisposable
                 throw Closed(e);
             }
             return pending.Done.Task;
+        }
+    }
+
+    private void Push()
+    {
+        lock (_writeLock)
+        {
+            try
+            {
+                if (_closed is null)
+                    _writer.Flush();
+            }
+            catch (IOException e)
+            {
+                Fail(e);
+            }
         }
     }
 
@@ -282,6 +312,7 @@ public sealed class AgentSession : IDisposable
     /// <summary>Says goodbye (best effort); the reader thread ends when the agent closes its stdout.</summary>
     public void Dispose()
     {
+        _pushTimer.Dispose();
         lock (_writeLock)
         {
             try

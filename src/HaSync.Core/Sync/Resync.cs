@@ -62,8 +62,9 @@ public static class Resync
         int total = deletes.Count + pushes.Count, done = 0;
 
         var signatures = new Dictionary<string, Task<byte[]>>(StringComparer.Ordinal);
-        foreach (var d in pushes.Where(UsesDelta))
-            signatures[d.Path] = session.RequestSignature(d.Path);
+        var deltaCandidates = pushes.Where(UsesDelta).ToList();
+        foreach (var d in deltaCandidates)
+            signatures[d.Path] = session.RequestSignature(d.Path, push: d == deltaCandidates[^1]);
 
         var acks = new List<(PathDifference Difference, string Action, Task<Ack> Ack)>();
         foreach (string path in deletes)
@@ -78,6 +79,8 @@ public static class Resync
             progress?.Report(new(++done, total, action, d.Path));
             acks.Add((d, action, ack));
         }
+
+        await session.SendFlush().ConfigureAwait(false);
 
         foreach (var (d, action, ackTask) in acks)
         {
@@ -193,7 +196,9 @@ public static class Resync
         var fresh = PosixFiles.Describe(source, d.Path);
         if (fresh is not { Kind: EntryKind.File })
             return new Ack(AckStatus.Failed, "changed on the active during the resync; the next resync or event will pick it up");
-        return await SendWhole(session, fresh, source, stats).ConfigureAwait(false);
+        var ack = SendWhole(session, fresh, source, stats);
+        await session.SendFlush().ConfigureAwait(false);
+        return await ack.ConfigureAwait(false);
     }
 
     private static FileStream OpenSource(string path) =>
