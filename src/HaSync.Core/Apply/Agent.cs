@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using HaSync.Delta;
 using HaSync.Interop;
 using HaSync.Protocol;
@@ -11,29 +10,26 @@ namespace HaSync.Apply;
 /// </summary>
 /// <remarks>
 /// Implementation notes.
-/// Threads: a reader thread turns stdin into frames in a small bounded queue; the serving thread applies
-/// requests one at a time, in order. A request that fails (confinement, a full disk, a corrupt delta) gets a
+/// One thread reads stdin and applies requests one at a time, in order. A request that fails (confinement, a full disk, a corrupt delta) gets a
 /// Failed ack and the session goes on; only a broken frame ends it, because after one the stream cannot be
 /// trusted to be in step.
 /// Group commit: every write goes through <see cref="PathGuard"/> and lands by rename, so a reader of the
 /// passive sees the old complete file until the new one is complete, owned and on disk. Making each file
 /// durable on its own costs two fsyncs per file, which is most of a cold copy of /etc and far worse on
 /// spinning disks. So changes are applied as they come, files wait as complete temp files, and at the sender's
-/// Flush (the end of its burst), when a batch grows large, or after a short idle time, one syncfs per file
-/// system makes the batch durable, the temp files are renamed into place, a second syncfs makes the renames
+/// Flush (the end of its burst; the session sends one itself a few milliseconds after a change nobody flushed),
+/// before a read, or when a batch grows large, one syncfs per file system makes the batch durable, the temp files are renamed into place, a second syncfs makes the renames
 /// durable, and only then are the batch's acks sent: an ack still means "on disk".
 /// </remarks>
 public sealed class Agent(PathGuard guard, TextWriter log)
 {
     private const int MaxBatchFiles = 512;
     private const long MaxBatchBytes = 64L << 20;
-    private static readonly TimeSpan IdleCommit = TimeSpan.FromMilliseconds(50); // a sender that never says Flush still gets answers
 
     private readonly List<(uint Id, string Path, AtomicFile File)> _sealed = []; // complete, owned temp files awaiting rename
     private readonly List<(uint Id, AckStatus Status, string Message)> _deferredAcks = [];
     private readonly HashSet<string> _touchedDirectories = new(StringComparer.Ordinal); // whose file systems the commit syncs
     private long _batchBytes;
-    private bool _unflushed; // answers written but not yet pushed to stdout
     private readonly EntryCodec _requests = new();  // decodes entries in the sender's order
     private readonly EntryCodec _manifests = new(); // encodes entries in our answers' order
 
@@ -59,46 +55,14 @@ public sealed class Agent(PathGuard guard, TextWriter log)
             return 2;
         }
 
-        using var queue = new BlockingCollection<Frame>(boundedCapacity: 64); // at most ~16 MiB of data frames in memory
-        var readerThread = new Thread(() =>
-        {
-            try
-            {
-                while (reader.Read() is { } frame)
-                    queue.Add(frame, cancellationToken);
-            }
-            catch (ProtocolException e)
-            {
-                readError = e;
-            }
-            catch (Exception e) when (e is IOException or OperationCanceledException)
-            {
-                // stdin closed under us: the same as the end of the session
-            }
-            finally
-            {
-                queue.CompleteAdding();
-            }
-        }) { IsBackground = true, Name = "hasync serve reader" };
-        readerThread.Start();
-
         try
         {
-            while (true)
+            while (reader.Read() is { } frame)
             {
-                bool waiting = _deferredAcks.Count > 0 || _unflushed;
-                if (!queue.TryTake(out var frame, waiting ? IdleCommit : Timeout.InfiniteTimeSpan))
-                {
-                    if (queue.IsCompleted)
-                        break;
-                    Commit(writer); // idle: nothing more is coming for now
-                    FlushAnswers(writer);
-                    continue;
-                }
                 if (frame.Type == FrameType.Goodbye)
                     break;
                 cancellationToken.ThrowIfCancellationRequested();
-                Handle(frame, () => queue.TryTake(out var next, Timeout.Infinite, cancellationToken) ? next : null, writer);
+                Handle(frame, reader.Read, writer);
                 if (_sealed.Count >= MaxBatchFiles || _batchBytes >= MaxBatchBytes)
                     Commit(writer);
             }
@@ -107,7 +71,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
         }
         catch (ProtocolException e)
         {
-            readError ??= e;
+            readError = e;
         }
         finally
         {
@@ -216,16 +180,12 @@ public sealed class Agent(PathGuard guard, TextWriter log)
         }
     }
 
-    private void Ack(FrameWriter writer, uint id, AckStatus status, string message) => WriteAcks(writer, [(id, status, message)]);
+    private static void Ack(FrameWriter writer, uint id, AckStatus status, string message) => WriteAcks(writer, [(id, status, message)]);
 
-    private void FlushAnswers(FrameWriter writer)
-    {
-        writer.Flush();
-        _unflushed = false;
-    }
+    private static void FlushAnswers(FrameWriter writer) => writer.Flush();
 
     /// <summary>One frame for many answers: ids as differences, messages only for failures.</summary>
-    private void WriteAcks(FrameWriter writer, List<(uint Id, AckStatus Status, string Message)> acks)
+    private static void WriteAcks(FrameWriter writer, List<(uint Id, AckStatus Status, string Message)> acks)
     {
         const int perFrame = 4096; // well under the frame limit even with long messages trimmed below
         for (int start = 0; start < acks.Count; start += perFrame)
@@ -242,7 +202,6 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                 previous = id;
             }
             writer.Write(FrameType.Acks, payload);
-            _unflushed = true;
         }
     }
 

@@ -28,7 +28,8 @@ public sealed class AgentSession : IDisposable
     private readonly Dictionary<uint, Pending> _pending = [];
     private readonly Func<string> _describePeer;
     private Thread? _readThread;
-    private readonly Timer _pushTimer;                // pushes out requests nobody flushed (see Send)
+    private readonly Timer _pushTimer;                // ends a burst nobody flushed (see Send)
+    private bool _unflushedChanges;                   // changes sent since the last Flush
     private static readonly TimeSpan PushDelay = TimeSpan.FromMilliseconds(5);
     private readonly EntryCodec _requests = new();  // encodes entries in request order (under the write lock)
     private readonly EntryCodec _manifests = new(); // decodes manifest entries on the reader thread
@@ -118,7 +119,7 @@ public sealed class AgentSession : IDisposable
         AsBytes(Send(FrameType.ReadRequest, p => p.Text(path).I64(maxBytes), pending => pending.Data = new(), push: true));
 
     /// <summary>Ends a burst of changes: pushes the buffered requests and asks the agent to commit them. The agent
-    /// answers the burst's requests once they are on its disk (or after a short idle time without a Flush).</summary>
+    /// answers the burst's requests once they are on its disk.</summary>
     public Task<Ack> SendFlush() => Answer<Ack>(Send(FrameType.Flush, p => { }, pending => { }, push: true));
 
     /// <summary>Sends a file: <paramref name="writeData"/> writes its data (the content, or a delta) into a stream that
@@ -157,7 +158,8 @@ public sealed class AgentSession : IDisposable
 
     /// <summary>Writes one request (and its data) under the write lock; returns the task of its answer. Requests whose
     /// answer the caller waits for are pushed out at once (<paramref name="push"/>); changes are buffered so a burst
-    /// travels in few packets, and go out at SendFlush or, for a caller that never flushes, a few milliseconds later.</summary>
+    /// travels in few packets and is committed once, at SendFlush, or a few milliseconds after the last change for a
+    /// caller that never flushes.</summary>
     private Task<object> Send(FrameType type, Action<PayloadWriter> fill, Action<Pending> prepare, Action<uint, FrameWriter>? data = null, bool push = false)
     {
         lock (_writeLock)
@@ -182,9 +184,15 @@ public sealed class AgentSession : IDisposable
                     data(id, _writer);
                     _writer.Write(FrameType.DataEnd, new PayloadWriter().U32(id));
                 }
+                _unflushedChanges = type switch
+                {
+                    FrameType.Flush => false,
+                    FrameType.PutFile or FrameType.MakeDirectory or FrameType.MakeSymlink or FrameType.SetMetadata or FrameType.Delete => true,
+                    _ => _unflushedChanges,
+                };
                 if (push)
                     _writer.Flush();
-                else
+                if (_unflushedChanges)
                     _pushTimer.Change(PushDelay, Timeout.InfiniteTimeSpan);
             }
             catch (IOException e)
@@ -198,17 +206,18 @@ public sealed class AgentSession : IDisposable
 
     private void Push()
     {
+        bool due;
         lock (_writeLock)
+            due = _unflushedChanges && _closed is null;
+        if (!due)
+            return;
+        try
         {
-            try
-            {
-                if (_closed is null)
-                    _writer.Flush();
-            }
-            catch (IOException e)
-            {
-                Fail(e);
-            }
+            _ = SendFlush(); // its own answer matters to nobody; the changes' answers come with it
+        }
+        catch (SessionClosedException)
+        {
+            // the pending requests have been failed with the reason already
         }
     }
 
