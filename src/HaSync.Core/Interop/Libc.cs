@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace HaSync.Interop;
 
-/// <summary>The few libc calls the BCL does not offer.</summary>
+/// <summary>The few libc calls the BCL does not offer (Mono.Posix covers stat, ownership and times).</summary>
 internal static partial class Libc
 {
     public const int O_RDONLY = 0x0000;
@@ -15,6 +15,12 @@ internal static partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     public static partial int fsync(int fd);
 
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int close(int fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int syncfs(int fd);
+
     [LibraryImport("libc", EntryPoint = "rename", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int rename_(string from, string to);
 
@@ -26,39 +32,22 @@ internal static partial class Libc
             throw new IOException($"{to}: rename from {Path.GetFileName(from)} failed: {Marshal.GetLastPInvokeErrorMessage()}");
     }
 
-    [LibraryImport("libc", SetLastError = true)]
-    public static partial int close(int fd);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int syncfs(int fd);
+    /// <summary>fsync of a directory: makes a rename inside it durable.</summary>
+    public static void FsyncDirectory(string directory) => OnDirectory(directory, "fsync of directory", fsync);
 
     /// <summary>syncfs(2) on the file system holding <paramref name="directory"/>: one flush for a whole batch.</summary>
-    public static void SyncFileSystem(string directory)
-    {
-        int fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-            throw new IOException($"{directory}: cannot open directory to sync its file system: {Marshal.GetLastPInvokeErrorMessage()}");
-        try
-        {
-            if (syncfs(fd) != 0)
-                throw new IOException($"{directory}: syncfs failed: {Marshal.GetLastPInvokeErrorMessage()}");
-        }
-        finally
-        {
-            close(fd);
-        }
-    }
+    public static void SyncFileSystem(string directory) => OnDirectory(directory, "syncfs", syncfs);
 
-    /// <summary>fsync of a directory: makes a rename inside it durable.</summary>
-    public static void FsyncDirectory(string directory)
+    /// <summary>Opens <paramref name="directory"/>, runs a call on its descriptor, closes it; errors name the directory and errno.</summary>
+    private static void OnDirectory(string directory, string what, Func<int, int> call)
     {
         int fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
-            throw new IOException($"{directory}: cannot open directory to fsync it: {Marshal.GetLastPInvokeErrorMessage()}");
+            throw new IOException($"{directory}: cannot open directory for {what}: {Marshal.GetLastPInvokeErrorMessage()}");
         try
         {
-            if (fsync(fd) != 0)
-                throw new IOException($"{directory}: fsync of directory failed: {Marshal.GetLastPInvokeErrorMessage()}");
+            if (call(fd) != 0)
+                throw new IOException($"{directory}: {what} failed: {Marshal.GetLastPInvokeErrorMessage()}");
         }
         finally
         {

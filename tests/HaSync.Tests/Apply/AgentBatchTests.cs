@@ -9,15 +9,6 @@ namespace HaSync.Tests.Apply;
 /// <summary>The agent's group commit keeps request order: what a request sees is what the requests before it did.</summary>
 public sealed class AgentBatchTests
 {
-    private static FileEntry Entry(string path, byte[] content) => new()
-    {
-        Path = path,
-        Kind = EntryKind.File,
-        Size = content.Length,
-        Mode = 0x1a4,
-        MtimeSeconds = 1_700_000_000,
-        Hash = PosixFiles.HashStream(new MemoryStream(content)),
-    };
 
     [Fact]
     public async Task PipelinedRequestsSeeTheChangesBeforeThem()
@@ -27,13 +18,13 @@ public sealed class AgentBatchTests
         using var session = AgentSession.Open(agent.Input, agent.Output, "batch", agent.Describe);
 
         byte[] first = "first\n"u8.ToArray(), second = "second version\n"u8.ToArray();
-        var put1 = session.SendPut(Entry("/etc/a.conf", first), PutEncoding.Whole, s => s.Write(first));
-        var put2 = session.SendPut(Entry("/etc/a.conf", second), PutEncoding.Whole, s => s.Write(second));
+        var put1 = session.SendPut(TestTree.FileEntry("/etc/a.conf", first), PutEncoding.Whole, s => s.Write(first));
+        var put2 = session.SendPut(TestTree.FileEntry("/etc/a.conf", second), PutEncoding.Whole, s => s.Write(second));
         var read = session.RequestContent("/etc/a.conf", 1000);
         var others = Enumerable.Range(0, 50).Select(i =>
         {
             byte[] content = System.Text.Encoding.ASCII.GetBytes($"file {i}\n");
-            return session.SendPut(Entry($"/etc/many/{i}.conf", content), PutEncoding.Whole, s => s.Write(content));
+            return session.SendPut(TestTree.FileEntry($"/etc/many/{i}.conf", content), PutEncoding.Whole, s => s.Write(content));
         }).ToList();
         var manifest = session.RequestManifest(["/etc/many"]);
 

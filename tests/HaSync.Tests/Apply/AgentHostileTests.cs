@@ -115,15 +115,6 @@ public sealed class AgentHostileTests : IDisposable
         return await work(session).WaitAsync(TimeSpan.FromMinutes(1));
     }
 
-    private static FileEntry Entry(string path, byte[] content, long? size = null, byte[]? hash = null) => new()
-    {
-        Path = path,
-        Kind = EntryKind.File,
-        Size = size ?? content.Length,
-        Mode = 0x1a4, // 0644
-        MtimeSeconds = 1_700_000_000,
-        Hash = hash ?? PosixFiles.HashStream(new MemoryStream(content)),
-    };
 
     private static async Task<Ack> Put(AgentSession session, FileEntry entry, byte[] data, PutEncoding encoding = PutEncoding.Whole) =>
         await session.SendPut(entry, encoding, s => s.Write(data));
@@ -139,7 +130,7 @@ public sealed class AgentHostileTests : IDisposable
     {
         byte[] content = "pwned\n"u8.ToArray();
         var (refused, accepted) = await WithSession(async s =>
-            (await Put(s, Entry(path, content), content), await Put(s, Entry("/etc/bm/fine.conf", content), content)));
+            (await Put(s, TestTree.FileEntry(path, content), content), await Put(s, TestTree.FileEntry("/etc/bm/fine.conf", content), content)));
         Assert.Equal(AckStatus.Failed, refused.Status);
         Assert.Contains(reason, refused.Message);
         Assert.Equal(AckStatus.Ok, accepted.Status);
@@ -150,7 +141,7 @@ public sealed class AgentHostileTests : IDisposable
     public async Task PathsOutsideTheAllowListAreRefused()
     {
         byte[] content = "root::0:0::/root:/bin/sh\n"u8.ToArray();
-        var ack = await WithSession(s => Put(s, Entry("/etc/passwd", content), content), "--allow", "/etc/bm");
+        var ack = await WithSession(s => Put(s, TestTree.FileEntry("/etc/passwd", content), content), "--allow", "/etc/bm");
         Assert.Equal(AckStatus.Failed, ack.Status);
         Assert.Contains("/etc/passwd: outside the allowed paths (/etc/bm)", ack.Message);
         Assert.False(File.Exists(Path.Join(_root, "etc/passwd")));
@@ -166,7 +157,7 @@ public sealed class AgentHostileTests : IDisposable
         File.CreateSymbolicLink(Path.Join(_root, "etc/escape"), _outside);
         byte[] content = "overwritten\n"u8.ToArray();
         var (put, mkdir, delete) = await WithSession(async s => (
-            await Put(s, Entry("/etc/escape/victim", content), content),
+            await Put(s, TestTree.FileEntry("/etc/escape/victim", content), content),
             await s.SendMakeDirectory(new FileEntry { Path = "/etc/escape/newdir", Kind = EntryKind.Directory, Mode = 0x1ed }),
             await s.SendDelete("/etc/escape/victim")));
         foreach (var ack in new[] { put, mkdir, delete })
@@ -181,7 +172,7 @@ public sealed class AgentHostileTests : IDisposable
     public async Task MoreDataThanAnnouncedLeavesTheExistingFileIntact()
     {
         byte[] content = new byte[100_000];
-        var ack = await WithSession(s => Put(s, Entry("/etc/bm/keep.conf", content, size: 10), content));
+        var ack = await WithSession(s => Put(s, TestTree.FileEntry("/etc/bm/keep.conf", content, size: 10), content));
         Assert.Equal(AckStatus.Failed, ack.Status);
         Assert.Contains("more data than the announced 10 bytes", ack.Message);
         AssertNothingChanged();
@@ -192,8 +183,8 @@ public sealed class AgentHostileTests : IDisposable
     {
         byte[] content = "new content\n"u8.ToArray();
         var (corrupt, wrongHash) = await WithSession(async s => (
-            await Put(s, Entry("/etc/bm/keep.conf", content), [0xde, 0xad, 0xbe, 0xef, 0x00], PutEncoding.Delta),
-            await Put(s, Entry("/etc/bm/keep.conf", content, hash: new byte[32]), content)));
+            await Put(s, TestTree.FileEntry("/etc/bm/keep.conf", content), [0xde, 0xad, 0xbe, 0xef, 0x00], PutEncoding.Delta),
+            await Put(s, TestTree.FileEntry("/etc/bm/keep.conf", content, hash: new byte[32]), content)));
         Assert.Equal(AckStatus.Failed, corrupt.Status);
         Assert.Contains("delta: bad magic 0xdeadbeef", corrupt.Message);
         Assert.Equal(AckStatus.HashMismatch, wrongHash.Status);
@@ -216,8 +207,8 @@ public sealed class AgentHostileTests : IDisposable
             var target = TestTree.LocalTarget(mount);
             await using var agent = AgentProcess.Start(target);
             using var session = AgentSession.Open(agent.Input, agent.Output, "tiny", agent.Describe);
-            var full = await Put(session, Entry("/etc/bm/keep.conf", large), large);
-            var next = await Put(session, Entry("/etc/bm/small.conf", small), small);
+            var full = await Put(session, TestTree.FileEntry("/etc/bm/keep.conf", large), large);
+            var next = await Put(session, TestTree.FileEntry("/etc/bm/small.conf", small), small);
 
             Assert.Equal(AckStatus.Failed, full.Status);
             Assert.Contains("No space left on device", full.Message);

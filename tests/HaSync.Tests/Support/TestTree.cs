@@ -69,6 +69,17 @@ internal static class TestTree
         }
     }
 
+    /// <summary>A regular file's entry for <paramref name="content"/>, as the active would send it.</summary>
+    public static FileEntry FileEntry(string path, byte[] content, long? size = null, byte[]? hash = null) => new()
+    {
+        Path = path,
+        Kind = EntryKind.File,
+        Size = size ?? content.Length,
+        Mode = 0x1a4, // 0644
+        MtimeSeconds = 1_700_000_000,
+        Hash = hash ?? PosixFiles.HashStream(new MemoryStream(content)),
+    };
+
     public static void Chmod(string path, string octalMode) => Assert.Equal(0, Syscall.chmod(path, (FilePermissions)Convert.ToUInt32(octalMode, 8)));
 
     public static void Chown(string path, uint uid, uint gid) => Assert.Equal(0, Syscall.lchown(path, uid, gid));
