@@ -30,6 +30,9 @@ public sealed class Agent(PathGuard guard, TextWriter log)
     private readonly List<(uint Id, AckStatus Status, string Message)> _deferredAcks = [];
     private readonly HashSet<string> _touchedDirectories = new(StringComparer.Ordinal); // whose file systems the commit syncs
     private long _batchBytes;
+    private readonly Dictionary<string, (Mono.Unix.Native.Stat Version, byte[] Bytes)> _signatures = new(StringComparer.Ordinal);
+    private long _signatureBytes;                    // cached signatures, from the manifest's hash pass
+    private const long MaxCachedSignatureBytes = 64L << 20;
     private readonly EntryCodec _requests = new();  // decodes entries in the sender's order
     private readonly EntryCodec _manifests = new(); // encodes entries in our answers' order
 
@@ -123,7 +126,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                     subject = payload.Text("path");
                     payload.End();
                     Commit(writer);
-                    SendData(id, Signature(guard.Resolve(subject)), writer);
+                    SendData(id, SignatureOf(subject, guard.Resolve(subject)), writer);
                     FlushAnswers(writer);
                     return;
                 case FrameType.ReadRequest:
@@ -276,7 +279,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
         foreach (string path in paths)
             guard.Resolve(path); // refuses paths outside the allowed set or behind a symlink before listing anything
         PayloadWriter? batch = null;
-        foreach (var entry in TreeWalker.Walk(guard.Root, paths, PathFilter.None, withHash: true))
+        foreach (var entry in TreeWalker.Walk(guard.Root, paths, PathFilter.None, withHash: true, onSignature: Remember))
         {
             if (batch is null || batch.Length > 60_000)
             {
@@ -301,8 +304,27 @@ public sealed class Agent(PathGuard guard, TextWriter log)
         writer.Write(FrameType.DataEnd, new PayloadWriter().U32(id));
     }
 
-    private static byte[] Signature(string fullPath)
+    /// <summary>Keeps the signature the manifest's hash pass produced, for the delta request that usually follows.</summary>
+    private void Remember(FileEntry entry, Mono.Unix.Native.Stat version, Signature signature)
     {
+        if (_signatureBytes + signature.SerializedLength > MaxCachedSignatureBytes)
+            return;
+        var bytes = new MemoryStream((int)signature.SerializedLength);
+        signature.WriteTo(bytes);
+        _signatures[entry.Path] = (version, bytes.ToArray());
+        _signatureBytes += bytes.Length;
+    }
+
+    /// <summary>The signature of the passive's copy: from the cache when that exact version (inode, size, mtime and
+    /// ctime to the nanosecond) was hashed for the manifest, else computed now.</summary>
+    private byte[] SignatureOf(string logicalPath, string fullPath)
+    {
+        if (_signatures.Remove(logicalPath, out var cached))
+        {
+            _signatureBytes -= cached.Bytes.Length;
+            if (PosixFiles.TryLstat(fullPath, out var now) && PosixFiles.SameVersion(cached.Version, now))
+                return cached.Bytes;
+        }
         using var basis = OpenRegularFile(fullPath);
         var signature = new MemoryStream();
         SignatureGenerator.Generate(basis, signature, SignatureParameters.Choose(basis.Length));
@@ -339,7 +361,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                 throw new IOException($"{full}: is a directory on the passive");
             EnsureParent(full);
             file = AtomicFile.Create(full, privateUntilCommit: true);
-            var hashing = new HashingWriteStream(file.Stream);
+            var hashing = new HashingWriteStream(file.Stream, entry.Size);
             if (encoding == PutEncoding.Delta)
             {
                 using var basis = OpenRegularFile(full);
@@ -350,7 +372,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                 CopyAtMost(data, hashing, entry.Size, full);
             }
             data.Drain();
-            if (hashing.Written != entry.Size || !hashing.Finish().AsSpan().SequenceEqual(entry.Hash))
+            if (hashing.Finish() is not { } received || !received.AsSpan().SequenceEqual(entry.Hash))
             {
                 // A delta that did not rebuild the file, or a file that changed on the active while it was sent.
                 string what = $"{full}: received {hashing.Written} bytes whose hash differs from the active's ({entry.Size} bytes, {entry.HashHex})";

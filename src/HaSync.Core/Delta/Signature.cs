@@ -45,6 +45,26 @@ public sealed class Signature
         _index = null;
     }
 
+    /// <summary>Writes the signature in librsync's format (as <c>rdiff signature</c> would).</summary>
+    public void WriteTo(Stream output)
+    {
+        Span<byte> header = stackalloc byte[SignatureFormat.HeaderLength];
+        BinaryPrimitives.WriteUInt32BigEndian(header, (uint)Parameters.Magic);
+        BinaryPrimitives.WriteUInt32BigEndian(header[4..], (uint)Parameters.BlockLength);
+        BinaryPrimitives.WriteUInt32BigEndian(header[8..], (uint)Parameters.StrongLength);
+        output.Write(header);
+        Span<byte> weak = stackalloc byte[4];
+        for (int block = 0; block < Count; block++)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(weak, _weak[block]);
+            output.Write(weak);
+            output.Write(StrongSum(block));
+        }
+    }
+
+    /// <summary>Bytes of the serialised signature.</summary>
+    public long SerializedLength => SignatureFormat.HeaderLength + (long)Count * (4 + Parameters.StrongLength);
+
     /// <summary>Reads a signature in any of the four librsync formats.</summary>
     /// <exception cref="DeltaFormatException">Bad magic, impossible lengths, or a truncated block entry.</exception>
     public static Signature Read(Stream input, CancellationToken cancellationToken = default)

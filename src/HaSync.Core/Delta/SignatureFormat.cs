@@ -29,6 +29,9 @@ public static class SignatureFormat
     /// <summary>Block length rdiff uses when the basis length is unknown (a pipe).</summary>
     public const int DefaultBlockLength = 2048;
 
+    /// <summary>Below this size a whole file costs less than a signature round trip: HaSync sends it whole.</summary>
+    public const long DeltaMinimumFileSize = 4096;
+
     /// <summary>Minimum strong-sum length rdiff uses with <c>-S -1</c> when the basis length is unknown.</summary>
     public const int DefaultMinStrongLength = 12;
 

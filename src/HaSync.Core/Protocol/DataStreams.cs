@@ -98,19 +98,15 @@ internal sealed class DataFrameWriteStream(FrameWriter writer, uint id) : Stream
     public override void SetLength(long value) => throw new NotSupportedException();
 }
 
-/// <summary>Passes writes through while hashing them (BLAKE2b-256) and counting.</summary>
-internal sealed class HashingWriteStream(Stream inner) : Stream
+/// <summary>Passes writes through while computing their content hash (see <see cref="Scanning.ContentHasher"/>).</summary>
+internal sealed class HashingWriteStream(Stream inner, long expectedLength) : Stream
 {
-    private Delta.Blake2b _hasher = new();
+    private readonly Scanning.ContentHasher _hasher = new(expectedLength);
 
     public long Written { get; private set; }
 
-    public byte[] Finish()
-    {
-        var digest = new byte[Delta.Blake2b.HashLength];
-        _hasher.Finish(digest);
-        return digest;
-    }
+    /// <summary>The content hash, or null when fewer or more bytes than expected were written.</summary>
+    public byte[]? Finish() => _hasher.Finish();
 
     public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 

@@ -21,7 +21,9 @@ public static class PosixFiles
     /// <param name="fullPath">Where the path is on this node.</param>
     /// <param name="logicalPath">The path's name in the watched set.</param>
     /// <param name="withHash">Hash file content (stat, hash, stat again: a file that changes meanwhile is read again).</param>
-    public static FileEntry? Describe(string fullPath, string logicalPath, bool withHash = true)
+    /// <param name="onSignature">Receives the librsync signature the hash pass yields for files worth a delta, with
+    /// the lstat of the version hashed (so a cache can tell when it is stale).</param>
+    public static FileEntry? Describe(string fullPath, string logicalPath, bool withHash = true, Action<FileEntry, Stat, Signature>? onSignature = null)
     {
         for (int attempt = 1; ; attempt++)
         {
@@ -32,17 +34,21 @@ public static class PosixFiles
                 return null;
             byte[]? hash = null;
             string? target = null;
+            Signature? signature = null;
             if (kind == EntryKind.File && withHash)
             {
+                ContentHasher hasher;
                 try
                 {
-                    hash = HashFile(fullPath);
+                    hasher = HashFile(fullPath, before.st_size, collectSignature: onSignature is not null && before.st_size >= SignatureFormat.DeltaMinimumFileSize);
                 }
                 catch (FileNotFoundException)
                 {
                     return null; // removed while we looked: the next event or scan says what came instead
                 }
-                if (!TryLstat(fullPath, out var after) || !SameVersion(before, after))
+                hash = hasher.Finish();
+                signature = hasher.Signature;
+                if (hash is null || !TryLstat(fullPath, out var after) || !SameVersion(before, after))
                 {
                     if (attempt < HashAttempts)
                         continue;
@@ -53,7 +59,10 @@ public static class PosixFiles
             {
                 target = new FileInfo(fullPath).LinkTarget ?? throw new IOException($"{fullPath}: cannot read the symlink's target");
             }
-            return Entry(logicalPath, kind.Value, before, hash, target);
+            var entry = Entry(logicalPath, kind.Value, before, hash, target);
+            if (signature is not null)
+                onSignature?.Invoke(entry, before, signature);
+            return entry;
         }
     }
 
@@ -97,17 +106,11 @@ public static class PosixFiles
         _ => null,
     };
 
-    /// <summary>BLAKE2b-256 of a file's content.</summary>
-    public static byte[] HashFile(string path)
+    /// <summary>Reads a file through a <see cref="ContentHasher"/> (which also builds its signature when asked).</summary>
+    private static ContentHasher HashFile(string path, long length, bool collectSignature)
     {
+        var hasher = new ContentHasher(length, collectSignature);
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.SequentialScan);
-        return HashStream(stream);
-    }
-
-    /// <summary>BLAKE2b-256 of a stream's remaining content.</summary>
-    public static byte[] HashStream(Stream stream)
-    {
-        var hasher = new Blake2b();
         byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 16);
         try
         {
@@ -119,9 +122,7 @@ public static class PosixFiles
         {
             System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
-        var digest = new byte[Blake2b.HashLength];
-        hasher.Finish(digest);
-        return digest;
+        return hasher;
     }
 
     /// <summary>Owner, mode and time of <paramref name="path"/> as <paramref name="entry"/> says. Owner first:

@@ -16,41 +16,46 @@ public static class TreeWalker
     /// <param name="logicalPaths">The listed paths (absolute logical paths).</param>
     /// <param name="exclude">Names and paths never listed.</param>
     /// <param name="withHash">Hash file content.</param>
+    /// <param name="onSignature">Receives the signatures the hash pass yields (see <see cref="PosixFiles.Describe"/>).</param>
     /// <param name="cancellationToken">Observed per entry.</param>
     public static List<FileEntry> Walk(string root, IEnumerable<string> logicalPaths, PathFilter exclude, bool withHash = true,
-        CancellationToken cancellationToken = default)
+        Action<FileEntry, Mono.Unix.Native.Stat, Delta.Signature>? onSignature = null, CancellationToken cancellationToken = default)
     {
         var seen = new HashSet<string>(StringComparer.Ordinal);
         var entries = new List<FileEntry>();
+        var walk = new Walker(root, exclude, withHash, seen, entries, onSignature, cancellationToken);
         foreach (string logical in logicalPaths.Order(StringComparer.Ordinal))
-            Visit(root, logical, exclude, withHash, seen, entries, cancellationToken);
+            walk.Visit(logical);
         entries.Sort((a, b) => string.CompareOrdinal(a.Path, b.Path));
         return entries;
     }
 
-    private static void Visit(string root, string logical, PathFilter exclude, bool withHash, HashSet<string> seen,
-        List<FileEntry> entries, CancellationToken cancellationToken)
+    private sealed record Walker(string Root, PathFilter Exclude, bool WithHash, HashSet<string> Seen, List<FileEntry> Entries,
+        Action<FileEntry, Mono.Unix.Native.Stat, Delta.Signature>? OnSignature, CancellationToken CancellationToken)
     {
-        cancellationToken.ThrowIfCancellationRequested();
-        if (exclude.Matches(logical) || !seen.Add(logical))
-            return;
-        var entry = PosixFiles.Describe(FullPath(root, logical), logical, withHash);
-        if (entry is null)
-            return;
-        entries.Add(entry);
-        if (entry.Kind != EntryKind.Directory)
-            return;
-        string full = FullPath(root, logical);
-        IEnumerable<string> children;
-        try
+        public void Visit(string logical)
         {
-            children = Directory.EnumerateFileSystemEntries(full).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList();
+            CancellationToken.ThrowIfCancellationRequested();
+            if (Exclude.Matches(logical) || !Seen.Add(logical))
+                return;
+            string full = FullPath(Root, logical);
+            var entry = PosixFiles.Describe(full, logical, WithHash, OnSignature);
+            if (entry is null)
+                return;
+            Entries.Add(entry);
+            if (entry.Kind != EntryKind.Directory)
+                return;
+            List<string> children;
+            try
+            {
+                children = Directory.EnumerateFileSystemEntries(full).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList();
+            }
+            catch (DirectoryNotFoundException)
+            {
+                return; // removed while we looked
+            }
+            foreach (string name in children)
+                Visit(logical == "/" ? "/" + name : logical + "/" + name);
         }
-        catch (DirectoryNotFoundException)
-        {
-            return; // removed while we looked
-        }
-        foreach (string name in children)
-            Visit(root, logical == "/" ? "/" + name : logical + "/" + name, exclude, withHash, seen, entries, cancellationToken);
     }
 }

@@ -44,9 +44,6 @@ public readonly record struct ResyncStep(int Done, int Total, string Action, str
 /// </summary>
 public static class Resync
 {
-    /// <summary>Below this size a whole file costs less than a signature round trip.</summary>
-    public const long DeltaMinimumSize = 4096;
-
     /// <summary>Runs a resync over <paramref name="session"/>.</summary>
     public static async Task<ResyncStats> RunAsync(HaSyncConfig config, AgentSession session, bool delete,
         IProgress<ResyncStep>? progress = null, CancellationToken cancellationToken = default)
@@ -110,7 +107,7 @@ public static class Resync
         CancellationToken cancellationToken)
     {
         var manifest = session.RequestManifest(config.Paths); // the agent hashes while we do
-        var local = await Task.Run(() => TreeWalker.Walk(config.SourceRoot, config.Paths, exclude, withHash: true, cancellationToken), cancellationToken).ConfigureAwait(false);
+        var local = await Task.Run(() => TreeWalker.Walk(config.SourceRoot, config.Paths, exclude, withHash: true, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
         var remote = (await manifest.ConfigureAwait(false)).Where(e => !Excluded(exclude, e.Path)).ToList();
         return Comparison.Compare(local, remote);
     }
@@ -139,7 +136,7 @@ public static class Resync
 
     private static bool UsesDelta(PathDifference d) =>
         d is { Status: PathStatus.ContentDiffers, KindChanged: false, Active.Kind: EntryKind.File, Passive: { } passive }
-        && passive.Size >= DeltaMinimumSize && d.Active.Size >= DeltaMinimumSize;
+        && passive.Size >= SignatureFormat.DeltaMinimumFileSize && d.Active.Size >= SignatureFormat.DeltaMinimumFileSize;
 
     private static async Task<(string Action, Task<Ack> Ack)> PushAsync(HaSyncConfig config, AgentSession session, PathDifference d,
         Dictionary<string, Task<byte[]>> signatures, ResyncStats stats, CancellationToken cancellationToken)

@@ -116,3 +116,48 @@ public sealed class HashTests
         }
     }
 }
+
+public sealed class ContentHashTests
+{
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1000)]
+    [InlineData(70_000)]
+    [InlineData(1_000_003)]
+    public void IsBlake2bOverTheLengthAndRdiffsStrongSums(int size)
+    {
+        // Checkable with standard tools: the block digests are the strong sums `rdiff signature` prints.
+        byte[] content = TestData.Random(new Random(size), size);
+        using var dir = new TempDir();
+        File.WriteAllBytes(dir.File("f"), content);
+        Tools.Check(Tools.Rdiff, "signature", dir.File("f"), dir.File("sig"));
+        byte[] signature = File.ReadAllBytes(dir.File("sig"));
+        int blocks = (signature.Length - 12) / 36;
+        var outer = new Blake2b();
+        byte[] length = new byte[8];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(length, size);
+        outer.Update(length);
+        for (int i = 0; i < blocks; i++)
+            outer.Update(signature.AsSpan(12 + 36 * i + 4, 32));
+        var expected = new byte[32];
+        outer.Finish(expected);
+
+        Assert.Equal(expected, HaSync.Scanning.ContentHasher.Of(content));
+
+        var hasher = new HaSync.Scanning.ContentHasher(size, collectSignature: true);
+        for (int offset = 0; offset < size; offset += 777)
+            hasher.Update(content.AsSpan(offset, Math.Min(777, size - offset)));
+        Assert.Equal(expected, hasher.Finish());
+        var ours = new MemoryStream();
+        hasher.Signature!.WriteTo(ours);
+        Assert.Equal(signature, ours.ToArray()); // the signature a hash pass yields is rdiff's, byte for byte
+    }
+
+    [Fact]
+    public void ContentShorterOrLongerThanAnnouncedHasNoHash()
+    {
+        var hasher = new HaSync.Scanning.ContentHasher(10);
+        hasher.Update(new byte[9]);
+        Assert.Null(hasher.Finish());
+    }
+}

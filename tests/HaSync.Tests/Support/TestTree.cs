@@ -77,7 +77,7 @@ internal static class TestTree
         Size = size ?? content.Length,
         Mode = 0x1a4, // 0644
         MtimeSeconds = 1_700_000_000,
-        Hash = hash ?? PosixFiles.HashStream(new MemoryStream(content)),
+        Hash = hash ?? ContentHasher.Of(content),
     };
 
     public static void Chmod(string path, string octalMode) => Assert.Equal(0, Syscall.chmod(path, (FilePermissions)Convert.ToUInt32(octalMode, 8)));
