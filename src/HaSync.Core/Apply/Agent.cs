@@ -307,10 +307,11 @@ public sealed class Agent(PathGuard guard, TextWriter log)
     /// <summary>Keeps the signature the manifest's hash pass produced, for the delta request that usually follows.</summary>
     private void Remember(FileEntry entry, Mono.Unix.Native.Stat version, Signature signature)
     {
-        if (_signatureBytes + signature.SerializedLength > MaxCachedSignatureBytes)
+        long length = signature.SerializedLength(SignatureParameters.SyncStrongLength);
+        if (_signatureBytes + length > MaxCachedSignatureBytes)
             return;
-        var bytes = new MemoryStream((int)signature.SerializedLength);
-        signature.WriteTo(bytes);
+        var bytes = new MemoryStream((int)length);
+        signature.WriteTo(bytes, SignatureParameters.SyncStrongLength);
         _signatures[entry.Path] = (version, bytes.ToArray());
         _signatureBytes += bytes.Length;
     }
@@ -327,7 +328,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
         }
         using var basis = OpenRegularFile(fullPath);
         var signature = new MemoryStream();
-        SignatureGenerator.Generate(basis, signature, SignatureParameters.Choose(basis.Length));
+        SignatureGenerator.Generate(basis, signature, SignatureParameters.ForSync(basis.Length));
         return signature.ToArray();
     }
 

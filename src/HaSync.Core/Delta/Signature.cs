@@ -45,25 +45,27 @@ public sealed class Signature
         _index = null;
     }
 
-    /// <summary>Writes the signature in librsync's format (as <c>rdiff signature</c> would).</summary>
-    public void WriteTo(Stream output)
+    /// <summary>Writes the signature in librsync's format (as <c>rdiff signature</c> would), with strong sums cut to
+    /// <paramref name="strongLength"/> bytes when given (a prefix of a strong sum is the shorter strong sum).</summary>
+    public void WriteTo(Stream output, int? strongLength = null)
     {
+        int strong = Math.Min(strongLength ?? Parameters.StrongLength, Parameters.StrongLength);
         Span<byte> header = stackalloc byte[SignatureFormat.HeaderLength];
         BinaryPrimitives.WriteUInt32BigEndian(header, (uint)Parameters.Magic);
         BinaryPrimitives.WriteUInt32BigEndian(header[4..], (uint)Parameters.BlockLength);
-        BinaryPrimitives.WriteUInt32BigEndian(header[8..], (uint)Parameters.StrongLength);
+        BinaryPrimitives.WriteUInt32BigEndian(header[8..], (uint)strong);
         output.Write(header);
         Span<byte> weak = stackalloc byte[4];
         for (int block = 0; block < Count; block++)
         {
             BinaryPrimitives.WriteUInt32BigEndian(weak, _weak[block]);
             output.Write(weak);
-            output.Write(StrongSum(block));
+            output.Write(StrongSum(block)[..strong]);
         }
     }
 
-    /// <summary>Bytes of the serialised signature.</summary>
-    public long SerializedLength => SignatureFormat.HeaderLength + (long)Count * (4 + Parameters.StrongLength);
+    /// <summary>Bytes of the serialised signature with <paramref name="strongLength"/>-byte strong sums.</summary>
+    public long SerializedLength(int strongLength) => SignatureFormat.HeaderLength + (long)Count * (4 + strongLength);
 
     /// <summary>Reads a signature in any of the four librsync formats.</summary>
     /// <exception cref="DeltaFormatException">Bad magic, impossible lengths, or a truncated block entry.</exception>

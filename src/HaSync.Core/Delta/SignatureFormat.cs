@@ -93,6 +93,20 @@ public readonly record struct SignatureParameters(SignatureMagic Magic, int Bloc
         return new SignatureParameters(magic, blockLength, strongLength);
     }
 
+    /// <summary>
+    /// The parameters HaSync syncs with: half rdiff's block length (scattered edits in configuration files and
+    /// databases spoil less literal data) and 8-byte strong sums (weak plus strong make 96 bits per match, and the
+    /// whole-file hash every transfer is verified against catches the rare false match, as rsync's does).
+    /// </summary>
+    public static SignatureParameters ForSync(long basisLength) =>
+        Choose(basisLength, blockLength: SyncBlockLength(basisLength), strongLength: SyncStrongLength);
+
+    /// <summary>Strong sum bytes in the signatures HaSync exchanges.</summary>
+    public const int SyncStrongLength = 8;
+
+    /// <summary>Block length HaSync hashes and syncs a file of <paramref name="length"/> bytes with.</summary>
+    public static int SyncBlockLength(long length) => Math.Max(256, Choose(length).BlockLength / 2 & ~127);
+
     private static long IntegerSqrt(long n)
     {
         long root = (long)Math.Sqrt(n); // a double can be one off near large squares: settle it exactly

@@ -5,10 +5,10 @@ namespace HaSync.Scanning;
 
 /// <summary>
 /// The content hash HaSync compares files by: BLAKE2b-256 over the file's length (big-endian uint64) followed
-/// by the BLAKE2b-256 digest of each block, blocks cut at the length rdiff chooses for that file size. The
-/// block digests are exactly the strong sums of <c>rdiff signature FILE</c>, so the hash can be checked with
-/// standard tools; and because one pass yields both, hashing a file also yields its librsync signature (with
-/// the RabinKarp weak sums added): the agent answers a delta's signature request without reading the file again.
+/// by the BLAKE2b-256 digest of each block, blocks cut at <see cref="SignatureParameters.SyncBlockLength"/>. The
+/// block digests are exactly the strong sums of <c>rdiff signature -b BLOCK FILE</c>, so the hash can be checked
+/// with standard tools; and because one pass yields both, hashing a file also yields its librsync signature
+/// (with the RabinKarp weak sums added): the agent answers a delta's signature request without reading the file again.
 /// </summary>
 public sealed class ContentHasher
 {
@@ -23,11 +23,11 @@ public sealed class ContentHasher
 
     /// <summary>Starts hashing content announced as <paramref name="length"/> bytes.</summary>
     /// <param name="length">The content's length: it sets the block length and is part of the hash.</param>
-    /// <param name="collectSignature">Also build the content's librsync signature (rdiff's default parameters).</param>
+    /// <param name="collectSignature">Also build the content's librsync signature (sync block length, full strong sums).</param>
     public ContentHasher(long length, bool collectSignature = false)
     {
         _length = length;
-        var parameters = SignatureParameters.Choose(length);
+        var parameters = SignatureParameters.Choose(length, blockLength: SignatureParameters.SyncBlockLength(length));
         _blockLength = parameters.BlockLength;
         if (collectSignature)
             _signature = new Signature(parameters, (int)Math.Min(length / _blockLength + 1, 1 << 24));

@@ -126,11 +126,12 @@ public sealed class ContentHashTests
     [InlineData(1_000_003)]
     public void IsBlake2bOverTheLengthAndRdiffsStrongSums(int size)
     {
-        // Checkable with standard tools: the block digests are the strong sums `rdiff signature` prints.
+        // Checkable with standard tools: the block digests are the strong sums `rdiff signature -b BLOCK` prints.
         byte[] content = TestData.Random(new Random(size), size);
         using var dir = new TempDir();
         File.WriteAllBytes(dir.File("f"), content);
-        Tools.Check(Tools.Rdiff, "signature", dir.File("f"), dir.File("sig"));
+        string block = SignatureParameters.SyncBlockLength(size).ToString();
+        Tools.Check(Tools.Rdiff, "signature", "-b", block, dir.File("f"), dir.File("sig"));
         byte[] signature = File.ReadAllBytes(dir.File("sig"));
         int blocks = (signature.Length - 12) / 36;
         var outer = new Blake2b();
