@@ -296,11 +296,9 @@ public sealed class Agent(PathGuard guard, TextWriter log)
 
     private static void SendData(uint id, byte[] data, FrameWriter writer)
     {
-        for (int offset = 0; offset < data.Length; offset += Wire.DataChunk)
-        {
-            var chunk = data.AsSpan(offset, Math.Min(Wire.DataChunk, data.Length - offset));
-            writer.Write(FrameType.Data, new PayloadWriter().U32(id).Bytes(chunk));
-        }
+        using var frames = new DataFrameWriteStream(writer, id);
+        frames.Write(data);
+        frames.Flush();
         writer.Write(FrameType.DataEnd, new PayloadWriter().U32(id));
     }
 

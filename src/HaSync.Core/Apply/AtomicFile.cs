@@ -62,9 +62,6 @@ public sealed class AtomicFile : IDisposable
         beforeRename?.Invoke(_tempPath);
     }
 
-    /// <summary>The temp file's path (for syncing its file system).</summary>
-    public string TempPath => _tempPath;
-
     /// <summary>Renames the sealed temp file over the target.</summary>
     public void Publish()
     {

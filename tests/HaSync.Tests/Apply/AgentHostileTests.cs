@@ -107,13 +107,8 @@ public sealed class AgentHostileTests : IDisposable
         AssertNothingChanged();
     }
 
-    private async Task<T> WithSession<T>(Func<AgentSession, Task<T>> work, params string[] extra)
-    {
-        var target = TestTree.LocalTarget(_root, extra);
-        await using var agent = AgentProcess.Start(target);
-        using var session = AgentSession.Open(agent.Input, agent.Output, "hostile", agent.Describe);
-        return await work(session).WaitAsync(TimeSpan.FromMinutes(1));
-    }
+    private Task<T> WithSession<T>(Func<AgentSession, Task<T>> work, params string[] extra) =>
+        TestTree.WithSession(TestTree.LocalTarget(_root, extra), work);
 
 
     private static async Task<Ack> Put(AgentSession session, FileEntry entry, byte[] data, PutEncoding encoding = PutEncoding.Whole) =>

@@ -69,6 +69,14 @@ internal static class TestTree
         }
     }
 
+    /// <summary>Starts the target's agent, opens a session, runs <paramref name="work"/> with a bounded wait, closes both.</summary>
+    public static async Task<T> WithSession<T>(TargetConfig target, Func<HaSync.Sync.AgentSession, Task<T>> work)
+    {
+        await using var agent = HaSync.Transport.AgentProcess.Start(target);
+        using var session = HaSync.Sync.AgentSession.Open(agent.Input, agent.Output, target.Name, agent.Describe);
+        return await work(session).WaitAsync(TimeSpan.FromMinutes(2));
+    }
+
     /// <summary>A regular file's entry for <paramref name="content"/>, as the active would send it.</summary>
     public static FileEntry FileEntry(string path, byte[] content, long? size = null, byte[]? hash = null) => new()
     {

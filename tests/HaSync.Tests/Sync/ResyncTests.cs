@@ -15,12 +15,7 @@ public sealed class ResyncTests(SshServer ssh) : IClassFixture<SshServer>
         ? ssh.Target("ssh", "--root", passiveRoot)
         : TestTree.LocalTarget(passiveRoot);
 
-    private static async Task<T> WithSession<T>(TargetConfig target, Func<AgentSession, Task<T>> work)
-    {
-        await using var agent = AgentProcess.Start(target);
-        using var session = AgentSession.Open(agent.Input, agent.Output, target.Name, agent.Describe);
-        return await work(session).WaitAsync(TimeSpan.FromMinutes(2));
-    }
+    private static Task<T> WithSession<T>(TargetConfig target, Func<AgentSession, Task<T>> work) => TestTree.WithSession(target, work);
 
     [Theory]
     [MemberData(nameof(Transports))]
