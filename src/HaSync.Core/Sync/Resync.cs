@@ -152,6 +152,15 @@ public static class Resync
                 return ("symlink", session.SendMakeSymlink(entry));
         }
         string source = TreeWalker.FullPath(config.SourceRoot, entry.Path);
+        FileStream input;
+        try
+        {
+            input = OpenSource(source); // opened before the request starts: a failure here is this file's alone
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return ("read", Task.FromResult(new Ack(AckStatus.Failed, $"cannot read on the active: {e.Message}")));
+        }
         if (signatures.TryGetValue(d.Path, out var signatureTask))
         {
             byte[]? signature = null;
@@ -167,33 +176,47 @@ public static class Resync
             {
                 var ack = session.SendPut(entry, PutEncoding.Delta, output =>
                 {
-                    using var input = OpenSource(source);
-                    var delta = DeltaEncoder.Encode(Signature.Read(new MemoryStream(signature)), input, output, cancellationToken);
-                    stats.LiteralBytes += delta.LiteralBytes;
-                    stats.MatchedBytes += delta.CopiedBytes;
+                    using (input)
+                    {
+                        var delta = DeltaEncoder.Encode(Signature.Read(new MemoryStream(signature)), input, output, cancellationToken);
+                        stats.LiteralBytes += delta.LiteralBytes;
+                        stats.MatchedBytes += delta.CopiedBytes;
+                    }
                 });
                 return ("delta", ack);
             }
         }
-        return ("whole", SendWhole(session, entry, source, stats));
+        return ("whole", SendWhole(session, entry, input, stats));
     }
 
-    private static Task<Ack> SendWhole(AgentSession session, FileEntry entry, string source, ResyncStats stats) =>
+    private static Task<Ack> SendWhole(AgentSession session, FileEntry entry, FileStream input, ResyncStats stats) =>
         session.SendPut(entry, PutEncoding.Whole, output =>
         {
-            using var input = OpenSource(source);
-            input.CopyTo(output);
-            stats.LiteralBytes += input.Length;
+            using (input)
+            {
+                input.CopyTo(output);
+                stats.LiteralBytes += input.Length;
+            }
         });
 
     /// <summary>After a hash mismatch: describe the file again (it may have changed since the scan) and send it whole.</summary>
     private static async Task<Ack> ResendWholeAsync(HaSyncConfig config, AgentSession session, PathDifference d, ResyncStats stats)
     {
         string source = TreeWalker.FullPath(config.SourceRoot, d.Path);
-        var fresh = PosixFiles.Describe(source, d.Path);
-        if (fresh is not { Kind: EntryKind.File })
-            return new Ack(AckStatus.Failed, "changed on the active during the resync; the next resync or event will pick it up");
-        var ack = SendWhole(session, fresh, source, stats);
+        FileEntry? fresh;
+        FileStream input;
+        try
+        {
+            fresh = PosixFiles.Describe(source, d.Path);
+            if (fresh is not { Kind: EntryKind.File })
+                return new Ack(AckStatus.Failed, "changed on the active during the resync; the next resync or event will pick it up");
+            input = OpenSource(source);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return new Ack(AckStatus.Failed, $"cannot read on the active: {e.Message}");
+        }
+        var ack = SendWhole(session, fresh, input, stats);
         await session.SendFlush().ConfigureAwait(false);
         return await ack.ConfigureAwait(false);
     }

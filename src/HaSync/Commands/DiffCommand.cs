@@ -24,7 +24,7 @@ internal static class DiffCommand
                     differs |= await DiffTargetAsync(loaded, t, r.GetValue(json), r.GetValue(all), cancellationToken);
                 return differs ? 1 : 0;
             }
-            catch (HaSyncException e)
+            catch (Exception e) when (e is HaSyncException or IOException or UnauthorizedAccessException)
             {
                 Console.Error.WriteLine($"hasync diff: {e.Message}");
                 return 2;

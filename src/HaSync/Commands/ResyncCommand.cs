@@ -44,9 +44,10 @@ internal static class ResyncCommand
             PrintSummary(target.Name, stats);
             return stats.Failures.Count == 0;
         }
-        catch (HaSyncException e)
+        catch (Exception e) when (e is HaSyncException or IOException or UnauthorizedAccessException)
         {
-            Console.Error.WriteLine($"hasync resync: {e.Message}");
+            // A file of the watched set the active cannot read fails the whole target: skipping it would look like a delete.
+            Console.Error.WriteLine($"hasync resync: {target.Name}: {e.Message}");
             return false;
         }
     }

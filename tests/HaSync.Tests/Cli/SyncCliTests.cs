@@ -77,6 +77,26 @@ public sealed class SyncCliTests
     }
 
     [Fact]
+    public void AFileTheActiveCannotReadIsNamedAndNothingIsSent()
+    {
+        // /proc/self/mem fails every read with EIO (permissions would not stop root, who runs these tests).
+        using var dir = new TempDir();
+        Directory.CreateDirectory(dir.File("passive"));
+        File.WriteAllText(dir.File("hasync.yaml"), $"source_root: /\npaths: [/proc/self/mem]\ntargets:\n  - name: local\n    transport: local\n    command: [{Hasync}, serve, --root, passive]\n");
+
+        var diff = Run("diff", "-c", dir.File("hasync.yaml"));
+        Assert.Equal(2, diff.Code);
+        Assert.Contains("hasync diff: Input/output error : '/proc/self/mem'", diff.Stderr);
+        Assert.DoesNotContain("Unhandled exception", diff.Stderr);
+
+        var resync = Run("resync", "-c", dir.File("hasync.yaml"));
+        Assert.Equal(1, resync.Code);
+        Assert.Contains("hasync resync: local: Input/output error : '/proc/self/mem'", resync.Stderr);
+        Assert.DoesNotContain("Unhandled exception", resync.Stderr);
+        Assert.Empty(Directory.GetFileSystemEntries(dir.File("passive")));
+    }
+
+    [Fact]
     public void UnreachableSshTargetIsNamedWithSshsOwnWords()
     {
         using var dir = new TempDir();
