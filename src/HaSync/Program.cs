@@ -8,5 +8,7 @@ var root = new RootCommand("HaSync: real-time configuration sync for Linux HA pa
     ServeCommand.Create(),
     RdiffCommand.Create(),
     DemoCommand.Create(),
+    DaemonCommand.Create(),
 };
-return await root.Parse(args).InvokeAsync();
+// SIGTERM/SIGINT cancel the command's token; the daemon then needs time for its last push.
+return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = DaemonCommand.ShutdownTimeout });

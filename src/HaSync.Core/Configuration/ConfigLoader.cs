@@ -15,7 +15,8 @@ public static class ConfigLoader
     /// <summary>The configuration file used when none is given.</summary>
     public const string DefaultPath = "/etc/hasync/hasync.yaml";
 
-    private static readonly string[] TopKeys = ["source_root", "paths", "exclude", "delete", "redact", "targets"];
+    private static readonly string[] TopKeys = ["source_root", "paths", "exclude", "delete", "redact", "state_dir", "daemon", "targets"];
+    private static readonly string[] DaemonKeys = ["quiet_ms", "max_delay_ms", "audit_minutes", "log_file"];
     private static readonly string[] TargetKeys = ["name", "transport", "host", "port", "user", "identity_file", "ssh_options", "command"];
 
     /// <summary>Loads and validates a configuration file.</summary>
@@ -75,8 +76,35 @@ public static class ConfigLoader
             Exclude = keys.TryGetValue("exclude", out var ex) ? reader.List(ex, "exclude", i => reader.String(i, "exclude")) : [],
             Delete = !keys.TryGetValue("delete", out var del) || reader.Bool(del, "delete"),
             Redact = keys.TryGetValue("redact", out var red) ? reader.List(red, "redact", i => reader.String(i, "redact")) : [],
+            StateDirectory = keys.TryGetValue("state_dir", out var sd) ? reader.DirectoryPath(sd, "state_dir") : HaSyncConfig.DefaultStateDirectory,
+            Daemon = keys.TryGetValue("daemon", out var dn) ? ReadDaemon(dn) : new DaemonConfig(),
             Targets = targets,
         };
+
+        DaemonConfig ReadDaemon(YamlNode node)
+        {
+            if (node is not YamlMappingNode map)
+                throw new ConfigException($"{source}:{Line(node)}: 'daemon' must be a mapping (quiet_ms, max_delay_ms, audit_minutes, log_file)");
+            var d = reader.Keys(map, DaemonKeys, "daemon");
+            var defaults = new DaemonConfig();
+            int Ranged(string key, int fallback, int min, int max)
+            {
+                if (!d.TryGetValue(key, out var n))
+                    return fallback;
+                int value = reader.Int(n, key);
+                return value >= min && value <= max ? value : throw new ConfigException($"{source}:{Line(n)}: daemon: '{key}' {value} is outside {min}..{max}");
+            }
+            int quiet = Ranged("quiet_ms", (int)defaults.QuietWindow.TotalMilliseconds, 1, 60_000);
+            int maxDelay = Ranged("max_delay_ms", (int)defaults.MaxDelay.TotalMilliseconds, quiet, 600_000);
+            int audit = Ranged("audit_minutes", 0, 0, 7 * 24 * 60);
+            return new DaemonConfig
+            {
+                QuietWindow = TimeSpan.FromMilliseconds(quiet),
+                MaxDelay = TimeSpan.FromMilliseconds(maxDelay),
+                AuditInterval = audit > 0 ? TimeSpan.FromMinutes(audit) : null,
+                LogFile = d.TryGetValue("log_file", out var lf) ? reader.DirectoryPath(lf, "log_file") : null,
+            };
+        }
 
         TargetConfig ReadTarget(YamlNode node)
         {

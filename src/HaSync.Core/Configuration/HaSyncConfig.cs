@@ -52,6 +52,29 @@ public sealed record HaSyncConfig
     public bool Delete { get; init; } = true;
     /// <summary>Glob patterns whose content is never printed (mode 0600 files count as secret too).</summary>
     public IReadOnlyList<string> Redact { get; init; } = [];
+    /// <summary>Where the daemon keeps its state (the status file); outside the watched set.</summary>
+    public string StateDirectory { get; init; } = DefaultStateDirectory;
+    /// <summary>The daemon's timing and logging.</summary>
+    public DaemonConfig Daemon { get; init; } = new();
     /// <summary>The passive nodes.</summary>
     public required IReadOnlyList<TargetConfig> Targets { get; init; }
+
+    /// <summary>The state directory when the configuration names none.</summary>
+    public const string DefaultStateDirectory = "/var/lib/hasync";
+
+    /// <summary>The daemon's status file.</summary>
+    public string StatusFile => Path.Combine(StateDirectory, "status.json");
+}
+
+/// <summary>The <c>daemon:</c> section.</summary>
+public sealed record DaemonConfig
+{
+    /// <summary>A changed path is pushed once it has been quiet this long.</summary>
+    public TimeSpan QuietWindow { get; init; } = TimeSpan.FromMilliseconds(50);
+    /// <summary>A path that keeps changing is pushed this long after its first change all the same.</summary>
+    public TimeSpan MaxDelay { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>A full compare against each passive's manifest this often; null: never.</summary>
+    public TimeSpan? AuditInterval { get; init; }
+    /// <summary>A log file besides stderr; null: stderr only.</summary>
+    public string? LogFile { get; init; }
 }

@@ -23,20 +23,30 @@ public static class PosixFiles
     /// <param name="withHash">Hash file content (stat, hash, stat again: a file that changes meanwhile is read again).</param>
     /// <param name="onSignature">Receives the librsync signature the hash pass yields for files worth a delta, with
     /// the lstat of the version hashed (so a cache can tell when it is stale).</param>
-    public static FileEntry? Describe(string fullPath, string logicalPath, bool withHash = true, Action<FileEntry, Stat, Signature>? onSignature = null)
+    /// <param name="cache">Hashes of versions already read (the daemon's); consulted and filled.</param>
+    public static FileEntry? Describe(string fullPath, string logicalPath, bool withHash = true, Action<FileEntry, Stat, Signature>? onSignature = null,
+        HashCache? cache = null)
     {
         for (int attempt = 1; ; attempt++)
         {
             if (!TryLstat(fullPath, out var before))
+            {
+                cache?.Forget(logicalPath);
                 return null;
+            }
             var kind = KindOf(before);
             if (kind is null)
                 return null;
             byte[]? hash = null;
             string? target = null;
             Signature? signature = null;
-            if (kind == EntryKind.File && withHash)
+            if (kind == EntryKind.File && withHash && cache?.Find(logicalPath, before) is { } known)
             {
+                hash = known;
+            }
+            else if (kind == EntryKind.File && withHash)
+            {
+                var started = DateTimeOffset.UtcNow;
                 ContentHasher hasher;
                 try
                 {
@@ -54,6 +64,7 @@ public static class PosixFiles
                         continue;
                     throw new FileChangedException($"{fullPath}: changed while being read, {HashAttempts} times in a row; it will be read again later");
                 }
+                cache?.Remember(logicalPath, before, hash, started);
             }
             else if (kind == EntryKind.Symlink)
             {

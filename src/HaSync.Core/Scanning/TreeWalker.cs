@@ -11,6 +11,11 @@ public static class TreeWalker
     public static string FullPath(string root, string logicalPath) =>
         logicalPath == "/" ? root : Path.Join(root, logicalPath.TrimStart('/'));
 
+    /// <summary>True when <paramref name="path"/> is <paramref name="ancestor"/> or below it.</summary>
+    public static bool Within(string path, string ancestor) =>
+        ancestor == "/" || path == ancestor
+        || (path.Length > ancestor.Length && path[ancestor.Length] == '/' && path.StartsWith(ancestor, StringComparison.Ordinal));
+
     /// <summary>The entries of the watched set, parents before children, in ordinal order, excluded names left out.</summary>
     /// <param name="root">The node's root ("/" in production).</param>
     /// <param name="logicalPaths">The listed paths (absolute logical paths).</param>
@@ -18,12 +23,16 @@ public static class TreeWalker
     /// <param name="withHash">Hash file content.</param>
     /// <param name="onSignature">Receives the signatures the hash pass yields (see <see cref="PosixFiles.Describe"/>).</param>
     /// <param name="cancellationToken">Observed per entry.</param>
+    /// <param name="cache">Hashes already known (see <see cref="HashCache"/>).</param>
+    /// <param name="onUnreadable">When given, a path that cannot be read is reported here and left out (with what is
+    /// below it) instead of failing the walk; the caller must then not mistake its absence for a delete.</param>
     public static List<FileEntry> Walk(string root, IEnumerable<string> logicalPaths, PathFilter exclude, bool withHash = true,
-        Action<FileEntry, Mono.Unix.Native.Stat, Delta.Signature>? onSignature = null, CancellationToken cancellationToken = default)
+        Action<FileEntry, Mono.Unix.Native.Stat, Delta.Signature>? onSignature = null, HashCache? cache = null,
+        Action<string, IOException>? onUnreadable = null, CancellationToken cancellationToken = default)
     {
         var seen = new HashSet<string>(StringComparer.Ordinal);
         var entries = new List<FileEntry>();
-        var walk = new Walker(root, exclude, withHash, seen, entries, onSignature, cancellationToken);
+        var walk = new Walker(root, exclude, withHash, seen, entries, onSignature, cache, onUnreadable, cancellationToken);
         foreach (string logical in logicalPaths.Order(StringComparer.Ordinal))
             walk.Visit(logical);
         entries.Sort((a, b) => string.CompareOrdinal(a.Path, b.Path));
@@ -31,7 +40,8 @@ public static class TreeWalker
     }
 
     private sealed record Walker(string Root, PathFilter Exclude, bool WithHash, HashSet<string> Seen, List<FileEntry> Entries,
-        Action<FileEntry, Mono.Unix.Native.Stat, Delta.Signature>? OnSignature, CancellationToken CancellationToken)
+        Action<FileEntry, Mono.Unix.Native.Stat, Delta.Signature>? OnSignature, HashCache? Cache,
+        Action<string, IOException>? OnUnreadable, CancellationToken CancellationToken)
     {
         public void Visit(string logical)
         {
@@ -39,21 +49,30 @@ public static class TreeWalker
             if (Exclude.Matches(logical) || !Seen.Add(logical))
                 return;
             string full = FullPath(Root, logical);
-            var entry = PosixFiles.Describe(full, logical, WithHash, OnSignature);
-            if (entry is null)
-                return;
-            Entries.Add(entry);
-            if (entry.Kind != EntryKind.Directory)
-                return;
+            FileEntry? entry;
             List<string> children;
             try
             {
+                entry = PosixFiles.Describe(full, logical, WithHash, OnSignature, Cache);
+                if (entry is null)
+                    return;
+                if (entry.Kind != EntryKind.Directory)
+                {
+                    Entries.Add(entry);
+                    return;
+                }
                 children = Directory.EnumerateFileSystemEntries(full).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList();
             }
             catch (DirectoryNotFoundException)
             {
                 return; // removed while we looked
             }
+            catch (Exception e) when (OnUnreadable is not null && e is IOException or UnauthorizedAccessException)
+            {
+                OnUnreadable(logical, e as IOException ?? new IOException($"{full}: {e.Message}", e));
+                return;
+            }
+            Entries.Add(entry);
             foreach (string name in children)
                 Visit(logical == "/" ? "/" + name : logical + "/" + name);
         }

@@ -34,6 +34,7 @@ public sealed class AgentSession : IDisposable
     private readonly EntryCodec _requests = new();  // encodes entries in request order (under the write lock)
     private readonly EntryCodec _manifests = new(); // decodes manifest entries on the reader thread
     private Exception? _closed;
+    private readonly TaskCompletionSource<SessionClosedException> _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private uint _nextId;
 
     private sealed class Pending
@@ -60,6 +61,9 @@ public sealed class AgentSession : IDisposable
 
     /// <summary>The agent's allowed paths, as it reported them.</summary>
     public IReadOnlyList<string> RemoteAllowed { get; private set; } = [];
+
+    /// <summary>Completes, with the reason, when the session is over (the agent went away or spoke nonsense).</summary>
+    public Task<SessionClosedException> Ended => _ended.Task;
 
     /// <summary>Protocol bytes sent and received (before ssh's encryption).</summary>
     public long WireBytes => _writer.BytesWritten + _reader.BytesRead;
@@ -313,6 +317,7 @@ public sealed class AgentSession : IDisposable
         }
         foreach (var pending in orphans)
             pending.Done.TrySetException(Closed(reason));
+        _ended.TrySetResult(Closed(reason));
     }
 
     private SessionClosedException Closed(Exception reason) =>

@@ -42,7 +42,7 @@ public static class DiffReport
         var exclude = new PathFilter(config.Exclude);
         var redact = new PathFilter(config.Redact);
         var items = new List<DiffItem>();
-        foreach (var d in await Resync.CompareAsync(config, session, exclude, cancellationToken).ConfigureAwait(false))
+        foreach (var d in await Resync.CompareAsync(config, session, exclude, cancellationToken: cancellationToken).ConfigureAwait(false))
         {
             bool secret = redact.Matches(d.Path) || IsPrivate(d.Active) || IsPrivate(d.Passive);
             string? unified = null;

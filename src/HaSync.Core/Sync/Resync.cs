@@ -29,6 +29,8 @@ public sealed class ResyncStats
     public TimeSpan Elapsed { get; set; }
     /// <summary>What could not be done, each naming the path and the cause.</summary>
     public List<string> Failures { get; } = [];
+    /// <summary>The paths of <see cref="Failures"/> (the daemon tries them again).</summary>
+    public HashSet<string> FailedPaths { get; } = new(StringComparer.Ordinal);
 }
 
 /// <summary>One step of a resync, for progress display.</summary>
@@ -36,27 +38,50 @@ public readonly record struct ResyncStep(int Done, int Total, string Action, str
 
 /// <summary>
 /// Full compare of the watched set against one target's manifest, then the pushes that make the passive
-/// identical. Deletes go first, deepest first (they also clear the way where a path changed kind); then
-/// directories, symlinks, files and metadata in path order, so parents exist before children. Files the
-/// passive has are sent as deltas against its copy (signatures fetched in one pipelined batch), small or new
-/// ones whole. A delta whose result does not hash right is sent again whole; a file that changed since the
-/// scan is described again and resent once.
+/// identical. Order: first whatever stands where the active has another kind of entry (deepest first, so the
+/// way is clear); then directories, symlinks, files and metadata in path order, so parents exist before
+/// children; extras last (deepest first), so a renamed file is never missing on the passive in between. Files
+/// the passive has are sent as deltas against its copy (signatures fetched in one pipelined batch), small or
+/// new ones whole. A delta whose result does not hash right is sent again whole; a file that changed since the
+/// scan is described again and resent once. The daemon pushes its batches through the same <c>PushAsync</c>.
 /// </summary>
 public static class Resync
 {
     /// <summary>Runs a resync over <paramref name="session"/>.</summary>
+    /// <param name="config">The watched set.</param>
+    /// <param name="session">The target's session.</param>
+    /// <param name="delete">Remove extras on the passive.</param>
+    /// <param name="progress">Receives each step.</param>
+    /// <param name="passive">When given, reset to the manifest and kept up to date with every acknowledged write.</param>
+    /// <param name="cache">The active's hash cache, if it keeps one.</param>
+    /// <param name="cancellationToken">Stops between files.</param>
     public static async Task<ResyncStats> RunAsync(HaSyncConfig config, AgentSession session, bool delete,
-        IProgress<ResyncStep>? progress = null, CancellationToken cancellationToken = default)
+        IProgress<ResyncStep>? progress = null, PassiveState? passive = null, HashCache? cache = null, CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
-        var stats = new ResyncStats();
-        var exclude = new PathFilter(config.Exclude);
-        var differences = await CompareAsync(config, session, exclude, cancellationToken).ConfigureAwait(false);
+        var unreadable = new Dictionary<string, string>(StringComparer.Ordinal);
+        var differences = await CompareAsync(config, session, new PathFilter(config.Exclude), cache,
+            (path, e) => unreadable[path] = $"{path}: {Unreadable(e)}", cancellationToken).ConfigureAwait(false);
+        passive?.Reset(differences.Select(d => d.Passive).OfType<FileEntry>());
+        var stats = await PushAsync(config, session, differences, delete, passive, progress, cancellationToken).ConfigureAwait(false);
         stats.Scanned = differences.Count(d => d.Active is not null);
+        stats.Failures.InsertRange(0, unreadable.Values);
+        stats.FailedPaths.UnionWith(unreadable.Keys);
+        stats.Elapsed = clock.Elapsed;
+        return stats;
+    }
 
-        var deletes = Deletions(differences, delete);
+    /// <summary>Makes the passive match the active for every path in <paramref name="differences"/> (from
+    /// <see cref="Comparison.Compare(IReadOnlyList{FileEntry}, IReadOnlyList{FileEntry})"/>), and waits for every ack.</summary>
+    public static async Task<ResyncStats> PushAsync(HaSyncConfig config, AgentSession session, IReadOnlyList<PathDifference> differences, bool delete,
+        PassiveState? passive = null, IProgress<ResyncStep>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var clock = Stopwatch.StartNew();
+        long wireBefore = session.WireBytes;
+        var stats = new ResyncStats();
+        var (clearing, extras) = Deletions(differences, delete);
         var pushes = differences.Where(d => d.Active is not null && d.Status != PathStatus.Identical).ToList();
-        int total = deletes.Count + pushes.Count, done = 0;
+        int total = clearing.Count + pushes.Count + extras.Count, done = 0;
 
         var signatures = new Dictionary<string, Task<byte[]>>(StringComparer.Ordinal);
         var deltaCandidates = pushes.Where(UsesDelta).ToList();
@@ -64,11 +89,15 @@ public static class Resync
             signatures[d.Path] = session.RequestSignature(d.Path, push: d == deltaCandidates[^1]);
 
         var acks = new List<(PathDifference Difference, string Action, Task<Ack> Ack)>();
-        foreach (string path in deletes)
+        void SendDeletes(List<string> paths)
         {
-            progress?.Report(new(++done, total, "delete", path));
-            acks.Add((new(path, PathStatus.Extra, null, null, []), "delete", session.SendDelete(path)));
+            foreach (string path in paths)
+            {
+                progress?.Report(new(++done, total, "delete", path));
+                acks.Add((new(path, PathStatus.Extra, null, null, []), "delete", session.SendDelete(path)));
+            }
         }
+        SendDeletes(clearing);
         foreach (var d in pushes)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -76,17 +105,21 @@ public static class Resync
             progress?.Report(new(++done, total, action, d.Path));
             acks.Add((d, action, ack));
         }
+        SendDeletes(extras);
 
         await session.SendFlush().ConfigureAwait(false);
 
         foreach (var (d, action, ackTask) in acks)
         {
             var ack = await ackTask.ConfigureAwait(false);
+            var applied = d;
             if (ack.Status == AckStatus.HashMismatch)
-                ack = await ResendWholeAsync(config, session, d, stats).ConfigureAwait(false);
+                (ack, applied) = await ResendWholeAsync(config, session, d, stats).ConfigureAwait(false);
+            passive?.Record(applied, ack);
             if (ack.Status != AckStatus.Ok)
             {
                 stats.Failures.Add($"{d.Path}: {action}: {ack.Message}");
+                stats.FailedPaths.Add(d.Path);
                 continue;
             }
             switch (action)
@@ -97,20 +130,38 @@ public static class Resync
                 default: stats.OthersCreated++; break;
             }
         }
-        stats.WireBytes = session.WireBytes;
+        // Identical paths: the passive holds exactly what the active has (its stat may be fresher than ours).
+        if (passive is not null)
+            foreach (var d in differences.Where(d => d.Status == PathStatus.Identical))
+                passive.Record(d, new Ack(AckStatus.Ok, ""));
+        stats.WireBytes = session.WireBytes - wireBefore;
         stats.Elapsed = clock.Elapsed;
         return stats;
     }
 
     /// <summary>The active's scan and the passive's manifest of the watched set, compared.</summary>
+    /// <param name="config">The watched set.</param>
+    /// <param name="session">The target's session.</param>
+    /// <param name="exclude">Names left out on both sides.</param>
+    /// <param name="cache">The active's hash cache, if it keeps one.</param>
+    /// <param name="cancellationToken">Stops the scan.</param>
+    /// <param name="onUnreadable">When given, a path the active cannot read is reported here and left out of the
+    /// comparison on both sides (with what is below it), instead of failing the whole compare.</param>
     public static async Task<List<PathDifference>> CompareAsync(HaSyncConfig config, AgentSession session, PathFilter exclude,
-        CancellationToken cancellationToken)
+        HashCache? cache = null, Action<string, IOException>? onUnreadable = null, CancellationToken cancellationToken = default)
     {
         var manifest = session.RequestManifest(config.Paths); // the agent hashes while we do
-        var local = await Task.Run(() => TreeWalker.Walk(config.SourceRoot, config.Paths, exclude, withHash: true, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
-        var remote = (await manifest.ConfigureAwait(false)).Where(e => !Excluded(exclude, e.Path)).ToList();
+        var skipped = new List<string>();
+        var local = await Task.Run(() => TreeWalker.Walk(config.SourceRoot, config.Paths, exclude, withHash: true, cache: cache,
+            onUnreadable: onUnreadable is null ? null : (path, e) => { skipped.Add(path); onUnreadable(path, e); },
+            cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
+        var remote = (await manifest.ConfigureAwait(false))
+            .Where(e => !Excluded(exclude, e.Path) && !skipped.Any(s => TreeWalker.Within(e.Path, s))).ToList();
         return Comparison.Compare(local, remote);
     }
+
+    /// <summary>How a path the active cannot read is reported (it is left alone on the passive, never deleted).</summary>
+    public static string Unreadable(IOException e) => $"cannot read on the active, left as it is on the passive: {e.Message}";
 
     // A passive path is excluded when it or any parent matches: the walker never descends into an excluded directory.
     private static bool Excluded(PathFilter exclude, string path)
@@ -121,17 +172,18 @@ public static class Resync
         return false;
     }
 
-    /// <summary>Extras (when deleting) and whatever stands where the active has another kind of entry, with everything
-    /// below it; deepest first.</summary>
-    private static List<string> Deletions(List<PathDifference> differences, bool delete)
+    /// <summary>What must go before the pushes (whatever stands where the active has another kind of entry, with
+    /// everything below it) and the extras that go after them (when deleting); each deepest first.</summary>
+    private static (List<string> Clearing, List<string> Extras) Deletions(IReadOnlyList<PathDifference> differences, bool delete)
     {
         var replaced = differences.Where(d => d.KindChanged).Select(d => d.Path).ToList();
-        return differences
-            .Where(d => d.Passive is not null && ((delete && d.Status == PathStatus.Extra) || d.KindChanged
-                || replaced.Any(r => d.Path.StartsWith(r + "/", StringComparison.Ordinal))))
-            .Select(d => d.Path)
-            .OrderDescending(StringComparer.Ordinal)
-            .ToList();
+        var clearing = differences
+            .Where(d => d.Passive is not null && (d.KindChanged || replaced.Any(r => TreeWalker.Within(d.Path, r) && d.Path != r)))
+            .Select(d => d.Path).OrderDescending(StringComparer.Ordinal).ToList();
+        var extras = delete
+            ? differences.Where(d => d.Status == PathStatus.Extra).Select(d => d.Path).Except(clearing).OrderDescending(StringComparer.Ordinal).ToList()
+            : [];
+        return (clearing, extras);
     }
 
     private static bool UsesDelta(PathDifference d) =>
@@ -200,7 +252,7 @@ public static class Resync
         });
 
     /// <summary>After a hash mismatch: describe the file again (it may have changed since the scan) and send it whole.</summary>
-    private static async Task<Ack> ResendWholeAsync(HaSyncConfig config, AgentSession session, PathDifference d, ResyncStats stats)
+    private static async Task<(Ack, PathDifference Applied)> ResendWholeAsync(HaSyncConfig config, AgentSession session, PathDifference d, ResyncStats stats)
     {
         string source = TreeWalker.FullPath(config.SourceRoot, d.Path);
         FileEntry? fresh;
@@ -209,16 +261,16 @@ public static class Resync
         {
             fresh = PosixFiles.Describe(source, d.Path);
             if (fresh is not { Kind: EntryKind.File })
-                return new Ack(AckStatus.Failed, "changed on the active during the resync; the next resync or event will pick it up");
+                return (new Ack(AckStatus.Failed, "changed on the active while being sent; the next resync or event will pick it up"), d);
             input = OpenSource(source);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return new Ack(AckStatus.Failed, $"cannot read on the active: {e.Message}");
+            return (new Ack(AckStatus.Failed, $"cannot read on the active: {e.Message}"), d);
         }
         var ack = SendWhole(session, fresh, input, stats);
         await session.SendFlush().ConfigureAwait(false);
-        return await ack.ConfigureAwait(false);
+        return (await ack.ConfigureAwait(false), d with { Active = fresh });
     }
 
     private static FileStream OpenSource(string path) =>

@@ -123,6 +123,9 @@ public sealed class AgentProcess : IAsyncDisposable
             ? word
             : "'" + word.Replace("'", "'\\''") + "'";
 
+    /// <summary>The process started: ssh, or the agent itself with the local transport.</summary>
+    public int Pid => _process.Id;
+
     /// <summary>Why the agent went away: exit code and its last stderr lines.</summary>
     public string Describe()
     {

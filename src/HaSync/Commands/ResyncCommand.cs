@@ -60,7 +60,7 @@ internal static class ResyncCommand
         if (Console.IsOutputRedirected)
         {
             var plain = new Progress<ResyncStep>(step => Console.WriteLine($"{session.Target}: [{step.Done}/{step.Total}] {step.Action} {step.Path}"));
-            return await Resync.RunAsync(config, session, delete, plain, cancellationToken);
+            return await Resync.RunAsync(config, session, delete, plain, cancellationToken: cancellationToken);
         }
         ResyncStats? stats = null;
         await AnsiConsole.Progress().AutoClear(true).StartAsync(async context =>
@@ -72,7 +72,7 @@ internal static class ResyncCommand
                 task.Value = step.Done;
                 task.Description = $"{Markup.Escape(session.Target)}: {step.Action} {Markup.Escape(Truncate(step.Path, 40))}";
             });
-            stats = await Resync.RunAsync(config, session, delete, progress, cancellationToken);
+            stats = await Resync.RunAsync(config, session, delete, progress, cancellationToken: cancellationToken);
             task.Value = task.MaxValue;
         });
         return stats!;

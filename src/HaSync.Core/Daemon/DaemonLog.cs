@@ -1,0 +1,46 @@
+using Microsoft.Extensions.Logging;
+
+namespace HaSync.Daemon;
+
+/// <summary>Every message the daemon logs, in one place. Each names the target and path it concerns, and the cause.</summary>
+internal static partial class DaemonLog
+{
+    [LoggerMessage(Level = LogLevel.Information, Message = "watching {Paths} under {Root}: {Watches} directories")]
+    public static partial void Watching(this ILogger log, string paths, string root, int watches);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Problem}")]
+    public static partial void WatchProblem(this ILogger log, string problem);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Path}: watched again")]
+    public static partial void WatchRestored(this ILogger log, string path);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "inotify queue overflowed (fs.inotify.max_queued_events = {Limit}): events were lost, scanning the whole watched set")]
+    public static partial void QueueOverflow(this ILogger log, string limit);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Target}: starting the agent: {Command}")]
+    public static partial void Connecting(this ILogger log, string target, string command);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Target}: connected; start-up resync: {Scanned} scanned, {Sent} files sent, {Others} dirs/links made, {Metadata} metadata fixed, {Deleted} deleted, {Failed} failed in {Seconds:F2} s")]
+    public static partial void Resynced(this ILogger log, string target, int scanned, int sent, int others, int metadata, int deleted, int failed, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Target}: audit: {Sent} files sent, {Metadata} metadata fixed, {Deleted} deleted, {Failed} failed")]
+    public static partial void Audited(this ILogger log, string target, int sent, int metadata, int deleted, int failed);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "{Target}: {Changes} changes pushed in {Milliseconds} ms")]
+    public static partial void Pushed(this ILogger log, string target, int changes, long milliseconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Target}: {Failure}; it will be tried again")]
+    public static partial void PushFailed(this ILogger log, string target, string failure);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Target}: {Cause}; reconnecting in {Seconds} s (changes meanwhile are kept, and a resync follows)")]
+    public static partial void SessionLost(this ILogger log, string target, string cause, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "stopping: pushing {Pending} queued changes (at most {Seconds} s)")]
+    public static partial void Stopping(this ILogger log, int pending, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Target}: stopped with changes not pushed: {Cause}; the next start-up resync sends them")]
+    public static partial void StoppedUnflushed(this ILogger log, string target, string cause);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Path}: cannot write the status file: {Cause}")]
+    public static partial void StatusNotWritten(this ILogger log, string path, string cause);
+}

@@ -1,0 +1,148 @@
+using System.Text.Json;
+using HaSync.Apply;
+
+namespace HaSync.Daemon;
+
+/// <summary>What the daemon reports about itself: written to the state directory every second, read by
+/// <c>hasync status</c> and <c>hasync check</c>.</summary>
+public sealed record DaemonSnapshot
+{
+    /// <summary>The daemon's process id.</summary>
+    public int Pid { get; init; }
+    /// <summary>The configuration file it runs.</summary>
+    public string Config { get; init; } = "";
+    /// <summary>When it started.</summary>
+    public DateTimeOffset Started { get; init; }
+    /// <summary>When this snapshot was taken (a stale one means a daemon that died).</summary>
+    public DateTimeOffset Updated { get; init; }
+    /// <summary>True in the last snapshot of a daemon that stopped cleanly.</summary>
+    public bool Stopped { get; init; }
+    /// <summary>Directories watched.</summary>
+    public int Watches { get; init; }
+    /// <summary>What cannot be watched, and why.</summary>
+    public IReadOnlyList<string> WatchProblems { get; init; } = [];
+    /// <summary>Paths changed but not yet quiet (waiting in the aggregator).</summary>
+    public int Aggregating { get; init; }
+    /// <summary>Each target's health.</summary>
+    public IReadOnlyList<TargetStatus> Targets { get; init; } = [];
+}
+
+/// <summary>Reads and writes <see cref="DaemonSnapshot"/> as JSON (snake_case), replaced atomically.</summary>
+public static class StatusFile
+{
+    /// <summary>Writes the snapshot: temp file and rename, so readers never see half of it.</summary>
+    public static void Write(string path, DaemonSnapshot snapshot)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        using var file = AtomicFile.Create(path);
+        using (var json = new Utf8JsonWriter(file.Stream, new JsonWriterOptions { Indented = true }))
+        {
+            json.WriteStartObject();
+            json.WriteNumber("pid", snapshot.Pid);
+            json.WriteString("config", snapshot.Config);
+            json.WriteString("started", snapshot.Started);
+            json.WriteString("updated", snapshot.Updated);
+            json.WriteBoolean("stopped", snapshot.Stopped);
+            json.WriteNumber("watches", snapshot.Watches);
+            json.WriteStartArray("watch_problems");
+            foreach (string problem in snapshot.WatchProblems)
+                json.WriteStringValue(problem);
+            json.WriteEndArray();
+            json.WriteNumber("aggregating", snapshot.Aggregating);
+            json.WriteStartArray("targets");
+            foreach (var t in snapshot.Targets)
+            {
+                json.WriteStartObject();
+                json.WriteString("name", t.Name);
+                json.WriteBoolean("connected", t.Connected);
+                json.WriteString("since", t.Since);
+                WriteTime(json, "last_success", t.LastSuccess);
+                json.WriteNumber("queue", t.Queue);
+                WriteTime(json, "oldest_pending", t.OldestPending);
+                json.WriteNumber("lag_seconds", Math.Round(Lag(t, snapshot.Updated).TotalSeconds, 3));
+                json.WriteNumber("pushed", t.Pushed);
+                json.WriteNumber("resyncs", t.Resyncs);
+                if (t.LastError is null)
+                    json.WriteNull("last_error");
+                else
+                    json.WriteString("last_error", t.LastError);
+                WriteTime(json, "last_error_at", t.LastErrorAt);
+                if (t.AgentPid is int pid)
+                    json.WriteNumber("agent_pid", pid);
+                else
+                    json.WriteNull("agent_pid");
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+        file.Commit(durable: false); // a status that a power cut loses is rewritten a second after start
+    }
+
+    /// <summary>How far the passive is behind at <paramref name="now"/>: the age of the oldest change not yet on it.</summary>
+    public static TimeSpan Lag(TargetStatus target, DateTimeOffset now) =>
+        target.OldestPending is { } oldest && now > oldest ? now - oldest : TimeSpan.Zero;
+
+    /// <summary>A snapshot older than this was left by a daemon that is gone.</summary>
+    public static readonly TimeSpan Stale = TimeSpan.FromSeconds(15);
+
+    /// <summary>True when the snapshot comes from a daemon alive now; otherwise <paramref name="why"/> says what is wrong.</summary>
+    public static bool IsRunning(DaemonSnapshot snapshot, DateTimeOffset now, out string why)
+    {
+        why = snapshot.Stopped ? $"stopped at {snapshot.Updated:u}"
+            : !Directory.Exists($"/proc/{snapshot.Pid}") ? $"not running: pid {snapshot.Pid} is gone (last status {snapshot.Updated:u}; killed or crashed?)"
+            : now - snapshot.Updated > Stale ? $"not answering: its status is {(now - snapshot.Updated).TotalSeconds:F0} s old (pid {snapshot.Pid})"
+            : "";
+        return why.Length == 0;
+    }
+
+    /// <summary>Reads a snapshot; a missing or unreadable file is an <see cref="IOException"/> naming it.</summary>
+    public static DaemonSnapshot Read(string path)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(File.ReadAllBytes(path));
+            var root = document.RootElement;
+            return new DaemonSnapshot
+            {
+                Pid = root.GetProperty("pid").GetInt32(),
+                Config = root.GetProperty("config").GetString() ?? "",
+                Started = root.GetProperty("started").GetDateTimeOffset(),
+                Updated = root.GetProperty("updated").GetDateTimeOffset(),
+                Stopped = root.GetProperty("stopped").GetBoolean(),
+                Watches = root.GetProperty("watches").GetInt32(),
+                WatchProblems = root.GetProperty("watch_problems").EnumerateArray().Select(p => p.GetString() ?? "").ToList(),
+                Aggregating = root.GetProperty("aggregating").GetInt32(),
+                Targets = root.GetProperty("targets").EnumerateArray().Select(t => new TargetStatus
+                {
+                    Name = t.GetProperty("name").GetString() ?? "",
+                    Connected = t.GetProperty("connected").GetBoolean(),
+                    Since = t.GetProperty("since").GetDateTimeOffset(),
+                    LastSuccess = ReadTime(t, "last_success"),
+                    Queue = t.GetProperty("queue").GetInt32(),
+                    OldestPending = ReadTime(t, "oldest_pending"),
+                    Pushed = t.GetProperty("pushed").GetInt64(),
+                    Resyncs = t.GetProperty("resyncs").GetInt32(),
+                    LastError = t.GetProperty("last_error").GetString(),
+                    LastErrorAt = ReadTime(t, "last_error_at"),
+                    AgentPid = t.GetProperty("agent_pid").ValueKind == JsonValueKind.Number ? t.GetProperty("agent_pid").GetInt32() : null,
+                }).ToList(),
+            };
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new IOException($"{path}: not a hasync status file: {e.Message}", e);
+        }
+    }
+
+    private static void WriteTime(Utf8JsonWriter json, string name, DateTimeOffset? time)
+    {
+        if (time is { } t)
+            json.WriteString(name, t);
+        else
+            json.WriteNull(name);
+    }
+
+    private static DateTimeOffset? ReadTime(JsonElement element, string name) =>
+        element.GetProperty(name).ValueKind == JsonValueKind.Null ? null : element.GetProperty(name).GetDateTimeOffset();
+}

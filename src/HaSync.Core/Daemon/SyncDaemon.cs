@@ -1,0 +1,130 @@
+using System.Threading.Channels;
+using HaSync.Configuration;
+using HaSync.Scanning;
+using HaSync.Watching;
+using Microsoft.Extensions.Logging;
+
+namespace HaSync.Daemon;
+
+/// <summary>
+/// <c>hasync daemon</c>'s work, in the one direction data flows: the inotify watcher feeds the change
+/// aggregator; each ready batch goes to every target's pusher, which scans it, pushes it and applies nothing
+/// itself (the agent on the passive does). The watcher starts before the start-up resyncs, so changes made
+/// while they run are caught. On stop: watching ends, what the aggregator holds is handed over at once, each
+/// pusher sends it (within its drain timeout), and the last status says the daemon stopped.
+/// </summary>
+public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider clock, PusherOptions? pusherOptions = null)
+{
+    private static readonly TimeSpan StatusInterval = TimeSpan.FromSeconds(1);
+    private readonly ChangeAggregator _aggregator = new(clock, new AggregatorOptions { QuietWindow = config.Daemon.QuietWindow, MaxDelay = config.Daemon.MaxDelay });
+    private readonly DateTimeOffset _started = clock.GetUtcNow();
+    private volatile int _aggregating;
+    private bool _statusFailing; // logged once, not every second
+
+    /// <summary>Runs until <paramref name="stop"/>, then flushes and returns.</summary>
+    public async Task RunAsync(CancellationToken stop)
+    {
+        var events = Channel.CreateUnbounded<WatchEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        using var watcher = new InotifyWatcher(config.SourceRoot, config.Paths, new PathFilter(config.Exclude), events.Writer, log);
+        watcher.Start();
+        string listed = string.Join(", ", config.Paths);
+        log.Watching(listed, config.SourceRoot, watcher.WatchCount);
+
+        var cache = new HashCache();
+        var options = (pusherOptions ?? new PusherOptions()) with { AuditInterval = config.Daemon.AuditInterval };
+        var pushers = config.Targets.Select(t => new TargetPusher(config, t, cache, log, clock, options)).ToList();
+        using var stopPushers = new CancellationTokenSource();
+        var pushing = pushers.Select(p => Task.Run(() => p.RunAsync(stopPushers.Token), CancellationToken.None)).ToList();
+        using var stopStatus = new CancellationTokenSource();
+        var reporting = ReportAsync(watcher, pushers, stopStatus.Token);
+
+        await AggregateAsync(events.Reader, pushers, stop).ConfigureAwait(false);
+
+        watcher.Dispose();
+        while (events.Reader.TryRead(out var e))
+            _aggregator.Add(e);
+        var last = _aggregator.TakeAll();
+        log.Stopping(last.FullScan ? 1 : last.Paths.Count, options.DrainTimeout.TotalSeconds);
+        foreach (var pusher in pushers)
+            pusher.Enqueue(last);
+        await stopPushers.CancelAsync().ConfigureAwait(false);
+        await Task.WhenAll(pushing).ConfigureAwait(false);
+        await stopStatus.CancelAsync().ConfigureAwait(false);
+        await reporting.ConfigureAwait(false);
+        WriteStatus(watcher, pushers, stopped: true);
+        foreach (var pusher in pushers)
+            pusher.Dispose();
+    }
+
+    private async Task AggregateAsync(ChannelReader<WatchEvent> events, List<TargetPusher> pushers, CancellationToken stop)
+    {
+        Task<bool>? waiting = null;
+        while (!stop.IsCancellationRequested)
+        {
+            waiting ??= events.WaitToReadAsync(stop).AsTask();
+            var due = _aggregator.NextReadyIn();
+            try
+            {
+                if (due is { } delay)
+                    await Task.WhenAny(waiting, Task.Delay(delay, clock, stop)).ConfigureAwait(false);
+                else
+                    await waiting.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            if (waiting.IsCompleted)
+                waiting = null;
+            while (events.TryRead(out var e))
+                _aggregator.Add(e);
+            while (_aggregator.TakeReady() is { } batch)
+                foreach (var pusher in pushers)
+                    pusher.Enqueue(batch);
+            _aggregating = _aggregator.Count;
+        }
+    }
+
+    private async Task ReportAsync(InotifyWatcher watcher, List<TargetPusher> pushers, CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            WriteStatus(watcher, pushers, stopped: false);
+            try
+            {
+                await Task.Delay(StatusInterval, clock, stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private void WriteStatus(InotifyWatcher watcher, List<TargetPusher> pushers, bool stopped)
+    {
+        var snapshot = new DaemonSnapshot
+        {
+            Pid = Environment.ProcessId,
+            Config = Path.GetFullPath(config.Source),
+            Started = _started,
+            Updated = clock.GetUtcNow(),
+            Stopped = stopped,
+            Watches = watcher.WatchCount,
+            WatchProblems = watcher.Problems,
+            Aggregating = _aggregating,
+            Targets = pushers.Select(p => p.Status).ToList(),
+        };
+        try
+        {
+            StatusFile.Write(config.StatusFile, snapshot);
+            _statusFailing = false;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            if (!_statusFailing)
+                log.StatusNotWritten(config.StatusFile, e.Message);
+            _statusFailing = true;
+        }
+    }
+}

@@ -1,0 +1,335 @@
+using System.Diagnostics;
+using HaSync.Configuration;
+using HaSync.Scanning;
+using HaSync.Sync;
+using HaSync.Transport;
+using HaSync.Watching;
+using Microsoft.Extensions.Logging;
+
+namespace HaSync.Daemon;
+
+/// <summary>One target's health, as <c>hasync status</c> and <c>hasync check</c> show it.</summary>
+public sealed record TargetStatus
+{
+    /// <summary>The target's name.</summary>
+    public required string Name { get; init; }
+    /// <summary>A session is up and its start-up resync is done.</summary>
+    public bool Connected { get; init; }
+    /// <summary>Since when <see cref="Connected"/> has held its value.</summary>
+    public DateTimeOffset Since { get; init; }
+    /// <summary>When the passive last acknowledged a resync or a batch.</summary>
+    public DateTimeOffset? LastSuccess { get; init; }
+    /// <summary>Paths waiting to be pushed (or retried); a pending full scan counts as one.</summary>
+    public int Queue { get; init; }
+    /// <summary>When the oldest change not yet on the passive happened; null when the passive is current.</summary>
+    public DateTimeOffset? OldestPending { get; init; }
+    /// <summary>Files, directories and links written and deleted on the passive since start.</summary>
+    public long Pushed { get; init; }
+    /// <summary>Resyncs done since start (the start-up one, one per reconnect, audits).</summary>
+    public int Resyncs { get; init; }
+    /// <summary>The last failure, naming the path or the session and the cause.</summary>
+    public string? LastError { get; init; }
+    /// <summary>When <see cref="LastError"/> happened.</summary>
+    public DateTimeOffset? LastErrorAt { get; init; }
+    /// <summary>The agent's process (ssh, or the local agent) while connected.</summary>
+    public int? AgentPid { get; init; }
+}
+
+/// <summary>Timing of a <see cref="TargetPusher"/>.</summary>
+public sealed record PusherOptions
+{
+    /// <summary>First wait before reconnecting; doubles each time, up to <see cref="MaxBackoff"/>.</summary>
+    public TimeSpan InitialBackoff { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>Longest wait between reconnect attempts.</summary>
+    public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>First wait before a path that failed is tried again; doubles up to <see cref="MaxRetryDelay"/>.</summary>
+    public TimeSpan RetryDelay { get; init; } = TimeSpan.FromSeconds(2);
+    /// <summary>Longest wait before a failed path is tried again.</summary>
+    public TimeSpan MaxRetryDelay { get; init; } = TimeSpan.FromMinutes(5);
+    /// <summary>A full compare against the passive's manifest this often (null: never).</summary>
+    public TimeSpan? AuditInterval { get; init; }
+    /// <summary>How long the last push may take when the daemon stops.</summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
+}
+
+/// <summary>
+/// Keeps one target current: one long-lived agent session (ssh started once, not per batch), a start-up
+/// resync, then batches of dirty paths scanned and pushed with many files in flight. If the session dies it
+/// reconnects with doubling backoff and resyncs; changes made meanwhile wait in the dirty set, so none is
+/// lost. Paths that fail (unreadable on the active, refused by the passive) are tried again later. Each
+/// target has its own pusher, so a slow or dead one holds back no other.
+/// </summary>
+public sealed class TargetPusher : IDisposable
+{
+    private readonly HaSyncConfig _config;
+    private readonly TargetConfig _target;
+    private readonly ChangeScanner _scanner;
+    private readonly HashCache _cache;
+    private readonly ILogger _log;
+    private readonly TimeProvider _clock;
+    private readonly PusherOptions _options;
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly Lock _lock = new();
+    // Guarded by _lock:
+    private readonly HashSet<string> _dirty = new(StringComparer.Ordinal);
+    private bool _dirtyFullScan;
+    private DateTimeOffset? _dirtySince;
+    private readonly Dictionary<string, Retry> _retries = new(StringComparer.Ordinal);
+    private TargetStatus _status;
+
+    private sealed record Retry(int Attempts, DateTimeOffset Due, DateTimeOffset Since);
+
+    /// <summary>A pusher for <paramref name="target"/>; nothing happens until <see cref="RunAsync"/>.</summary>
+    public TargetPusher(HaSyncConfig config, TargetConfig target, HashCache cache, ILogger log, TimeProvider clock, PusherOptions? options = null)
+    {
+        _config = config;
+        _target = target;
+        _cache = cache;
+        _scanner = new ChangeScanner(config, cache);
+        _log = log;
+        _clock = clock;
+        _options = options ?? new PusherOptions();
+        _status = new TargetStatus { Name = target.Name, Since = clock.GetUtcNow() };
+    }
+
+    /// <summary>The target's name.</summary>
+    public string Name => _target.Name;
+
+    /// <summary>Health now.</summary>
+    public TargetStatus Status
+    {
+        get
+        {
+            lock (_lock)
+            {
+                DateTimeOffset? oldest = _status.OldestPending;
+                foreach (var since in _retries.Values.Select(r => r.Since).Append(_dirtySince ?? DateTimeOffset.MaxValue))
+                    if (since != DateTimeOffset.MaxValue && (oldest is null || since < oldest))
+                        oldest = since;
+                return _status with { Queue = (_dirtyFullScan ? 1 : _dirty.Count) + _retries.Count, OldestPending = oldest };
+            }
+        }
+    }
+
+    /// <summary>Queues a batch from the aggregator.</summary>
+    public void Enqueue(ChangeBatch batch)
+    {
+        if (batch.IsEmpty)
+            return;
+        lock (_lock)
+        {
+            if (batch.FullScan)
+                _dirtyFullScan = true;
+            else
+                _dirty.UnionWith(batch.Paths);
+            if (_dirtySince is null || batch.OldestEvent < _dirtySince)
+                _dirtySince = batch.OldestEvent;
+        }
+        Wake();
+    }
+
+    private void Wake()
+    {
+        lock (_wake)
+            if (_wake.CurrentCount == 0)
+                _wake.Release();
+    }
+
+    /// <summary>Connects, resyncs and pushes until <paramref name="stop"/>; then pushes what is queued (within the drain
+    /// timeout) and closes the session.</summary>
+    public async Task RunAsync(CancellationToken stop)
+    {
+        var backoff = _options.InitialBackoff;
+        while (!stop.IsCancellationRequested)
+        {
+            string cause;
+            try
+            {
+                await RunSessionAsync(stop).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception e) when (e is HaSyncException or IOException)
+            {
+                cause = e.Message;
+            }
+            Update(s => s with { Connected = false, Since = s.Connected ? _clock.GetUtcNow() : s.Since, AgentPid = null,
+                LastError = $"session: {cause}", LastErrorAt = _clock.GetUtcNow(), OldestPending = null });
+            if (stop.IsCancellationRequested)
+            {
+                _log.StoppedUnflushed(Name, cause);
+                return;
+            }
+            string ownWords = cause.StartsWith($"target {Name}: ", StringComparison.Ordinal) ? cause[(Name.Length + 9)..] : cause;
+            _log.SessionLost(Name, ownWords, backoff.TotalSeconds);
+            try
+            {
+                await Task.Delay(backoff, _clock, stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.MaxBackoff.Ticks));
+        }
+    }
+
+    private async Task RunSessionAsync(CancellationToken stop)
+    {
+        string command = string.Join(' ', AgentProcess.CommandLine(_target, out string program).Prepend(program).Select(AgentProcess.ShellQuote));
+        _log.Connecting(Name, command);
+        await using var agent = AgentProcess.Start(_target, log: Console.Error);
+        using var session = AgentSession.Open(agent.Input, agent.Output, _target.Name, agent.Describe);
+        var passive = new PassiveState();
+        await ResyncAsync(session, passive, startUp: true).ConfigureAwait(false);
+        Update(s => s with { Connected = true, Since = _clock.GetUtcNow(), AgentPid = agent.Pid });
+        var nextAudit = _options.AuditInterval is { } every ? _clock.GetUtcNow() + every : DateTimeOffset.MaxValue;
+        while (!stop.IsCancellationRequested)
+        {
+            await WaitForWorkAsync(session, nextAudit, stop).ConfigureAwait(false);
+            if (_clock.GetUtcNow() >= nextAudit)
+            {
+                await ResyncAsync(session, passive, startUp: false).ConfigureAwait(false);
+                nextAudit = _clock.GetUtcNow() + _options.AuditInterval!.Value;
+            }
+            else if (!stop.IsCancellationRequested)
+                await PushDirtyAsync(session, passive, CancellationToken.None).ConfigureAwait(false);
+        }
+        // Stopping: whatever the daemon queued last goes out, within the drain timeout.
+        using var drain = new CancellationTokenSource(_options.DrainTimeout);
+        try
+        {
+            await PushDirtyAsync(session, passive, drain.Token).WaitAsync(drain.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            _log.StoppedUnflushed(Name, $"the last push took longer than {_options.DrainTimeout.TotalSeconds:F0} s");
+        }
+    }
+
+    /// <summary>A full compare against the passive's manifest: everything queued before it is covered.</summary>
+    private async Task ResyncAsync(AgentSession session, PassiveState passive, bool startUp)
+    {
+        lock (_lock)
+        {
+            _dirty.Clear();
+            _dirtyFullScan = false;
+            _retries.Clear();
+            if (_dirtySince is { } since)
+                _status = _status with { OldestPending = since };
+            _dirtySince = null;
+        }
+        var stats = await Resync.RunAsync(_config, session, _config.Delete, passive: passive, cache: _cache).ConfigureAwait(false);
+        if (startUp)
+            _log.Resynced(Name, stats.Scanned, stats.FilesSent, stats.OthersCreated, stats.MetadataFixed, stats.Deleted, stats.Failures.Count, stats.Elapsed.TotalSeconds);
+        else
+            _log.Audited(Name, stats.FilesSent, stats.MetadataFixed, stats.Deleted, stats.Failures.Count);
+        Settle(stats, _clock.GetUtcNow(), resync: true);
+    }
+
+    /// <summary>Waits until something is dirty, a retry or the audit is due, or the daemon stops.</summary>
+    private async Task WaitForWorkAsync(AgentSession session, DateTimeOffset nextAudit, CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            var now = _clock.GetUtcNow();
+            DateTimeOffset wakeAt = nextAudit;
+            lock (_lock)
+            {
+                foreach (var (path, retry) in _retries.Where(r => r.Value.Due <= now).ToList())
+                {
+                    _dirty.Add(path);
+                    _dirtySince = _dirtySince is null || retry.Since < _dirtySince ? retry.Since : _dirtySince;
+                }
+                if (_dirty.Count > 0 || _dirtyFullScan || now >= nextAudit)
+                    return;
+                foreach (var retry in _retries.Values)
+                    wakeAt = retry.Due < wakeAt ? retry.Due : wakeAt;
+            }
+            var wait = wakeAt == DateTimeOffset.MaxValue ? Timeout.InfiniteTimeSpan : wakeAt - now;
+            var woken = _wake.WaitAsync(wait < TimeSpan.Zero ? TimeSpan.Zero : wait, stop);
+            if (await Task.WhenAny(woken, session.Ended).ConfigureAwait(false) == session.Ended)
+                throw await session.Ended.ConfigureAwait(false); // the agent went away while idle: reconnect now
+            try
+            {
+                await woken.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>One round: take the dirty set, scan it, push the differences, wait for every ack.</summary>
+    private async Task PushDirtyAsync(AgentSession session, PassiveState passive, CancellationToken cancellationToken)
+    {
+        List<string> paths;
+        bool fullScan;
+        DateTimeOffset? since;
+        lock (_lock)
+        {
+            paths = _dirty.ToList();
+            fullScan = _dirtyFullScan;
+            since = _dirtySince;
+            foreach (string path in paths)
+                _retries.Remove(path);
+            _dirty.Clear();
+            _dirtyFullScan = false;
+            _dirtySince = null;
+            _status = _status with { OldestPending = since };
+        }
+        if (paths.Count == 0 && !fullScan)
+            return;
+        var clock = Stopwatch.StartNew();
+        var unreadable = new Dictionary<string, string>(StringComparer.Ordinal);
+        var differences = await Task.Run(() => _scanner.Compare(paths, fullScan, passive, (path, e) => unreadable[path] = e.Message), cancellationToken)
+            .ConfigureAwait(false);
+        var changes = differences.Where(d => d.Status != PathStatus.Identical).ToList();
+        var stats = await Resync.PushAsync(_config, session, differences, _config.Delete, passive, cancellationToken: cancellationToken).ConfigureAwait(false);
+        foreach (var (path, cause) in unreadable)
+        {
+            stats.Failures.Add($"{path}: {cause}");
+            stats.FailedPaths.Add(path);
+        }
+        if (changes.Count > 0)
+            _log.Pushed(Name, changes.Count, clock.ElapsedMilliseconds);
+        Settle(stats, since ?? _clock.GetUtcNow(), resync: false);
+    }
+
+    /// <summary>Counts what was done and schedules what failed for another try.</summary>
+    private void Settle(ResyncStats stats, DateTimeOffset since, bool resync)
+    {
+        var now = _clock.GetUtcNow();
+        lock (_lock)
+        {
+            foreach (string path in stats.FailedPaths)
+            {
+                int attempts = _retries.TryGetValue(path, out var known) ? known.Attempts + 1 : 1;
+                var delay = TimeSpan.FromTicks(Math.Min(_options.RetryDelay.Ticks << Math.Min(attempts - 1, 20), _options.MaxRetryDelay.Ticks));
+                _retries[path] = new Retry(attempts, now + delay, known?.Since ?? since);
+            }
+            _status = _status with
+            {
+                LastSuccess = now,
+                OldestPending = null,
+                Pushed = _status.Pushed + stats.FilesSent + stats.OthersCreated + stats.MetadataFixed + stats.Deleted,
+                Resyncs = _status.Resyncs + (resync ? 1 : 0),
+                LastError = stats.Failures.Count > 0 ? stats.Failures[^1] : _status.LastError,
+                LastErrorAt = stats.Failures.Count > 0 ? now : _status.LastErrorAt,
+            };
+        }
+        foreach (string failure in stats.Failures)
+            _log.PushFailed(Name, failure);
+        if (stats.FailedPaths.Count > 0)
+            Wake(); // re-evaluate the wait: a retry is now due at some point
+    }
+
+    /// <summary>Releases the wake-up semaphore (after <see cref="RunAsync"/> has returned).</summary>
+    public void Dispose() => _wake.Dispose();
+
+    private void Update(Func<TargetStatus, TargetStatus> change)
+    {
+        lock (_lock)
+            _status = change(_status);
+    }
+}

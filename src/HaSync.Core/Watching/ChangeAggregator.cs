@@ -1,0 +1,204 @@
+namespace HaSync.Watching;
+
+/// <summary>Tuning of <see cref="ChangeAggregator"/>.</summary>
+public sealed record AggregatorOptions
+{
+    /// <summary>A path is ready once it has had no event for this long.</summary>
+    public TimeSpan QuietWindow { get; init; } = TimeSpan.FromMilliseconds(50);
+    /// <summary>A path that keeps changing is ready this long after its first event all the same.</summary>
+    public TimeSpan MaxDelay { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>More pending paths than this in one directory become one pending directory (scanned whole).</summary>
+    public int DirectoryLimit { get; init; } = 128;
+    /// <summary>More pending paths than this in all become one scan of the whole watched set.</summary>
+    public int TotalLimit { get; init; } = 4096;
+}
+
+/// <summary>Paths ready to be scanned and pushed. <see cref="FullScan"/>: everything is (then <see cref="Paths"/> is empty).
+/// Removed paths come last, so a rename reaches the passive as "new name, then old one gone".</summary>
+public sealed record ChangeBatch(IReadOnlyList<string> Paths, bool FullScan, DateTimeOffset OldestEvent)
+{
+    /// <summary>Nothing to do.</summary>
+    public bool IsEmpty => Paths.Count == 0 && !FullScan;
+}
+
+/// <summary>
+/// Turns a stream of watch events into batches of paths worth scanning, in the manner of syncthing's
+/// watchaggregator: a path is ready after a quiet window without events, or after a maximum delay even if it
+/// keeps changing; many events in one directory escalate to the directory, many in all to a full scan. Time
+/// comes from the injected <see cref="TimeProvider"/>. Not thread-safe: one loop owns it.
+/// </summary>
+public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? options = null)
+{
+    private readonly AggregatorOptions _options = options ?? new AggregatorOptions();
+    private readonly Dictionary<string, PendingPath> _pending = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _perDirectory = new(StringComparer.Ordinal);
+    private PendingPath? _fullScan;
+
+    private sealed class PendingPath(DateTimeOffset now)
+    {
+        public DateTimeOffset First { get; set; } = now;
+        public DateTimeOffset Last { get; set; } = now;
+        public bool Removed { get; set; }
+
+        public void Touch(DateTimeOffset now, bool removed)
+        {
+            Last = now;
+            Removed = removed;
+        }
+    }
+
+    /// <summary>Pending paths (a pending full scan counts as one).</summary>
+    public int Count => _fullScan is null ? _pending.Count : 1;
+
+    /// <summary>When the oldest pending event happened, if any is pending.</summary>
+    public DateTimeOffset? OldestEvent => _fullScan?.First ?? (_pending.Count == 0 ? null : _pending.Values.Min(p => p.First));
+
+    /// <summary>Records an event.</summary>
+    public void Add(WatchEvent e)
+    {
+        var now = clock.GetUtcNow();
+        if (_fullScan is not null)
+        {
+            _fullScan.Touch(now, false);
+            return;
+        }
+        if (e.Kind == WatchEventKind.Overflow)
+        {
+            EscalateToFullScan(now);
+            return;
+        }
+        bool removed = e.Kind == WatchEventKind.Removed;
+        if (PendingAncestor(e.Path) is { } ancestor)
+        {
+            ancestor.Touch(now, ancestor.Removed && removed);
+            return;
+        }
+        if (_pending.TryGetValue(e.Path, out var known))
+        {
+            known.Touch(now, removed);
+            return;
+        }
+        AbsorbDescendants(e.Path, out var first);
+        _pending[e.Path] = new PendingPath(first ?? now) { Last = now, Removed = removed };
+        string parent = Parent(e.Path);
+        int inParent = _perDirectory[parent] = _perDirectory.GetValueOrDefault(parent) + 1;
+        if (_pending.Count > _options.TotalLimit)
+            EscalateToFullScan(now);
+        else if (inParent > _options.DirectoryLimit && parent != e.Path)
+            EscalateToDirectory(parent, now);
+    }
+
+    /// <summary>The paths that are ready now, removed ones last; null when none is.</summary>
+    public ChangeBatch? TakeReady()
+    {
+        var now = clock.GetUtcNow();
+        if (_fullScan is not null)
+        {
+            if (!IsReady(_fullScan, now))
+                return null;
+            var batch = new ChangeBatch([], true, _fullScan.First);
+            _fullScan = null;
+            return batch;
+        }
+        var ready = _pending.Where(p => IsReady(p.Value, now)).ToList();
+        return ready.Count == 0 ? null : Take(ready);
+    }
+
+    /// <summary>Everything pending, ready or not (at shutdown).</summary>
+    public ChangeBatch TakeAll()
+    {
+        if (_fullScan is not null)
+        {
+            var batch = new ChangeBatch([], true, _fullScan.First);
+            _fullScan = null;
+            return batch;
+        }
+        return _pending.Count == 0 ? new ChangeBatch([], false, clock.GetUtcNow()) : Take(_pending.ToList());
+    }
+
+    /// <summary>How long until something becomes ready; null when nothing is pending.</summary>
+    public TimeSpan? NextReadyIn()
+    {
+        var now = clock.GetUtcNow();
+        IEnumerable<PendingPath> pending = _fullScan is not null ? [_fullScan] : _pending.Values;
+        TimeSpan? soonest = null;
+        foreach (var p in pending)
+        {
+            var due = Min(p.Last + _options.QuietWindow, p.First + _options.MaxDelay) - now;
+            if (soonest is null || due < soonest)
+                soonest = due;
+        }
+        return soonest is { } s && s < TimeSpan.Zero ? TimeSpan.Zero : soonest;
+    }
+
+    private bool IsReady(PendingPath p, DateTimeOffset now) => now - p.Last >= _options.QuietWindow || now - p.First >= _options.MaxDelay;
+
+    private ChangeBatch Take(List<KeyValuePair<string, PendingPath>> ready)
+    {
+        foreach (var (path, _) in ready)
+        {
+            _pending.Remove(path);
+            string parent = Parent(path);
+            if (_perDirectory.TryGetValue(parent, out int n))
+            {
+                if (n <= 1)
+                    _perDirectory.Remove(parent);
+                else
+                    _perDirectory[parent] = n - 1;
+            }
+        }
+        var paths = ready.OrderBy(p => p.Value.Removed).ThenBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key).ToList();
+        return new ChangeBatch(paths, false, ready.Min(p => p.Value.First));
+    }
+
+    private void EscalateToFullScan(DateTimeOffset now)
+    {
+        var first = _pending.Count == 0 ? now : _pending.Values.Min(p => p.First);
+        _pending.Clear();
+        _perDirectory.Clear();
+        _fullScan = new PendingPath(first) { Last = now };
+    }
+
+    private void EscalateToDirectory(string directory, DateTimeOffset now)
+    {
+        AbsorbDescendants(directory, out var first);
+        if (_pending.TryGetValue(directory, out var known))
+            known.Touch(now, false);
+        else
+        {
+            _pending[directory] = new PendingPath(first ?? now) { Last = now };
+            string parent = Parent(directory);
+            _perDirectory[parent] = _perDirectory.GetValueOrDefault(parent) + 1;
+        }
+    }
+
+    /// <summary>Removes the pending paths below <paramref name="directory"/> (its scan covers them); the earliest first event among them.</summary>
+    private void AbsorbDescendants(string directory, out DateTimeOffset? first)
+    {
+        first = null;
+        string prefix = directory == "/" ? "/" : directory + "/";
+        foreach (var (path, p) in _pending.Where(p => p.Key.StartsWith(prefix, StringComparison.Ordinal) && p.Key != directory).ToList())
+        {
+            first = first is null || p.First < first ? p.First : first;
+            _pending.Remove(path);
+        }
+        _perDirectory.Remove(directory);
+        foreach (string key in _perDirectory.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal)).ToList())
+            _perDirectory.Remove(key);
+    }
+
+    private PendingPath? PendingAncestor(string path)
+    {
+        for (string p = Parent(path); ; p = Parent(p))
+        {
+            if (_pending.TryGetValue(p, out var ancestor))
+                return ancestor;
+            if (p == "/")
+                return null;
+        }
+    }
+
+    private static string Parent(string path) => path.LastIndexOf('/') is var slash and > 0 ? path[..slash] : "/";
+
+    private static DateTimeOffset Min(DateTimeOffset a, DateTimeOffset b) => a < b ? a : b;
+}
