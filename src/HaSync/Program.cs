@@ -9,6 +9,8 @@ var root = new RootCommand("HaSync: real-time configuration sync for Linux HA pa
     RdiffCommand.Create(),
     DemoCommand.Create(),
     DaemonCommand.Create(),
+    StatusCommand.Create(),
+    StatusCommand.CreateCheck(),
 };
 // SIGTERM/SIGINT cancel the command's token; the daemon then needs time for its last push.
 return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = DaemonCommand.ShutdownTimeout });

@@ -1,0 +1,143 @@
+using System.CommandLine;
+using HaSync.Configuration;
+using HaSync.Daemon;
+
+namespace HaSync.Cli.Commands;
+
+/// <summary>
+/// <c>hasync status</c> and <c>hasync check</c>: what the daemon's status file says, for an admin (text or JSON)
+/// and for Nagios/Icinga (one line, perfdata, exit 0/1/2/3).
+/// </summary>
+internal static class StatusCommand
+{
+    public static Command Create()
+    {
+        var config = ResyncCommand.ConfigOption();
+        var json = new Option<bool>("--json") { Description = "The status file itself (JSON)" };
+        var command = new Command("status", "Show the daemon's state: per target connected or not, last success, queue, lag, last error") { config, json };
+        command.SetAction(r =>
+        {
+            if (Load(r.GetValue(config)!, "status") is not var (snapshot, path))
+                return 3;
+            if (r.GetValue(json))
+            {
+                Console.Write(File.ReadAllText(path));
+                Console.WriteLine();
+                return StatusFile.IsRunning(snapshot, DateTimeOffset.UtcNow, out _) ? 0 : 3;
+            }
+            return PrintStatus(snapshot);
+        });
+        return command;
+    }
+
+    public static Command CreateCheck()
+    {
+        var config = ResyncCommand.ConfigOption();
+        var warn = new Option<double>("--warn") { Description = "Lag (seconds) from which a target is WARNING", DefaultValueFactory = _ => 30 };
+        var crit = new Option<double>("--crit") { Description = "Lag (seconds) from which a target is CRITICAL", DefaultValueFactory = _ => 120 };
+        var command = new Command("check", "Nagios/Icinga plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one status line with perfdata") { config, warn, crit };
+        command.SetAction(r =>
+        {
+            var (code, line) = Check(r.GetValue(config)!, r.GetValue(warn), r.GetValue(crit), DateTimeOffset.UtcNow);
+            Console.WriteLine(line);
+            return code;
+        });
+        return command;
+    }
+
+    private static (DaemonSnapshot Snapshot, string Path)? Load(string configPath, string verb)
+    {
+        try
+        {
+            var config = ConfigLoader.Load(configPath);
+            return (StatusFile.Read(config.StatusFile), config.StatusFile);
+        }
+        catch (ConfigException e)
+        {
+            Console.Error.WriteLine($"hasync {verb}: {e.Message}");
+        }
+        catch (FileNotFoundException e)
+        {
+            Console.Error.WriteLine($"hasync {verb}: no daemon status at {e.FileName}: is hasync daemon running with this configuration?");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"hasync {verb}: {e.Message}");
+        }
+        return null;
+    }
+
+    private static int PrintStatus(DaemonSnapshot s)
+    {
+        var now = DateTimeOffset.UtcNow;
+        bool running = StatusFile.IsRunning(s, now, out string why);
+        Console.WriteLine(running
+            ? $"daemon: running (pid {s.Pid}, since {s.Started:u}, {s.Config}); {s.Watches} directories watched, {s.Aggregating} changes settling"
+            : $"daemon: {why}");
+        foreach (string problem in s.WatchProblems)
+            Console.WriteLine($"  not watched: {problem}");
+        foreach (var t in s.Targets)
+        {
+            var lag = StatusFile.Lag(t, s.Updated);
+            string state = t.Connected ? $"connected since {t.Since:u}" : $"DISCONNECTED since {t.Since:u}";
+            string sync = t.Queue == 0 && lag == TimeSpan.Zero ? "in sync" : $"{t.Queue} queued, lag {lag.TotalSeconds:F1} s";
+            string last = t.LastSuccess is { } ok ? $"last success {Ago(now - ok)} ago" : "no success yet";
+            Console.WriteLine($"{t.Name}: {state}; {sync}; {last}; {t.Pushed} pushed, {t.Resyncs} resyncs");
+            if (t.LastError is { } error)
+                Console.WriteLine($"  last error ({Ago(now - (t.LastErrorAt ?? now))} ago): {error}");
+        }
+        return running ? 0 : 3;
+    }
+
+    /// <summary>The plugin's verdict and line. Lag decides (the age of the oldest change not yet on a passive);
+    /// a dead daemon, or a target down for longer than <paramref name="crit"/>, is CRITICAL.</summary>
+    internal static (int Code, string Line) Check(string configPath, double warn, double crit, DateTimeOffset now)
+    {
+        HaSyncConfig config;
+        DaemonSnapshot s;
+        try
+        {
+            config = ConfigLoader.Load(configPath);
+            s = StatusFile.Read(config.StatusFile);
+        }
+        catch (Exception e) when (e is HaSyncException or IOException or UnauthorizedAccessException)
+        {
+            return (3, $"HASYNC UNKNOWN - {(e is FileNotFoundException f ? $"no daemon status at {f.FileName}" : e.Message)}");
+        }
+        if (!StatusFile.IsRunning(s, now, out string why))
+            return (2, $"HASYNC CRITICAL - daemon {why}");
+
+        int code = 0;
+        var problems = new List<string>();
+        var perfdata = new List<string>();
+        void Raise(int level, string problem)
+        {
+            code = Math.Max(code, level);
+            problems.Add(problem);
+        }
+        foreach (var t in s.Targets)
+        {
+            double lag = StatusFile.Lag(t, s.Updated).TotalSeconds;
+            double down = (now - t.Since).TotalSeconds;
+            if (!t.Connected)
+                Raise(down >= crit ? 2 : 1, $"{t.Name} disconnected for {down:F0} s ({t.LastError ?? "connecting"})");
+            if (lag >= crit)
+                Raise(2, $"{t.Name} lag {lag:F0} s");
+            else if (lag >= warn)
+                Raise(1, $"{t.Name} lag {lag:F0} s");
+            string label = t.Name.Replace('\'', '_').Replace('=', '_');
+            perfdata.Add($"'{label}_lag'={lag:F3}s;{warn};{crit};0");
+            perfdata.Add($"'{label}_queue'={t.Queue};;;0");
+            if (t.LastSuccess is { } ok)
+                perfdata.Add($"'{label}_last_success_age'={(now - ok).TotalSeconds:F0}s;;;0");
+        }
+        foreach (string problem in s.WatchProblems)
+            Raise(1, $"not watched: {problem}");
+        string verdict = code switch { 0 => "OK", 1 => "WARNING", _ => "CRITICAL" };
+        string summary = problems.Count > 0 ? string.Join("; ", problems) : $"{s.Targets.Count} target(s) in sync";
+        return (code, $"HASYNC {verdict} - {summary} | {string.Join(' ', perfdata)}");
+    }
+
+    private static string Ago(TimeSpan span) =>
+        span.TotalSeconds < 120 ? $"{span.TotalSeconds:F0} s" : span.TotalMinutes < 120 ? $"{span.TotalMinutes:F0} min" : $"{span.TotalHours:F0} h";
+}

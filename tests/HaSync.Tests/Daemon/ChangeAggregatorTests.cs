@@ -1,0 +1,149 @@
+using HaSync.Watching;
+
+namespace HaSync.Tests.Daemon;
+
+/// <summary>The aggregator's timing and escalation rules, on a fake clock.</summary>
+public class ChangeAggregatorTests
+{
+    private sealed class FakeClock : TimeProvider
+    {
+        private DateTimeOffset _now = new(2026, 11, 22, 12, 0, 0, TimeSpan.Zero);
+        public override DateTimeOffset GetUtcNow() => _now;
+        public void Advance(int milliseconds) => _now += TimeSpan.FromMilliseconds(milliseconds);
+    }
+
+    private readonly FakeClock _clock = new();
+    private readonly ChangeAggregator _aggregator;
+
+    public ChangeAggregatorTests() => _aggregator = new ChangeAggregator(_clock, new AggregatorOptions
+    {
+        QuietWindow = TimeSpan.FromMilliseconds(50),
+        MaxDelay = TimeSpan.FromMilliseconds(1000),
+        DirectoryLimit = 4,
+        TotalLimit = 10,
+    });
+
+    private void Changed(string path) => _aggregator.Add(new WatchEvent(path, WatchEventKind.Changed));
+
+    [Fact]
+    public void APathIsReadyAfterTheQuietWindowNotBefore()
+    {
+        Changed("/etc/bm/a.conf");
+        _clock.Advance(49);
+        Assert.Null(_aggregator.TakeReady());
+        Assert.Equal(TimeSpan.FromMilliseconds(1), _aggregator.NextReadyIn());
+        _clock.Advance(1);
+        var batch = _aggregator.TakeReady();
+        Assert.NotNull(batch);
+        Assert.Equal(["/etc/bm/a.conf"], batch.Paths);
+        Assert.Null(_aggregator.TakeReady());
+        Assert.Null(_aggregator.NextReadyIn());
+    }
+
+    [Fact]
+    public void EachEventRestartsTheQuietWindow()
+    {
+        Changed("/etc/bm/a.conf");
+        for (int i = 0; i < 5; i++)
+        {
+            _clock.Advance(40);
+            Changed("/etc/bm/a.conf");
+            Assert.Null(_aggregator.TakeReady());
+        }
+        _clock.Advance(50);
+        Assert.NotNull(_aggregator.TakeReady());
+    }
+
+    [Fact]
+    public void APathThatKeepsChangingIsForcedOutAfterTheMaximumDelay()
+    {
+        var first = _clock.GetUtcNow();
+        Changed("/etc/bm/busy.log");
+        for (int elapsed = 0; elapsed < 990; elapsed += 30)
+        {
+            _clock.Advance(30);
+            Changed("/etc/bm/busy.log");
+            Assert.Null(_aggregator.TakeReady());
+        }
+        _clock.Advance(30); // 1020 ms after the first event, 0 ms after the last
+        var batch = _aggregator.TakeReady();
+        Assert.NotNull(batch);
+        Assert.Equal(["/etc/bm/busy.log"], batch.Paths);
+        Assert.Equal(first, batch.OldestEvent);
+    }
+
+    [Fact]
+    public void ManyPathsInOneDirectoryBecomeTheDirectory()
+    {
+        for (int i = 0; i < 5; i++)
+            Changed($"/etc/bm/conf.d/{i}.conf");
+        Changed("/etc/bm/other.conf");
+        Changed("/etc/bm/conf.d/late.conf"); // absorbed by the pending directory
+        _clock.Advance(50);
+        var batch = _aggregator.TakeReady();
+        Assert.NotNull(batch);
+        Assert.Equal(["/etc/bm/conf.d", "/etc/bm/other.conf"], batch.Paths);
+        Assert.False(batch.FullScan);
+    }
+
+    [Fact]
+    public void ManyPathsInAllBecomeAFullScan()
+    {
+        for (int i = 0; i < 11; i++)
+            Changed($"/etc/d{i}/f.conf");
+        Assert.Equal(1, _aggregator.Count);
+        _clock.Advance(50);
+        var batch = _aggregator.TakeReady();
+        Assert.NotNull(batch);
+        Assert.True(batch.FullScan);
+        Assert.Empty(batch.Paths);
+    }
+
+    [Fact]
+    public void AnOverflowIsAFullScanThatAbsorbsLaterEvents()
+    {
+        Changed("/etc/bm/a.conf");
+        _aggregator.Add(new WatchEvent("/", WatchEventKind.Overflow));
+        _clock.Advance(30);
+        Changed("/etc/bm/b.conf");
+        _clock.Advance(30);
+        Assert.Null(_aggregator.TakeReady()); // b.conf restarted the quiet window of the full scan
+        _clock.Advance(20);
+        var batch = _aggregator.TakeReady();
+        Assert.NotNull(batch);
+        Assert.True(batch.FullScan);
+        Assert.Null(_aggregator.TakeReady());
+    }
+
+    [Fact]
+    public void RemovalsComeLastSoARenameNeverLeavesTheFileMissing()
+    {
+        _aggregator.Add(new WatchEvent("/etc/bm/a.conf", WatchEventKind.Removed));
+        _aggregator.Add(new WatchEvent("/etc/bm/z.conf", WatchEventKind.Changed));
+        _aggregator.Add(new WatchEvent("/etc/bm/b.conf", WatchEventKind.Changed));
+        _clock.Advance(50);
+        Assert.Equal(["/etc/bm/b.conf", "/etc/bm/z.conf", "/etc/bm/a.conf"], _aggregator.TakeReady()!.Paths);
+    }
+
+    [Fact]
+    public void ADirectoryEventAbsorbsWhatIsPendingBelowIt()
+    {
+        Changed("/etc/bm/new/a.conf");
+        _clock.Advance(10);
+        Changed("/etc/bm/new");
+        Changed("/etc/bm/new/b.conf");
+        _clock.Advance(50);
+        var batch = _aggregator.TakeReady()!;
+        Assert.Equal(["/etc/bm/new"], batch.Paths);
+        Assert.Equal(_clock.GetUtcNow().AddMilliseconds(-60), batch.OldestEvent);
+    }
+
+    [Fact]
+    public void TakeAllHandsOverWhatIsNotQuietYet()
+    {
+        Changed("/etc/bm/a.conf");
+        Assert.Null(_aggregator.TakeReady());
+        Assert.Equal(["/etc/bm/a.conf"], _aggregator.TakeAll().Paths);
+        Assert.True(_aggregator.TakeAll().IsEmpty);
+    }
+}

@@ -1,0 +1,124 @@
+using HaSync.Configuration;
+using HaSync.Daemon;
+using HaSync.Scanning;
+using HaSync.Sync;
+using Microsoft.Extensions.Logging;
+
+namespace HaSync.Tests.Support;
+
+/// <summary>Collects log lines (the daemon's own messages) so tests can assert what it said.</summary>
+internal sealed class ListLogger : ILogger
+{
+    private readonly List<string> _lines = [];
+
+    public IReadOnlyList<string> Lines
+    {
+        get
+        {
+            lock (_lines)
+                return [.. _lines];
+        }
+    }
+
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+    public bool IsEnabled(LogLevel logLevel) => true;
+
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        lock (_lines)
+            _lines.Add($"{logLevel}: {formatter(state, exception)}");
+    }
+}
+
+/// <summary>
+/// A <see cref="SyncDaemon"/> running in the test process on a real active folder with real inotify, pushing to
+/// <paramref name="target"/>'s passive. Stopped (and flushed) at dispose.
+/// </summary>
+internal sealed class DaemonHarness : IAsyncDisposable
+{
+    public static readonly TimeSpan Patience = TimeSpan.FromSeconds(20);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _running;
+
+    public DaemonHarness(string activeRoot, string passiveRoot, TargetConfig target, string stateDirectory, string[]? exclude = null, PusherOptions? options = null)
+    {
+        ActiveRoot = activeRoot;
+        PassiveRoot = passiveRoot;
+        Config = TestTree.Config(activeRoot, target, exclude ?? []) with { StateDirectory = stateDirectory };
+        Daemon = new SyncDaemon(Config, Log, TimeProvider.System, options ?? FastRetries);
+        _running = Task.Run(() => Daemon.RunAsync(_stop.Token));
+    }
+
+    /// <summary>Short backoffs, so fault tests do not wait for the production ones.</summary>
+    public static PusherOptions FastRetries => new() { InitialBackoff = TimeSpan.FromMilliseconds(100), MaxBackoff = TimeSpan.FromSeconds(1), RetryDelay = TimeSpan.FromMilliseconds(200) };
+
+    public string ActiveRoot { get; }
+    public string PassiveRoot { get; }
+    public HaSyncConfig Config { get; }
+    public SyncDaemon Daemon { get; }
+    public ListLogger Log { get; } = new();
+
+    public string Active(string relative) => Path.Join(ActiveRoot, "etc/bm", relative);
+    public string Passive(string relative) => Path.Join(PassiveRoot, "etc/bm", relative);
+
+    /// <summary>The daemon's status file, once it has one.</summary>
+    public DaemonSnapshot Status() => StatusFile.Read(Config.StatusFile);
+
+    /// <summary>Waits until the first target is connected (its start-up resync done).</summary>
+    public async Task WaitConnectedAsync()
+    {
+        await Eventually(() => File.Exists(Config.StatusFile) && Status().Targets[0].Connected, "the daemon to connect");
+    }
+
+    /// <summary>Waits until the passive holds what the active holds; on timeout, fails with the differences and the log.</summary>
+    public async Task WaitIdenticalAsync()
+    {
+        await Eventually(() => Differences().Count == 0, "the passive to converge", () => string.Join("\n", Differences()));
+    }
+
+    public List<string> Differences()
+    {
+        var exclude = new PathFilter(Config.Exclude);
+        var active = TreeWalker.Walk(ActiveRoot, [TestTree.Watched], exclude);
+        var passive = TreeWalker.Walk(PassiveRoot, [TestTree.Watched], exclude);
+        return Comparison.Compare(active, passive).Where(d => d.Status != PathStatus.Identical)
+            .Select(d => $"{d.Path}: {d.Status} {string.Join(",", d.Fields)}").ToList();
+    }
+
+    public async Task Eventually(Func<bool> condition, string what, Func<string>? explain = null)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        while (true)
+        {
+            try
+            {
+                if (condition())
+                    return;
+            }
+            catch (IOException)
+            {
+                // a file changing under the comparison: look again
+            }
+            if (_running.IsCompleted)
+                await _running; // the daemon died: show why
+            if (DateTime.UtcNow > deadline)
+                Assert.Fail($"timed out waiting for {what}: {explain?.Invoke()}\nlog:\n{string.Join("\n", Log.Lines)}");
+            await Task.Delay(10);
+        }
+    }
+
+    /// <summary>Stops the daemon (it pushes what is queued first).</summary>
+    public async Task StopAsync()
+    {
+        await _stop.CancelAsync();
+        await _running.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_running.IsCompleted)
+            await StopAsync();
+        _stop.Dispose();
+    }
+}
