@@ -245,9 +245,11 @@ public sealed class TargetPusher : IDisposable
                 foreach (var retry in _retries.Values)
                     wakeAt = retry.Due < wakeAt ? retry.Due : wakeAt;
             }
-            var wait = wakeAt == DateTimeOffset.MaxValue ? Timeout.InfiniteTimeSpan : wakeAt - now;
-            var woken = _wake.WaitAsync(wait < TimeSpan.Zero ? TimeSpan.Zero : wait, stop);
-            if (await Task.WhenAny(woken, session.Ended).ConfigureAwait(false) == session.Ended)
+            var wait = wakeAt == DateTimeOffset.MaxValue ? Timeout.InfiniteTimeSpan
+                : wakeAt > now ? wakeAt - now : TimeSpan.Zero;
+            var woken = _wake.WaitAsync(wait, stop);
+            await Task.WhenAny(woken, session.Ended).ConfigureAwait(false);
+            if (session.Ended.IsCompleted)
                 throw await session.Ended.ConfigureAwait(false); // the agent went away while idle: reconnect now
             try
             {

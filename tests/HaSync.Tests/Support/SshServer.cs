@@ -13,7 +13,7 @@ namespace HaSync.Tests.Support;
 public sealed class SshServer : IDisposable
 {
     private readonly TempDir _dir = new();
-    private readonly Process _sshd;
+    private Process _sshd;
 
     public SshServer()
     {
@@ -39,8 +39,26 @@ public sealed class SshServer : IDisposable
             LogLevel ERROR
             SetEnv DOTNET_ROOT={Path.GetDirectoryName(Environment.ProcessPath) ?? "/usr/share/dotnet"}
             """);
-        _sshd = Process.Start(new ProcessStartInfo(sshd, ["-D", "-e", "-f", _dir.File("sshd_config")]) { RedirectStandardError = true })
+        _sshd = Launch();
+        WaitUntilReady();
+    }
+
+    private Process Launch() =>
+        Process.Start(new ProcessStartInfo("/usr/sbin/sshd", ["-D", "-e", "-f", _dir.File("sshd_config")]) { RedirectStandardError = true })
             ?? throw new InvalidOperationException("cannot start sshd");
+
+    /// <summary>Stops listening (sessions already open go on until their client ends them): the target is down.</summary>
+    public void Stop()
+    {
+        _sshd.Kill();
+        _sshd.WaitForExit(5000);
+        _sshd.Dispose();
+    }
+
+    /// <summary>Listens again on the same port: the target is back.</summary>
+    public void Start()
+    {
+        _sshd = Launch();
         WaitUntilReady();
     }
 
@@ -94,10 +112,17 @@ public sealed class SshServer : IDisposable
 
     public void Dispose()
     {
-        if (!_sshd.HasExited)
-            _sshd.Kill();
-        _sshd.WaitForExit(5000);
-        _sshd.Dispose();
+        try
+        {
+            if (!_sshd.HasExited)
+                _sshd.Kill();
+            _sshd.WaitForExit(5000);
+            _sshd.Dispose();
+        }
+        catch (InvalidOperationException)
+        {
+            // stopped by the test and never started again
+        }
         _dir.Dispose();
     }
 }

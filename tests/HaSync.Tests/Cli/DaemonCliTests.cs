@@ -1,0 +1,166 @@
+using System.Diagnostics;
+using System.Text;
+using HaSync.Daemon;
+using HaSync.Tests.Support;
+
+namespace HaSync.Tests.Cli;
+
+/// <summary>
+/// <c>hasync daemon</c> as systemd runs it (a process, signals) and <c>hasync status</c>/<c>check</c> as an admin
+/// and a monitoring system read it.
+/// </summary>
+[Collection("daemon")]
+public class DaemonCliTests(SshServer server) : IClassFixture<SshServer>
+{
+    private static readonly string Hasync = Path.Combine(AppContext.BaseDirectory, "hasync");
+
+    private sealed class DaemonProcess : IDisposable
+    {
+        private readonly Process _process;
+        private readonly StringBuilder _stderr = new();
+
+        public DaemonProcess(string config)
+        {
+            var start = new ProcessStartInfo(Hasync, ["daemon", "-c", config]) { RedirectStandardError = true, RedirectStandardOutput = true };
+            _process = Process.Start(start)!;
+            _process.ErrorDataReceived += (_, e) => { lock (_stderr) _stderr.AppendLine(e.Data); };
+            _process.BeginErrorReadLine();
+        }
+
+        public int Pid => _process.Id;
+        public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
+
+        public void Signal(string signal) => Tools.Check("kill", $"-{signal}", Pid.ToString());
+
+        public int WaitForExit()
+        {
+            Assert.True(_process.WaitForExit(TimeSpan.FromSeconds(30)), $"the daemon did not exit: {Stderr}");
+            _process.WaitForExit(); // drain stderr
+            return _process.ExitCode;
+        }
+
+        public void Dispose()
+        {
+            if (!_process.HasExited)
+                _process.Kill();
+            _process.Dispose();
+        }
+    }
+
+    private string WriteConfig(TempDir dir)
+    {
+        string config = dir.File("hasync.yaml");
+        File.WriteAllText(config, $"""
+            source_root: active
+            paths: [/etc/bm]
+            exclude: ["*.swp"]
+            state_dir: state
+            targets:
+              - name: passive
+                host: 127.0.0.1
+                port: {server.Port}
+                user: {SshServer.User}
+                identity_file: {server.IdentityFile}
+                ssh_options: [{string.Join(", ", SshServer.TrustOptions)}]
+                command: [{Hasync}, serve, --root, {dir.File("passive")}]
+            """);
+        return config;
+    }
+
+    private static (int Code, string Stdout) Run(params string[] arguments)
+    {
+        var (code, stdout, stderr) = Tools.Run(Hasync, arguments);
+        return (code, Encoding.UTF8.GetString(stdout) + stderr);
+    }
+
+    private static async Task Until(Func<bool> condition, string what, Func<string> context)
+    {
+        var deadline = DateTime.UtcNow + DaemonHarness.Patience;
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+                Assert.Fail($"timed out waiting for {what}: {context()}");
+            await Task.Delay(20);
+        }
+    }
+
+    private static bool Connected(string statusFile)
+    {
+        try
+        {
+            return StatusFile.Read(statusFile).Targets[0].Connected;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    [Fact]
+    public async Task KilledAndRestartedTheDaemonConvergesAndCheckSaysWhatHappened()
+    {
+        using var dir = new TempDir();
+        TestTree.Build(dir.File("active"));
+        Directory.CreateDirectory(dir.File("passive"));
+        string config = WriteConfig(dir), status = dir.File("state/status.json");
+        string bm = dir.File("active/etc/bm"), passiveBm = dir.File("passive/etc/bm");
+
+        Assert.Equal(3, Run("check", "-c", config).Code); // no status yet: UNKNOWN
+        using (var first = new DaemonProcess(config))
+        {
+            await Until(() => Connected(status), "the daemon to connect", () => first.Stderr);
+            var ok = Run("check", "-c", config);
+            Assert.True(ok.Code == 0, ok.Stdout);
+            Assert.StartsWith("HASYNC OK - 1 target(s) in sync | 'passive_lag'=0.000s;30;120;0 'passive_queue'=0;;;0", ok.Stdout);
+            Assert.Contains("passive: connected since", Run("status", "-c", config).Stdout);
+
+            first.Signal("KILL");
+            Assert.Equal(137, first.WaitForExit());
+        }
+        var dead = Run("check", "-c", config);
+        Assert.Equal(2, dead.Code);
+        Assert.Contains("HASYNC CRITICAL - daemon not running: pid", dead.Stdout);
+        Assert.Equal(3, Run("status", "-c", config).Code);
+
+        File.WriteAllText(Path.Join(bm, "while-dead.conf"), "written while no daemon ran\n");
+        File.Delete(Path.Join(bm, "bm.ini"));
+        using var second = new DaemonProcess(config);
+        await Until(() => File.Exists(Path.Join(passiveBm, "while-dead.conf")) && !File.Exists(Path.Join(passiveBm, "bm.ini")),
+            "the restarted daemon's resync", () => second.Stderr);
+
+        // SIGTERM inside the quiet window: the change is pushed before the daemon exits 0.
+        File.WriteAllText(Path.Join(bm, "last-second.conf"), "written just before SIGTERM\n");
+        second.Signal("TERM");
+        Assert.Equal(0, second.WaitForExit());
+        Assert.Equal("written just before SIGTERM\n", File.ReadAllText(Path.Join(passiveBm, "last-second.conf")));
+        Assert.Contains("stopping: pushing", second.Stderr);
+        var stopped = Run("status", "-c", config);
+        Assert.Equal(3, stopped.Code);
+        Assert.Contains("daemon: stopped at", stopped.Stdout);
+        Assert.StartsWith("HASYNC CRITICAL - daemon stopped at", Run("check", "-c", config).Stdout);
+    }
+
+    [Fact]
+    public async Task ATargetThatStaysDownIsWarningThenCritical()
+    {
+        using var dir = new TempDir();
+        TestTree.Build(dir.File("active"));
+        string config = WriteConfig(dir);
+        File.WriteAllText(config, File.ReadAllText(config).Replace($"port: {server.Port}", "port: 1"));
+        string status = dir.File("state/status.json");
+        using var daemon = new DaemonProcess(config);
+        await Until(() => File.Exists(status) && StatusFile.Read(status).Targets[0].LastError is not null, "a failed connection", () => daemon.Stderr);
+
+        var warning = Run("check", "-c", config, "--warn", "30", "--crit", "3600");
+        Assert.True(warning.Code == 1, warning.Stdout);
+        Assert.StartsWith("HASYNC WARNING - passive disconnected for", warning.Stdout);
+        Assert.Contains("Connection refused", warning.Stdout);
+        var critical = Run("check", "-c", config, "--warn", "0", "--crit", "0");
+        Assert.Equal(2, critical.Code);
+        Assert.Contains("DISCONNECTED", Run("status", "-c", config).Stdout);
+        Assert.Matches(@"\n  last error \(\d+ s ago\): session: target passive: cannot start a session: .*Connection refused", Run("status", "-c", config).Stdout);
+        var json = Run("status", "-c", config, "--json");
+        Assert.Contains("\"connected\": false", json.Stdout);
+        Assert.Contains("port 1: Connection refused", daemon.Stderr);
+    }
+}
