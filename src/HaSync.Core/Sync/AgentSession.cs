@@ -315,9 +315,10 @@ public sealed class AgentSession : IDisposable
             orphans = [.. _pending.Values];
             _pending.Clear();
         }
+        var closed = Closed(reason);
         foreach (var pending in orphans)
-            pending.Done.TrySetException(Closed(reason));
-        _ended.TrySetResult(Closed(reason));
+            pending.Done.TrySetException(closed);
+        _ended.TrySetResult(closed);
     }
 
     private SessionClosedException Closed(Exception reason) =>

@@ -123,17 +123,25 @@ public sealed class AgentProcess : IAsyncDisposable
             ? word
             : "'" + word.Replace("'", "'\\''") + "'";
 
+    private volatile string? _final; // Describe() at dispose: a session's reader may ask after that
+
     /// <summary>The process started: ssh, or the agent itself with the local transport.</summary>
     public int Pid => _process.Id;
 
     /// <summary>Why the agent went away: exit code and its last stderr lines.</summary>
     public string Describe()
     {
+        if (_final is { } final)
+            return final; // the process object is disposed; this is what it said at the end
         var text = new StringBuilder();
-        if (_process.HasExited)
-            text.Append($"exited with code {_process.ExitCode}");
-        else
-            text.Append("still running");
+        try
+        {
+            text.Append(_process.HasExited ? $"exited with code {_process.ExitCode}" : "still running");
+        }
+        catch (InvalidOperationException)
+        {
+            return _final ?? "has ended"; // disposed meanwhile
+        }
         string tail = StderrTail;
         if (tail.Length > 0)
             text.Append($"; it said: {tail}");
@@ -154,6 +162,7 @@ public sealed class AgentProcess : IAsyncDisposable
             _process.Kill(entireProcessTree: true);
         }
         await _stderrPump.ConfigureAwait(false);
+        _final = Describe();
         _process.Dispose();
     }
 }
