@@ -31,7 +31,8 @@ public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider cl
         log.Watching(listed, config.SourceRoot, watcher.WatchCount);
 
         var cache = new HashCache();
-        var options = (pusherOptions ?? new PusherOptions()) with { AuditInterval = config.Daemon.AuditInterval };
+        var options = pusherOptions ?? new PusherOptions();
+        options = options with { AuditInterval = config.Daemon.AuditInterval ?? options.AuditInterval };
         var pushers = config.Targets.Select(t => new TargetPusher(config, t, cache, log, clock, options)).ToList();
         using var stopPushers = new CancellationTokenSource();
         var pushing = pushers.Select(p => Task.Run(() => p.RunAsync(stopPushers.Token), CancellationToken.None)).ToList();

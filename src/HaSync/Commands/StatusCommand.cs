@@ -126,10 +126,11 @@ internal static class StatusCommand
             else if (lag >= warn)
                 Raise(1, $"{t.Name} lag {lag:F0} s");
             string label = t.Name.Replace('\'', '_').Replace('=', '_');
-            perfdata.Add($"'{label}_lag'={lag:F3}s;{warn};{crit};0");
-            perfdata.Add($"'{label}_queue'={t.Queue};;;0");
+            // Perfdata is parsed by machines: always a dot for decimals, whatever the locale.
+            perfdata.Add(FormattableString.Invariant($"'{label}_lag'={lag:F3}s;{warn};{crit};0"));
+            perfdata.Add(FormattableString.Invariant($"'{label}_queue'={t.Queue};;;0"));
             if (t.LastSuccess is { } ok)
-                perfdata.Add($"'{label}_last_success_age'={(now - ok).TotalSeconds:F0}s;;;0");
+                perfdata.Add(FormattableString.Invariant($"'{label}_last_success_age'={(now - ok).TotalSeconds:F0}s;;;0"));
         }
         foreach (string problem in s.WatchProblems)
             Raise(1, $"not watched: {problem}");

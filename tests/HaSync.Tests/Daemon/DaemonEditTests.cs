@@ -13,7 +13,7 @@ public class DaemonEditTests(SshServer server) : IClassFixture<SshServer>
     [
         "plain write", "write in place in several writes", "rename save", "sed -i", "cp over", "mv in", "ln -sf",
         "chmod alone", "chown alone", "delete", "new directory with files written at once", "directory rename",
-        "same-size rewrite in the same second",
+        "same-size rewrite in the same second", "watched directory replaced",
     ];
 
     [Theory]
@@ -78,6 +78,10 @@ public class DaemonEditTests(SshServer server) : IClassFixture<SshServer>
             case "directory rename":
                 Shell("mv conf.d conf.e");
                 break;
+            case "watched directory replaced":
+                // The listed directory itself moved away and made anew (as a package upgrade might).
+                Shell("cd .. && mv bm bm.old && mkdir bm && echo fresh > bm/fresh.conf && chmod 700 bm");
+                break;
             case "same-size rewrite in the same second":
                 // Same size, same mtime (to the nanosecond): only the content and the ctime differ. rsync's quick check misses this.
                 var before = File.GetLastWriteTimeUtc(ini);
@@ -96,6 +100,11 @@ public class DaemonEditTests(SshServer server) : IClassFixture<SshServer>
                 break;
             case "delete":
                 Assert.False(File.Exists(daemon.Passive("bm.ini")));
+                break;
+            case "watched directory replaced":
+                Assert.Equal("fresh\n", File.ReadAllText(daemon.Passive("fresh.conf")));
+                File.WriteAllText(daemon.Active("after.conf"), "the new directory is watched\n");
+                await daemon.WaitIdenticalAsync();
                 break;
             case "directory rename":
                 Assert.False(Directory.Exists(daemon.Passive("conf.d")));

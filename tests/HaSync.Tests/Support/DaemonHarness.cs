@@ -41,11 +41,13 @@ internal sealed class DaemonHarness : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _running;
 
-    public DaemonHarness(string activeRoot, string passiveRoot, TargetConfig target, string stateDirectory, string[]? exclude = null, PusherOptions? options = null)
+    public DaemonHarness(string activeRoot, string passiveRoot, TargetConfig target, string stateDirectory, string[]? exclude = null, PusherOptions? options = null,
+        Func<HaSyncConfig, HaSyncConfig>? configure = null)
     {
         ActiveRoot = activeRoot;
         PassiveRoot = passiveRoot;
         Config = TestTree.Config(activeRoot, target, exclude ?? []) with { StateDirectory = stateDirectory };
+        Config = configure?.Invoke(Config) ?? Config;
         Daemon = new SyncDaemon(Config, Log, TimeProvider.System, options ?? FastRetries);
         _running = Task.Run(() => Daemon.RunAsync(_stop.Token));
     }

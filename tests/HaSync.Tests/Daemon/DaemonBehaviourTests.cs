@@ -1,0 +1,102 @@
+using HaSync.Configuration;
+using HaSync.Tests.Support;
+
+namespace HaSync.Tests.Daemon;
+
+/// <summary>The daemon's promises beyond single edits: audits repair drift, targets are independent, and a
+/// kernel watch limit is named and survived.</summary>
+[Collection("daemon")]
+public class DaemonBehaviourTests
+{
+    private static TargetConfig Local(string passiveRoot, string name = "local") => TestTree.LocalTarget(passiveRoot) with { Name = name };
+
+    [Fact]
+    public async Task ThePeriodicAuditRepairsDriftOnThePassive()
+    {
+        using var dir = new TempDir();
+        TestTree.Build(dir.File("active"));
+        Directory.CreateDirectory(dir.File("passive"));
+        await using var daemon = new DaemonHarness(dir.File("active"), dir.File("passive"), Local(dir.File("passive")), dir.File("state"),
+            options: DaemonHarness.FastRetries with { AuditInterval = TimeSpan.FromMilliseconds(500) });
+        await daemon.WaitConnectedAsync();
+        await daemon.WaitIdenticalAsync();
+
+        // Someone edits the passive by hand: no event on the active says so; only the audit can see it.
+        File.WriteAllText(daemon.Passive("bm.ini"), "edited on the passive\n");
+        File.Delete(daemon.Passive("helper"));
+        await daemon.WaitIdenticalAsync();
+        var repairs = daemon.Log.Lines.Where(l => l.Contains("local: audit: ")).Select(l => int.Parse(l.Split("audit: ")[1].Split(' ')[0]));
+        Assert.Equal(2, repairs.Sum()); // the edited file and the deleted one, sent again by one audit or two
+    }
+
+    [Fact]
+    public async Task ADeadTargetHoldsBackNoOther()
+    {
+        using var dir = new TempDir();
+        TestTree.Build(dir.File("active"));
+        Directory.CreateDirectory(dir.File("passive"));
+        var dead = new TargetConfig { Name = "dead", Transport = TransportKind.Local, Command = ["/nonexistent/hasync", "serve", "--root", dir.File("never")] };
+        await using var daemon = new DaemonHarness(dir.File("active"), dir.File("passive"), Local(dir.File("passive"), "alive"), dir.File("state"),
+            configure: c => c with { Targets = [dead, .. c.Targets] });
+        await daemon.Eventually(() => File.Exists(daemon.Config.StatusFile) && daemon.Status().Targets.Single(t => t.Name == "alive").Connected, "the live target");
+        File.WriteAllText(daemon.Active("new.conf"), "only one passive can take this\n");
+        await daemon.WaitIdenticalAsync();
+        var deadStatus = daemon.Status().Targets.Single(t => t.Name == "dead");
+        Assert.False(deadStatus.Connected);
+        Assert.Contains("cannot start /nonexistent/hasync", deadStatus.LastError);
+    }
+
+    [Fact]
+    public async Task AWatchLimitIsNamedTheRestIsWatchedAndTheMissingWatchesComeLater()
+    {
+        const string Limit = "/proc/sys/fs/inotify/max_user_watches";
+        string original = File.ReadAllText(Limit).Trim();
+        using var dir = new TempDir();
+        TestTree.Build(dir.File("active"));
+        Directory.CreateDirectory(dir.File("passive"));
+        for (int i = 0; i < 20; i++)
+            Directory.CreateDirectory(dir.File($"active/etc/bm/many/d{i:D2}"));
+        DaemonHarness daemon;
+        // Room for a few more watches than root holds now: the daemon's tree (24 directories) does not fit.
+        File.WriteAllText(Limit, (WatchesInUse() + 4).ToString());
+        try
+        {
+            daemon = new DaemonHarness(dir.File("active"), dir.File("passive"), Local(dir.File("passive")), dir.File("state"));
+            await daemon.Eventually(() => daemon.Log.Lines.Any(l => l.Contains("inotify watch limit is reached (fs.inotify.max_user_watches = ")), "the limit to be named");
+        }
+        finally
+        {
+            File.WriteAllText(Limit, original);
+        }
+        await using (daemon)
+        {
+            await daemon.WaitConnectedAsync();
+            Assert.Contains(daemon.Status().WatchProblems, p => p.Contains("raise it with sysctl"));
+            File.WriteAllText(daemon.Active("bm.ini"), "changed while not everything is watched\n");
+            await daemon.WaitIdenticalAsync(); // the directories it could watch keep working
+            await daemon.Eventually(() => daemon.Log.Lines.Any(l => l.Contains("/etc/bm: watched again")), "the retry to watch everything");
+            File.WriteAllText(daemon.Active("many/d19/late.conf"), "in a directory watched only after the retry\n");
+            await daemon.WaitIdenticalAsync();
+            await daemon.Eventually(() => daemon.Status().WatchProblems.Count == 0, "the status to clear");
+        }
+    }
+
+    /// <summary>inotify watches held by processes of this user now (the limit counts them all).</summary>
+    private static int WatchesInUse()
+    {
+        int count = 0;
+        foreach (string fdinfo in Directory.EnumerateDirectories("/proc").Where(p => Path.GetFileName(p).All(char.IsAsciiDigit)).Select(p => Path.Join(p, "fdinfo")))
+        {
+            try
+            {
+                foreach (string file in Directory.EnumerateFiles(fdinfo))
+                    count += File.ReadLines(file).Count(l => l.StartsWith("inotify wd:", StringComparison.Ordinal));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // a process that ended meanwhile
+            }
+        }
+        return count;
+    }
+}
