@@ -12,6 +12,12 @@ public sealed class ConfigLoaderTests
         exclude: ["*.swp", "*~"]
         delete: false
         redact: ["*.key"]
+        state_dir: /run/hasync
+        daemon:
+          quiet_ms: 80
+          max_delay_ms: 2000
+          audit_minutes: 30
+          log_file: /var/log/hasync.log
         targets:
           - name: passive
             host: bm2.example.com
@@ -34,6 +40,9 @@ public sealed class ConfigLoaderTests
         Assert.Equal(["*.swp", "*~"], config.Exclude);
         Assert.False(config.Delete);
         Assert.Equal(["*.key"], config.Redact);
+        Assert.Equal(("/run/hasync", "/run/hasync/status.json"), (config.StateDirectory, config.StatusFile));
+        Assert.Equal((TimeSpan.FromMilliseconds(80), TimeSpan.FromSeconds(2), TimeSpan.FromMinutes(30), "/var/log/hasync.log"),
+            (config.Daemon.QuietWindow, config.Daemon.MaxDelay, config.Daemon.AuditInterval, config.Daemon.LogFile));
         var ssh = config.Targets[0];
         Assert.Equal((TransportKind.Ssh, "bm2.example.com", 2222, "root", "/etc/hasync/id_ed25519"), (ssh.Transport, ssh.Host, ssh.Port, ssh.User, ssh.IdentityFile));
         Assert.Equal(["-F", "/etc/hasync/ssh_config"], ssh.SshOptions);
@@ -48,6 +57,8 @@ public sealed class ConfigLoaderTests
         Assert.Equal((null, null, null), (config.Targets[0].Port, config.Targets[0].User, config.Targets[0].IdentityFile));
         Assert.True(config.Delete);
         Assert.Equal("/", config.SourceRoot);
+        Assert.Equal(HaSyncConfig.DefaultStateDirectory, config.StateDirectory);
+        Assert.Equal((TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(1), (TimeSpan?)null), (config.Daemon.QuietWindow, config.Daemon.MaxDelay, config.Daemon.AuditInterval));
     }
 
     [Fact]
@@ -78,6 +89,10 @@ public sealed class ConfigLoaderTests
     [InlineData("paths: [/etc/bm]\ntargets:\n  - name: 'p\n", "YAML syntax error")]
     [InlineData("- just\n- a list\n", "the configuration must be a mapping")]
     [InlineData("paths: [/etc/bm]\npaths: [/etc]\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:2: YAML syntax error: Duplicate key")]
+    [InlineData("paths: [/etc/bm]\ndaemon:\n  quiet_ms: 0\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:3: daemon: 'quiet_ms' 0 is outside 1..60000")]
+    [InlineData("paths: [/etc/bm]\ndaemon:\n  quiet_ms: 500\n  max_delay_ms: 100\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:4: daemon: 'max_delay_ms' 100 is outside 500..600000")]
+    [InlineData("paths: [/etc/bm]\ndaemon:\n  debounce: 5\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:3: unknown key 'debounce' at daemon")]
+    [InlineData("paths: [/etc/bm]\ndaemon: fast\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:2: 'daemon' must be a mapping")]
     public void ErrorsNameTheFileLineAndKey(string yaml, string expected) => Assert.Contains(expected, Error(yaml));
 
     [Fact]
