@@ -14,6 +14,10 @@ command -v rdiff >/dev/null || missing+=(rdiff)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh >/dev/null || missing+=(openssh-client)
 [ -x /usr/bin/time ] || missing+=(time)
+# Peers of the benchmarks, which run here on small sizes so they keep working:
+command -v rsync >/dev/null || missing+=(rsync)
+command -v lsyncd >/dev/null || missing+=(lsyncd)
+command -v python3 >/dev/null || missing+=(python3)
 if ((${#missing[@]})); then
   [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]}: run as root, or: sudo apt-get install -y ${missing[*]}"
   echo "test.sh: installing ${missing[*]}"
@@ -21,7 +25,7 @@ if ((${#missing[@]})); then
   apt-get update -qq || die "apt-get update failed"
   apt-get install -y -qq "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
 fi
-command -v rdiff >/dev/null || die "rdiff is still missing after the install"
+for tool in rdiff rsync lsyncd python3; do command -v "$tool" >/dev/null || die "$tool is still missing after the install"; done
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -29,9 +33,15 @@ status=0
 dotnet test HaSync.sln -c Release --logger "console;verbosity=normal" --blame-hang-timeout 5m 2>&1 | tee "$log" || status=$?
 
 # The benchmark scripts must keep working: run them on a small size (figures at this size mean nothing).
-if [ "$status" -eq 0 ]; then
-  BENCH_MB=8 BENCH_RUNS=1 tests/bench/delta-bench.sh >"$log.bench" 2>&1 || { cat "$log.bench"; echo "test.sh: tests/bench/delta-bench.sh failed" >&2; status=1; }
+bench() { # SCRIPT ENV...
+  local script=$1; shift
+  env "$@" "$script" >"$log.bench" 2>&1 || { cat "$log.bench"; echo "test.sh: $script failed" >&2; status=1; }
   rm -f "$log.bench"
+}
+if [ "$status" -eq 0 ]; then
+  bench tests/bench/delta-bench.sh BENCH_MB=8 BENCH_RUNS=1
+  bench tests/bench/resync-bench.sh BENCH_RUNS=1 BENCH_BIG_MB=2
+  bench tests/bench/latency-bench.sh BENCH_EDITS=3 BENCH_DEFAULT_EDITS=1 BENCH_BURST=200
 fi
 
 # One plain closing line: "N passed, N failed" (summed over the test projects).

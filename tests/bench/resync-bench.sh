@@ -23,32 +23,8 @@ done
 dotnet publish src/HaSync -c Release -o "$work/bin" >/dev/null || { echo "resync-bench: build failed" >&2; exit 1; }
 hasync="$work/bin/hasync"
 
-# --- sshd on a free loopback port ---
-mkdir -p /run/sshd "$work/ssh"
-ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/host_key"
-ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/user_key"
-cp "$work/ssh/user_key.pub" "$work/ssh/authorized_keys"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)))
-cat >"$work/ssh/sshd_config" <<CFG
-Port $port
-ListenAddress 127.0.0.1
-HostKey $work/ssh/host_key
-PidFile $work/ssh/sshd.pid
-AuthorizedKeysFile $work/ssh/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin yes
-StrictModes no
-UsePAM no
-LogLevel ERROR
-SetEnv DOTNET_ROOT=$(dirname "$(readlink -f "$(command -v dotnet)")")
-CFG
-/usr/sbin/sshd -D -e -f "$work/ssh/sshd_config" 2>"$work/ssh/sshd.log" &
-sshd_pid=$!
-user=$(id -un)
-ssh_cmd="ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -i $work/ssh/user_key -p $port"
-for _ in $(seq 1 100); do $ssh_cmd "$user@127.0.0.1" true 2>/dev/null && break; sleep 0.1; done
-$ssh_cmd "$user@127.0.0.1" true || { echo "resync-bench: sshd did not come up: $(cat "$work/ssh/sshd.log")" >&2; exit 1; }
+source tests/bench/sshd.sh
+start_sshd
 
 # --- data: a copy of /etc, later a big file ---
 mkdir -p "$work/src" "$work/ours" "$work/theirs"
@@ -58,13 +34,7 @@ cat >"$work/hasync.yaml" <<CFG
 source_root: $work/src
 paths: [/etc, /big]
 targets:
-  - name: bench
-    host: 127.0.0.1
-    port: $port
-    user: $user
-    identity_file: $work/ssh/user_key
-    ssh_options: ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
-    command: [$hasync, serve, --root, $work/ours]
+$(hasync_target_yaml "$hasync" "$work/ours")
 CFG
 
 now() { date +%s%N; }

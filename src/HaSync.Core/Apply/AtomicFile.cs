@@ -34,7 +34,9 @@ public sealed class AtomicFile : IDisposable
     {
         string full = Path.GetFullPath(path);
         string tempPath = TempPathBeside(full);
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.None, BufferSize = 1 << 16 };
+        // No FileStream buffer (data arrives in large chunks) and no share lock (the name is unique): per file, both
+        // cost an allocation or a syscall that a burst of thousands of small files pays thousands of times.
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, Share = FileShare.ReadWrite | FileShare.Delete, BufferSize = 0 };
         if (privateUntilCommit)
             options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
         var stream = new FileStream(tempPath, options);

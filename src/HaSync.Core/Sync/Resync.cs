@@ -108,10 +108,12 @@ public static class Resync
         SendDeletes(extras);
 
         await session.SendFlush().ConfigureAwait(false);
+        // One wait for the whole batch: awaiting each ack in turn would hop to the thread pool once per file.
+        await Task.WhenAll(acks.Select(a => a.Ack)).ConfigureAwait(false);
 
         foreach (var (d, action, ackTask) in acks)
         {
-            var ack = await ackTask.ConfigureAwait(false);
+            var ack = ackTask.Result;
             var applied = d;
             if (ack.Status == AckStatus.HashMismatch)
                 (ack, applied) = await ResendWholeAsync(config, session, d, stats).ConfigureAwait(false);
@@ -274,5 +276,5 @@ public static class Resync
     }
 
     private static FileStream OpenSource(string path) =>
-        new(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16, FileOptions.SequentialScan);
+        new(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 0, FileOptions.SequentialScan);
 }
