@@ -20,6 +20,9 @@ internal static partial class DaemonLog
     [LoggerMessage(Level = LogLevel.Information, Message = "{Target}: starting the agent: {Command}")]
     public static partial void Connecting(this ILogger log, string target, string command);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Target}: the agent says: {Line}")]
+    public static partial void AgentSaid(this ILogger log, string target, string line);
+
     [LoggerMessage(Level = LogLevel.Information, Message = "{Target}: connected; start-up resync: {Scanned} scanned, {Sent} files sent, {Others} dirs/links made, {Metadata} metadata fixed, {Deleted} deleted, {Failed} failed in {Seconds:F2} s")]
     public static partial void Resynced(this ILogger log, string target, int scanned, int sent, int others, int metadata, int deleted, int failed, double seconds);
 

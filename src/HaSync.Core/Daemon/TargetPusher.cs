@@ -177,7 +177,7 @@ public sealed class TargetPusher : IDisposable
     {
         string command = string.Join(' ', AgentProcess.CommandLine(_target, out string program).Prepend(program).Select(AgentProcess.ShellQuote));
         _log.Connecting(Name, command);
-        await using var agent = AgentProcess.Start(_target, log: Console.Error);
+        await using var agent = AgentProcess.Start(_target, onStderr: line => _log.AgentSaid(Name, line));
         using var session = AgentSession.Open(agent.Input, agent.Output, _target.Name, agent.Describe);
         var passive = new PassiveState();
         await ResyncAsync(session, passive, startUp: true).ConfigureAwait(false);

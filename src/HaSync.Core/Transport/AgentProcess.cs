@@ -18,7 +18,7 @@ public sealed class AgentProcess : IAsyncDisposable
     private readonly Queue<string> _stderrTail = new();
     private readonly Task _stderrPump;
 
-    private AgentProcess(Process process, string target, TextWriter? log)
+    private AgentProcess(Process process, string target, Action<string>? onStderr)
     {
         _process = process;
         Target = target;
@@ -32,7 +32,7 @@ public sealed class AgentProcess : IAsyncDisposable
                     if (_stderrTail.Count > 20)
                         _stderrTail.Dequeue();
                 }
-                log?.WriteLine($"[{target}] {line}");
+                onStderr?.Invoke(line);
             }
         });
     }
@@ -58,8 +58,8 @@ public sealed class AgentProcess : IAsyncDisposable
 
     /// <summary>Starts the agent for <paramref name="target"/>.</summary>
     /// <param name="target">The target's configuration.</param>
-    /// <param name="log">Where to forward the agent's stderr (null: keep it for messages only).</param>
-    public static AgentProcess Start(TargetConfig target, TextWriter? log = null)
+    /// <param name="onStderr">Receives each line the agent (or ssh) writes to stderr (null: keep them for messages only).</param>
+    public static AgentProcess Start(TargetConfig target, Action<string>? onStderr = null)
     {
         var start = new ProcessStartInfo
         {
@@ -77,7 +77,7 @@ public sealed class AgentProcess : IAsyncDisposable
         try
         {
             var process = Process.Start(start) ?? throw new TransportException($"target {target.Name}: cannot start {program}");
-            return new AgentProcess(process, target.Name, log);
+            return new AgentProcess(process, target.Name, onStderr);
         }
         catch (System.ComponentModel.Win32Exception e)
         {

@@ -59,14 +59,14 @@ internal static class ResyncCommand
     {
         if (Console.IsOutputRedirected)
         {
-            var plain = new Progress<ResyncStep>(step => Console.WriteLine($"{session.Target}: [{step.Done}/{step.Total}] {step.Action} {step.Path}"));
+            var plain = new InlineProgress<ResyncStep>(step => Console.WriteLine($"{session.Target}: [{step.Done}/{step.Total}] {step.Action} {step.Path}"));
             return await Resync.RunAsync(config, session, delete, plain, cancellationToken: cancellationToken);
         }
         ResyncStats? stats = null;
         await AnsiConsole.Progress().AutoClear(true).StartAsync(async context =>
         {
             var task = context.AddTask($"{Markup.Escape(session.Target)}: comparing", maxValue: 1);
-            var progress = new Progress<ResyncStep>(step =>
+            var progress = new InlineProgress<ResyncStep>(step =>
             {
                 task.MaxValue = step.Total;
                 task.Value = step.Done;
@@ -76,6 +76,13 @@ internal static class ResyncCommand
             task.Value = task.MaxValue;
         });
         return stats!;
+    }
+
+    /// <summary>Reports on the caller's thread, in order (Progress&lt;T&gt; posts every report to the thread pool: one hop
+    /// per file, and lines that may come out of order).</summary>
+    private sealed class InlineProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
     }
 
     private static string Truncate(string path, int length) => path.Length <= length ? path : "…" + path[^(length - 1)..];

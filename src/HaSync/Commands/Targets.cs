@@ -19,7 +19,7 @@ internal static class Targets
     /// <summary>Starts the target's agent, opens a session, runs <paramref name="work"/>, closes both.</summary>
     public static async Task<T> WithSessionAsync<T>(TargetConfig target, Func<AgentSession, Task<T>> work, CancellationToken cancellationToken)
     {
-        await using var agent = AgentProcess.Start(target, log: Console.Error);
+        await using var agent = AgentProcess.Start(target, onStderr: line => Console.Error.WriteLine($"[{target.Name}] {line}"));
         using var session = AgentSession.Open(agent.Input, agent.Output, target.Name, agent.Describe);
         return await work(session).WaitAsync(cancellationToken);
     }
