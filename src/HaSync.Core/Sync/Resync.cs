@@ -59,6 +59,7 @@ public static class Resync
         IProgress<ResyncStep>? progress = null, PassiveState? passive = null, HashCache? cache = null, CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
+        long wireBefore = session.WireBytes;
         var unreadable = new Dictionary<string, string>(StringComparer.Ordinal);
         var differences = await CompareAsync(config, session, new PathFilter(config.Exclude), cache,
             (path, e) => unreadable[path] = $"{path}: {Unreadable(e)}", cancellationToken).ConfigureAwait(false);
@@ -67,6 +68,7 @@ public static class Resync
         stats.Scanned = differences.Count(d => d.Active is not null);
         stats.Failures.InsertRange(0, unreadable.Values);
         stats.FailedPaths.UnionWith(unreadable.Keys);
+        stats.WireBytes = session.WireBytes - wireBefore; // the manifest too, not only the pushes
         stats.Elapsed = clock.Elapsed;
         return stats;
     }

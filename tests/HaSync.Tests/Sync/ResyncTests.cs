@@ -31,9 +31,18 @@ public sealed class ResyncTests(SshServer ssh) : IClassFixture<SshServer>
         Assert.True(first.FilesSent > 10, $"sent {first.FilesSent} files");
         TestTree.AssertIdentical(active.Path, passive.Path);
 
-        var second = await WithSession(config.Targets[0], s => Resync.RunAsync(config, s, delete: true));
+        long sessionWire = 0;
+        var second = await WithSession(config.Targets[0], async s =>
+        {
+            var stats = await Resync.RunAsync(config, s, delete: true);
+            sessionWire = s.WireBytes;
+            return stats;
+        });
         Assert.Empty(second.Failures);
         Assert.Equal((0, 0, 0, 0, 0L), (second.FilesSent, second.OthersCreated, second.MetadataFixed, second.Deleted, second.LiteralBytes));
+        // The summary counts the whole conversation (the manifest above all), less only the handshake.
+        Assert.InRange(second.WireBytes, sessionWire - 200, sessionWire);
+        Assert.True(second.WireBytes > 19 * 20, $"{second.WireBytes} B on the wire for a manifest of 19 entries");
     }
 
     [Theory]
