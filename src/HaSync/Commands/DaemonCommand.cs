@@ -27,15 +27,18 @@ internal static class DaemonCommand
         command.SetAction(async (r, cancellationToken) =>
         {
             HaSyncConfig loaded;
+            DaemonLock running;
             try
             {
                 loaded = ConfigLoader.Load(r.GetValue(config)!);
+                running = DaemonLock.Acquire(loaded);
             }
-            catch (ConfigException e)
+            catch (HaSyncException e)
             {
                 Console.Error.WriteLine($"hasync daemon: {e.Message}");
                 return 2;
             }
+            using var held = running;
             using var serilog = CreateLogger(loaded, r.GetValue(verbose));
             var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
             builder.Logging.ClearProviders().AddSerilog(serilog);

@@ -128,6 +128,11 @@ public class DaemonCliTests(SshServer server) : IClassFixture<SshServer>
         await Until(() => File.Exists(Path.Join(passiveBm, "while-dead.conf")) && !File.Exists(Path.Join(passiveBm, "bm.ini")),
             "the restarted daemon's resync", () => second.Stderr);
 
+        // A second daemon on the same state directory is refused: it would push everything twice.
+        var twin = Run("daemon", "-c", config);
+        Assert.Equal(2, twin.Code);
+        Assert.Contains($"another hasync daemon (pid {second.Pid}) already runs with the state directory {dir.File("state")}", twin.Stdout);
+
         // SIGTERM inside the quiet window: the change is pushed before the daemon exits 0.
         File.WriteAllText(Path.Join(bm, "last-second.conf"), "written just before SIGTERM\n");
         second.Signal("TERM");

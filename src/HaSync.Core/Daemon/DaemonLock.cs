@@ -1,0 +1,56 @@
+using HaSync.Configuration;
+
+namespace HaSync.Daemon;
+
+/// <summary>
+/// One daemon per state directory: a second one started by mistake would push the same changes twice and
+/// overwrite the first one's status. Held (an exclusive lock on <c>daemon.lock</c>, which holds the pid) until
+/// disposed; the kernel drops it if the process dies, so a SIGKILL never leaves a stale lock behind.
+/// </summary>
+public sealed class DaemonLock : IDisposable
+{
+    private readonly FileStream _file;
+
+    private DaemonLock(FileStream file) => _file = file;
+
+    /// <summary>Takes the lock for <paramref name="config"/>'s state directory, or throws naming the daemon that holds it.</summary>
+    public static DaemonLock Acquire(HaSyncConfig config)
+    {
+        string path = Path.Combine(config.StateDirectory, "daemon.lock");
+        try
+        {
+            Directory.CreateDirectory(config.StateDirectory);
+            // FileShare.None is an exclusive, non-blocking flock on Linux.
+            var file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            file.SetLength(0);
+            using (var writer = new StreamWriter(file, leaveOpen: true))
+                writer.WriteLine(Environment.ProcessId);
+            return new DaemonLock(file);
+        }
+        catch (IOException) when (File.Exists(path))
+        {
+            throw new HaSyncException($"{path}: another hasync daemon{ReadHolder(path)} already runs with the state directory {config.StateDirectory}");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new HaSyncException($"{path}: cannot take the daemon lock: {e.Message}");
+        }
+    }
+
+    private static string ReadHolder(string path)
+    {
+        try
+        {
+            // Mono.Posix's stream takes no flock, so it can read what the holder wrote (a FileStream would be refused).
+            using var reader = new StreamReader(new Mono.Unix.UnixFileInfo(path).OpenRead());
+            return reader.ReadLine() is { Length: > 0 } pid ? $" (pid {pid})" : "";
+        }
+        catch (IOException)
+        {
+            return "";
+        }
+    }
+
+    /// <summary>Releases the lock.</summary>
+    public void Dispose() => _file.Dispose();
+}
