@@ -47,9 +47,9 @@ public sealed class ChangeScanner(HaSyncConfig config, HashCache cache)
                 {
                     now = _exclude.Matches(path) ? null : PosixFiles.Describe(TreeWalker.FullPath(config.SourceRoot, path), path, cache: cache);
                 }
-                catch (IOException e)
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
-                    Unreadable(path, e);
+                    Unreadable(path, e as IOException ?? new IOException($"{path}: {e.Message}", e));
                     continue;
                 }
                 var before = passive.Get(path);

@@ -152,8 +152,12 @@ public sealed class TargetPusher : IDisposable
             {
                 cause = e.Message;
             }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                cause = $"unexpected {e}"; // a bug: say all there is, and keep serving the target
+            }
             Update(s => s with { Connected = false, Since = s.Connected ? _clock.GetUtcNow() : s.Since, AgentPid = null,
-                LastError = $"session: {cause}", LastErrorAt = _clock.GetUtcNow(), OldestPending = null });
+                LastError = $"session: {cause}", LastErrorAt = _clock.GetUtcNow() });
             if (stop.IsCancellationRequested)
             {
                 _log.StoppedUnflushed(Name, cause);
@@ -209,16 +213,17 @@ public sealed class TargetPusher : IDisposable
     /// <summary>A full compare against the passive's manifest: everything queued before it is covered.</summary>
     private async Task ResyncAsync(AgentSession session, PassiveState passive, bool startUp)
     {
-        lock (_lock)
+        var taken = TakeDirty(allRetries: true);
+        ResyncStats stats;
+        try
         {
-            _dirty.Clear();
-            _dirtyFullScan = false;
-            _retries.Clear();
-            if (_dirtySince is { } since)
-                _status = _status with { OldestPending = since };
-            _dirtySince = null;
+            stats = await Resync.RunAsync(_config, session, _config.Delete, passive: passive, cache: _cache).ConfigureAwait(false);
         }
-        var stats = await Resync.RunAsync(_config, session, _config.Delete, passive: passive, cache: _cache).ConfigureAwait(false);
+        catch
+        {
+            Restore(taken);
+            throw;
+        }
         if (startUp)
             _log.Resynced(Name, stats.Scanned, stats.FilesSent, stats.OthersCreated, stats.MetadataFixed, stats.Deleted, stats.Failures.Count, stats.Elapsed.TotalSeconds);
         else
@@ -265,29 +270,25 @@ public sealed class TargetPusher : IDisposable
     /// <summary>One round: take the dirty set, scan it, push the differences, wait for every ack.</summary>
     private async Task PushDirtyAsync(AgentSession session, PassiveState passive, CancellationToken cancellationToken)
     {
-        List<string> paths;
-        bool fullScan;
-        DateTimeOffset? since;
-        lock (_lock)
-        {
-            paths = _dirty.ToList();
-            fullScan = _dirtyFullScan;
-            since = _dirtySince;
-            foreach (string path in paths)
-                _retries.Remove(path);
-            _dirty.Clear();
-            _dirtyFullScan = false;
-            _dirtySince = null;
-            _status = _status with { OldestPending = since };
-        }
-        if (paths.Count == 0 && !fullScan)
+        var taken = TakeDirty(allRetries: false);
+        if (taken.Paths.Count == 0 && !taken.FullScan)
             return;
         var clock = Stopwatch.StartNew();
         var unreadable = new Dictionary<string, string>(StringComparer.Ordinal);
-        var differences = await Task.Run(() => _scanner.Compare(paths, fullScan, passive, (path, e) => unreadable[path] = e.Message), cancellationToken)
-            .ConfigureAwait(false);
+        List<PathDifference> differences;
+        ResyncStats stats;
+        try
+        {
+            differences = await Task.Run(() => _scanner.Compare(taken.Paths, taken.FullScan, passive, (path, e) => unreadable[path] = e.Message), cancellationToken)
+                .ConfigureAwait(false);
+            stats = await Resync.PushAsync(_config, session, differences, _config.Delete, passive, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            Restore(taken); // still to do: counted in the queue and the lag while the session is down
+            throw;
+        }
         var changes = differences.Where(d => d.Status != PathStatus.Identical).ToList();
-        var stats = await Resync.PushAsync(_config, session, differences, _config.Delete, passive, cancellationToken: cancellationToken).ConfigureAwait(false);
         foreach (var (path, cause) in unreadable)
         {
             stats.Failures.Add($"{path}: {cause}");
@@ -295,7 +296,43 @@ public sealed class TargetPusher : IDisposable
         }
         if (changes.Count > 0)
             _log.Pushed(Name, changes.Count, clock.ElapsedMilliseconds);
-        Settle(stats, since ?? _clock.GetUtcNow(), resync: false);
+        Settle(stats, taken.Since ?? _clock.GetUtcNow(), resync: false);
+    }
+
+    /// <summary>What a round (or a resync) took from the queue, to give back if it fails.</summary>
+    private sealed record Taken(List<string> Paths, bool FullScan, DateTimeOffset? Since, Dictionary<string, Retry> Retries);
+
+    /// <summary>Takes the dirty set (and the retries of its paths, or all of them for a resync); the round in flight
+    /// now carries the oldest change.</summary>
+    private Taken TakeDirty(bool allRetries)
+    {
+        lock (_lock)
+        {
+            var paths = _dirty.ToList();
+            var retries = _retries.Where(r => allRetries || _dirty.Contains(r.Key)).ToDictionary(StringComparer.Ordinal);
+            var taken = new Taken(paths, _dirtyFullScan, _dirtySince, retries);
+            foreach (string path in retries.Keys)
+                _retries.Remove(path);
+            _dirty.Clear();
+            _dirtyFullScan = false;
+            _dirtySince = null;
+            _status = _status with { OldestPending = taken.Since ?? (retries.Count > 0 ? retries.Values.Min(r => r.Since) : null) };
+            return taken;
+        }
+    }
+
+    private void Restore(Taken taken)
+    {
+        lock (_lock)
+        {
+            _dirty.UnionWith(taken.Paths);
+            _dirtyFullScan |= taken.FullScan;
+            if (taken.Since is { } since && (_dirtySince is null || since < _dirtySince))
+                _dirtySince = since;
+            foreach (var (path, retry) in taken.Retries)
+                _retries.TryAdd(path, retry);
+            _status = _status with { OldestPending = null };
+        }
     }
 
     /// <summary>Counts what was done and schedules what failed for another try.</summary>

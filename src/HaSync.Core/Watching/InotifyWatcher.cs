@@ -121,12 +121,26 @@ public sealed class InotifyWatcher : IDisposable
             bool readable = Inotify.Wait(_fd >= 0 ? _fd : _wakeFd, _wakeFd, timeout) && _fd >= 0;
             if (_stopping)
                 break;
-            if (readable)
-                foreach (var e in Inotify.Read(_fd, _buffer))
-                    Handle(e);
-            if (retrying && Environment.TickCount64 >= nextRetry)
+            try
             {
-                Retry();
+                if (readable)
+                    foreach (var e in Inotify.Read(_fd, _buffer))
+                        Handle(e);
+                if (retrying && Environment.TickCount64 >= nextRetry)
+                {
+                    Retry();
+                    nextRetry = Environment.TickCount64 + (long)RetryInterval.TotalMilliseconds;
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Never let the reader thread die (that would end the daemon): start over with a new instance,
+                // and a full scan once it is up, since events may have been lost.
+                Problem("inotify", $"watching failed: {e.Message}; starting over in {RetryInterval.TotalSeconds:F0} s");
+                Inotify.Close(_fd);
+                _fd = -1;
+                _watches.Clear();
+                Interlocked.Exchange(ref _watchCount, 0);
                 nextRetry = Environment.TickCount64 + (long)RetryInterval.TotalMilliseconds;
             }
         }
