@@ -106,7 +106,8 @@ public sealed class TargetPusher : IDisposable
                 foreach (var since in _retries.Values.Select(r => r.Since).Append(_dirtySince ?? DateTimeOffset.MaxValue))
                     if (since != DateTimeOffset.MaxValue && (oldest is null || since < oldest))
                         oldest = since;
-                return _status with { Queue = (_dirtyFullScan ? 1 : _dirty.Count) + _retries.Count, OldestPending = oldest };
+                int queued = (_dirtyFullScan ? 1 : _dirty.Count) + _retries.Keys.Count(k => !_dirty.Contains(k));
+                return _status with { Queue = queued, OldestPending = oldest };
             }
         }
     }

@@ -52,7 +52,7 @@ internal static class DaemonCommand
         return command;
     }
 
-    private static Serilog.Core.Logger CreateLogger(HaSyncConfig config, bool verbose)
+    internal static Serilog.Core.Logger CreateLogger(HaSyncConfig config, bool verbose)
     {
         const string Template = "{Timestamp:yyyy-MM-dd HH:mm:ss.fff} {Level:u3} {Message:lj}{NewLine}{Exception}";
         var logger = new LoggerConfiguration()

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Reflection;
 using HaSync.Configuration;
+using HaSync.Daemon;
 using HaSync.Scanning;
 
 namespace HaSync.Cli.Commands;
@@ -10,7 +11,8 @@ namespace HaSync.Cli.Commands;
 /// folders (DIR/active: BlueMind-like configuration; DIR/passive: a stale copy with one file missing, one
 /// outdated, one obsolete, one with the wrong mode), writes the embedded samples/demo.yaml as DIR/hasync.yaml,
 /// then runs what an admin would: <c>diff</c>, <c>resync</c> (through the real agent, local transport),
-/// and <c>diff</c> again, which must report the pair in sync.
+/// and <c>diff</c> again, which must report the pair in sync; then the daemon for a moment, with one edit that
+/// reaches the passive live.
 /// </summary>
 internal static class DemoCommand
 {
@@ -53,10 +55,60 @@ internal static class DemoCommand
             return 1;
         Console.WriteLine($"== hasync diff -c {configPath}");
         bool differs = await DiffCommand.DiffTargetAsync(config, target, json: false, all: false, cancellationToken);
-        Console.WriteLine(differs
-            ? "demo: the passive still differs after the resync (see above)"
-            : $"demo: done. Edit a file under {active} and run `hasync diff -c {configPath}` and `hasync resync -c {configPath}`.");
-        return differs ? 1 : 0;
+        if (differs)
+        {
+            Console.WriteLine("demo: the passive still differs after the resync (see above)");
+            return 1;
+        }
+        if (!await LiveEditAsync(config, active, passive, cancellationToken))
+            return 1;
+        Console.WriteLine($"demo: done. Edit a file under {active} and run `hasync diff -c {configPath}` and `hasync resync -c {configPath}`,");
+        Console.WriteLine($"      or keep the pair in sync live with `hasync daemon -c {configPath}` (and `hasync status -c {configPath}`).");
+        return 0;
+    }
+
+    /// <summary>The daemon for a moment: one edit on the active, timed until the passive holds it.</summary>
+    private static async Task<bool> LiveEditAsync(HaSyncConfig config, string active, string passive, CancellationToken cancellationToken)
+    {
+        Console.WriteLine($"== hasync daemon -c {config.Source}   (for a moment: one edit, live)");
+        using var serilog = DaemonCommand.CreateLogger(config, verbose: false);
+        using var loggers = new Serilog.Extensions.Logging.SerilogLoggerFactory(serilog);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var daemon = new SyncDaemon(config, loggers.CreateLogger("hasync"), TimeProvider.System);
+        var running = daemon.RunAsync(stop.Token);
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (!(File.Exists(config.StatusFile) && ReadConnected(config.StatusFile)) && DateTime.UtcNow < deadline && !running.IsCompleted)
+            await Task.Delay(10, cancellationToken);
+
+        const string relative = "etc/bm/bm.ini";
+        string line = $"# edited live by the demo at {DateTime.UtcNow:HH:mm:ss.fff}\n";
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        File.AppendAllText(Path.Combine(active, relative), line);
+        bool arrived = false;
+        while (!arrived && clock.Elapsed < TimeSpan.FromSeconds(20) && !running.IsCompleted)
+        {
+            await Task.Delay(2, cancellationToken);
+            arrived = File.ReadAllText(Path.Combine(passive, relative)).EndsWith(line, StringComparison.Ordinal);
+        }
+        long milliseconds = clock.ElapsedMilliseconds;
+        await stop.CancelAsync();
+        await running;
+        Console.WriteLine(arrived
+            ? $"demo: /{relative} was edited on the active; the passive had the change {milliseconds} ms later."
+            : $"demo: the live edit of /{relative} did not reach the passive within 20 s (see the log above)");
+        return arrived;
+    }
+
+    private static bool ReadConnected(string statusFile)
+    {
+        try
+        {
+            return StatusFile.Read(statusFile).Targets.All(t => t.Connected);
+        }
+        catch (IOException)
+        {
+            return false; // being replaced right now
+        }
     }
 
     /// <summary>Writes the embedded active tree, and a passive copy that has fallen behind.</summary>

@@ -3,7 +3,8 @@ using HaSync.Tests.Support;
 
 namespace HaSync.Tests.Cli;
 
-/// <summary>The README's main command: the embedded demo pair ends identical; a second run sends nothing; an edit travels as a delta.</summary>
+/// <summary>The README's main command: the embedded demo pair ends identical, and the daemon carries a live edit;
+/// a second run sends nothing but its own live edit; an edit travels as a delta.</summary>
 public sealed class DemoCliTests
 {
     private static readonly string Hasync = Path.Combine(AppContext.BaseDirectory, "hasync");
@@ -27,10 +28,12 @@ public sealed class DemoCliTests
         Assert.Contains("-thread_pool.write.queue_size: 200", first);
         Assert.Contains("delta /usr/share/bm-elasticsearch/config/elasticsearch.yml", first);
         Assert.Contains("demo-passive: in sync", first);
+        Assert.Matches(@"demo: /etc/bm/bm.ini was edited on the active; the passive had the change \d+ ms later", first);
+        Assert.Contains("# edited live by the demo at", File.ReadAllText(dir.File("passive/etc/bm/bm.ini")));
         TestTree.AssertIdentical(dir.File("active"), dir.File("passive"), "/etc");
 
         string second = Demo(dir.Path);
-        Assert.Contains("0 files sent, 0 dirs/links made, 0 metadata fixed, 0 deleted, 0 failed; literal 0 B", second);
+        Assert.Contains("0 files sent, 0 dirs/links made, 0 metadata fixed, 0 deleted, 0 failed; literal 0 B", second); // the live edit went live
 
         File.AppendAllText(dir.File("active/usr/share/bm-elasticsearch/config/elasticsearch.yml"), "http.max_content_length: 200mb\n");
         string third = Demo(dir.Path);
