@@ -396,15 +396,22 @@ public sealed class Agent(PathGuard guard, TextWriter log)
 
     private static void CopyAtMost(Stream from, Stream to, long limit, string target)
     {
-        byte[] buffer = new byte[Wire.DataChunk];
-        long total = 0;
-        int read;
-        while ((read = from.Read(buffer)) > 0)
+        byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(Wire.DataChunk); // not 256 KiB of garbage per file
+        try
         {
-            total += read;
-            if (total > limit)
-                throw new IOException($"{target}: more data than the announced {limit} bytes");
-            to.Write(buffer, 0, read);
+            long total = 0;
+            int read;
+            while ((read = from.Read(buffer, 0, Wire.DataChunk)) > 0)
+            {
+                total += read;
+                if (total > limit)
+                    throw new IOException($"{target}: more data than the announced {limit} bytes");
+                to.Write(buffer, 0, read);
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 

@@ -29,8 +29,8 @@ internal static partial class DaemonLog
     [LoggerMessage(Level = LogLevel.Information, Message = "{Target}: audit: {Sent} files sent, {Metadata} metadata fixed, {Deleted} deleted, {Failed} failed")]
     public static partial void Audited(this ILogger log, string target, int sent, int metadata, int deleted, int failed);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "{Target}: {Changes} changes pushed in {Milliseconds} ms")]
-    public static partial void Pushed(this ILogger log, string target, int changes, long milliseconds);
+    [LoggerMessage(Level = LogLevel.Debug, Message = "{Target}: {Changes} changes pushed in {Milliseconds} ms (scan {ScanMilliseconds} ms)")]
+    public static partial void Pushed(this ILogger log, string target, int changes, long milliseconds, long scanMilliseconds);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Target}: {Failure}; it will be tried again")]
     public static partial void PushFailed(this ILogger log, string target, string failure);

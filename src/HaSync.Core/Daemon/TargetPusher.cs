@@ -278,10 +278,12 @@ public sealed class TargetPusher : IDisposable
         var unreadable = new Dictionary<string, string>(StringComparer.Ordinal);
         List<PathDifference> differences;
         ResyncStats stats;
+        long scanned;
         try
         {
             differences = await Task.Run(() => _scanner.Compare(taken.Paths, taken.FullScan, passive, (path, e) => unreadable[path] = e.Message), cancellationToken)
                 .ConfigureAwait(false);
+            scanned = clock.ElapsedMilliseconds;
             stats = await Resync.PushAsync(_config, session, differences, _config.Delete, passive, cancellationToken: cancellationToken).ConfigureAwait(false);
         }
         catch
@@ -296,7 +298,7 @@ public sealed class TargetPusher : IDisposable
             stats.FailedPaths.Add(path);
         }
         if (changes.Count > 0)
-            _log.Pushed(Name, changes.Count, clock.ElapsedMilliseconds);
+            _log.Pushed(Name, changes.Count, clock.ElapsedMilliseconds, scanned);
         Settle(stats, taken.Since ?? _clock.GetUtcNow(), resync: false);
     }
 

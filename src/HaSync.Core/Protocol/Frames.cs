@@ -113,12 +113,25 @@ public sealed class FrameReader(Stream input)
         var type = (FrameType)_header[4];
         if (!Enum.IsDefined(type))
             throw new ProtocolException($"reading frame type: unknown type {(byte)type}");
-        byte[] payload = new byte[length - 1];
-        got = input.ReadAtLeast(payload, payload.Length, throwOnEndOfStream: false);
-        if (got < payload.Length)
-            throw new ProtocolException($"reading {type} frame: connection closed after {got} of {payload.Length} payload bytes");
-        BytesRead += 5 + payload.Length;
-        return new Frame(type, payload);
+        int payloadLength = (int)length - 1;
+        byte[] payload = type == FrameType.Data ? DataBuffer(payloadLength) : new byte[payloadLength];
+        got = input.ReadAtLeast(payload.AsSpan(0, payloadLength), payloadLength, throwOnEndOfStream: false);
+        if (got < payloadLength)
+            throw new ProtocolException($"reading {type} frame: connection closed after {got} of {payloadLength} payload bytes");
+        BytesRead += 5 + payloadLength;
+        return new Frame(type, payload.AsMemory(0, payloadLength));
+    }
+
+    // Data frames (up to 256 KiB each, a stream of them per large file) share one buffer, so receiving a file costs
+    // no large-object garbage. A Data frame's payload is therefore valid only until the next Read: the readers of
+    // file data consume each chunk before asking for the next frame.
+    private byte[] _data = [];
+
+    private byte[] DataBuffer(int length)
+    {
+        if (_data.Length < length)
+            _data = new byte[Math.Max(length, Wire.DataChunk + 64)];
+        return _data;
     }
 }
 
@@ -141,6 +154,23 @@ public sealed class FrameWriter(Stream output)
         output.Write(_header);
         output.Write(body);
         BytesWritten += 5 + body.Length;
+    }
+
+    /// <summary>Writes a Data frame (request id, then the chunk as a byte string) straight from <paramref name="chunk"/>:
+    /// the same bytes as a <see cref="PayloadWriter"/> would give, without copying a chunk per frame.</summary>
+    public void WriteData(uint id, ReadOnlySpan<byte> chunk)
+    {
+        int bodyLength = 4 + 4 + chunk.Length;
+        if (bodyLength + 1 > Wire.MaxFrameLength)
+            throw new ProtocolException($"writing Data frame: {bodyLength + 1} bytes exceed the maximum {Wire.MaxFrameLength}");
+        Span<byte> head = stackalloc byte[5 + 8];
+        BinaryPrimitives.WriteUInt32BigEndian(head, (uint)(bodyLength + 1));
+        head[4] = (byte)FrameType.Data;
+        BinaryPrimitives.WriteUInt32BigEndian(head[5..], id);
+        BinaryPrimitives.WriteUInt32BigEndian(head[9..], (uint)chunk.Length);
+        output.Write(head);
+        output.Write(chunk);
+        BytesWritten += 5 + bodyLength;
     }
 
     /// <summary>Flushes the underlying stream.</summary>

@@ -14,6 +14,9 @@ public static class PosixFiles
 
     private static readonly Dictionary<uint, string> UserNames = [];
     private static readonly Dictionary<uint, string> GroupNames = [];
+    private static readonly Dictionary<string, (uint? Id, long Expires)> UserIds = new(StringComparer.Ordinal);
+    private static readonly Dictionary<string, (uint? Id, long Expires)> GroupIds = new(StringComparer.Ordinal);
+    private const long NameLifetimeMs = 5000;
     private static readonly Lock NamesLock = new();
 
     /// <summary>Describes <paramref name="fullPath"/> as <paramref name="logicalPath"/>, or null when it does not exist
@@ -159,11 +162,25 @@ public static class PosixFiles
 
     /// <summary>The uid for a user name on this node, or <paramref name="fallback"/>.</summary>
     public static uint ResolveUser(string name, uint fallback) =>
-        name.Length > 0 && Syscall.getpwnam(name) is { } user ? user.pw_uid : fallback;
+        name.Length > 0 && Cached(UserIds, name, n => Syscall.getpwnam(n)?.pw_uid) is uint id ? id : fallback;
 
     /// <summary>The gid for a group name on this node, or <paramref name="fallback"/>.</summary>
     public static uint ResolveGroup(string name, uint fallback) =>
-        name.Length > 0 && Syscall.getgrnam(name) is { } group ? group.gr_gid : fallback;
+        name.Length > 0 && Cached(GroupIds, name, n => Syscall.getgrnam(n)?.gr_gid) is uint id ? id : fallback;
+
+    // Each NSS lookup reads /etc/passwd or /etc/group (after trying nscd's socket): a burst of thousands of files
+    // would do that thousands of times. A few seconds of memory still sees a user an admin adds meanwhile.
+    private static uint? Cached(Dictionary<string, (uint? Id, long Expires)> cache, string name, Func<string, uint?> lookup)
+    {
+        long now = Environment.TickCount64;
+        lock (NamesLock)
+            if (cache.TryGetValue(name, out var known) && known.Expires > now)
+                return known.Id;
+        uint? id = lookup(name);
+        lock (NamesLock)
+            cache[name] = (id, now + NameLifetimeMs);
+        return id;
+    }
 
     private static string UserName(uint uid)
     {

@@ -131,7 +131,7 @@ public sealed class AgentSession : IDisposable
     public Task<Ack> SendPut(FileEntry entry, PutEncoding encoding, Action<Stream> writeData) =>
         Answer<Ack>(Send(FrameType.PutFile, p => { _requests.Write(p, entry); p.U8((byte)encoding); }, pending => { }, (id, writer) =>
         {
-            var data = new DataFrameWriteStream(writer, id);
+            using var data = new DataFrameWriteStream(writer, id);
             writeData(data);
             data.Flush();
         }));

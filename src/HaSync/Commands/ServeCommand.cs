@@ -26,7 +26,8 @@ internal static class ServeCommand
                 Console.Error.WriteLine($"hasync serve: {e.Message}");
                 return Task.FromResult(2);
             }
-            using var stdin = Console.OpenStandardInput(1 << 16);
+            // Console streams are unbuffered on Linux: without this, every frame header and payload is its own read(2).
+            using var stdin = new BufferedStream(Console.OpenStandardInput(), 1 << 16);
             using var stdout = new BufferedStream(Console.OpenStandardOutput(), 1 << 16);
             return Task.FromResult(new Agent(guard, Console.Error).Serve(stdin, stdout, cancellationToken));
         });
