@@ -4,7 +4,7 @@ namespace HaSync.Daemon;
 
 /// <summary>
 /// One daemon per state directory: a second one started by mistake would push the same changes twice and
-/// overwrite the first one's status. Held (an exclusive lock on <c>daemon.lock</c>, which holds the pid) until
+/// overwrite the first one's status. Held (an exclusive flock on <c>daemon.lock</c>, which holds the pid) until
 /// disposed; the kernel drops it if the process dies, so a SIGKILL never leaves a stale lock behind.
 /// </summary>
 public sealed class DaemonLock : IDisposable
@@ -20,16 +20,16 @@ public sealed class DaemonLock : IDisposable
         try
         {
             Directory.CreateDirectory(config.StateDirectory);
-            // FileShare.None is an exclusive, non-blocking flock on Linux.
-            var file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            var file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
+            if (!Interop.Libc.TryLockExclusive(file.SafeFileHandle, path))
+            {
+                file.Dispose();
+                throw new HaSyncException($"{path}: another hasync daemon{ReadHolder(path)} already runs with the state directory {config.StateDirectory}");
+            }
             file.SetLength(0);
             using (var writer = new StreamWriter(file, leaveOpen: true))
                 writer.WriteLine(Environment.ProcessId);
             return new DaemonLock(file);
-        }
-        catch (IOException) when (File.Exists(path))
-        {
-            throw new HaSyncException($"{path}: another hasync daemon{ReadHolder(path)} already runs with the state directory {config.StateDirectory}");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -41,8 +41,7 @@ public sealed class DaemonLock : IDisposable
     {
         try
         {
-            // Mono.Posix's stream takes no flock, so it can read what the holder wrote (a FileStream would be refused).
-            using var reader = new StreamReader(new Mono.Unix.UnixFileInfo(path).OpenRead());
+            using var reader = new StreamReader(path);
             return reader.ReadLine() is { Length: > 0 } pid ? $" (pid {pid})" : "";
         }
         catch (IOException)

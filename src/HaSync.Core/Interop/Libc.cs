@@ -21,6 +21,18 @@ internal static partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     private static partial int syncfs(int fd);
 
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int flock(int fd, int operation);
+
+    /// <summary>flock(LOCK_EX | LOCK_NB): true when taken, false when another process holds it.</summary>
+    public static bool TryLockExclusive(Microsoft.Win32.SafeHandles.SafeFileHandle file, string path)
+    {
+        const int LOCK_EX = 2, LOCK_NB = 4, EWOULDBLOCK = 11;
+        if (flock((int)file.DangerousGetHandle(), LOCK_EX | LOCK_NB) == 0)
+            return true;
+        return Marshal.GetLastPInvokeError() == EWOULDBLOCK ? false : throw new IOException($"{path}: flock failed: {Marshal.GetLastPInvokeErrorMessage()}");
+    }
+
     [LibraryImport("libc", EntryPoint = "rename", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int rename_(string from, string to);
 

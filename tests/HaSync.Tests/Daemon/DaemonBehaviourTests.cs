@@ -25,8 +25,9 @@ public class DaemonBehaviourTests
         File.WriteAllText(daemon.Passive("bm.ini"), "edited on the passive\n");
         File.Delete(daemon.Passive("helper"));
         await daemon.WaitIdenticalAsync();
-        var repairs = daemon.Log.Lines.Where(l => l.Contains("local: audit: ")).Select(l => int.Parse(l.Split("audit: ")[1].Split(' ')[0]));
-        Assert.Equal(2, repairs.Sum()); // the edited file and the deleted one, sent again by one audit or two
+        // The edited file and the deleted one, sent again by one audit or two (logged just after the passive has them).
+        int Repairs() => daemon.Log.Lines.Where(l => l.Contains("local: audit: ")).Sum(l => int.Parse(l.Split("audit: ")[1].Split(' ')[0]));
+        await daemon.Eventually(() => Repairs() == 2, "the audits to report both repairs", () => $"{Repairs()} reported");
     }
 
     [Fact]
