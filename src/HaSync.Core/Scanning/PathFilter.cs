@@ -27,7 +27,7 @@ public sealed class PathFilter
     /// <summary>True when <paramref name="logicalPath"/> or its file name matches a pattern.</summary>
     public bool Matches(string logicalPath)
     {
-        string name = logicalPath[(logicalPath.LastIndexOf('/') + 1)..];
+        string name = TreeWalker.NameOf(logicalPath);
         return _namePatterns.Any(p => p.IsMatch(name)) || _pathPatterns.Any(p => p.IsMatch(logicalPath));
     }
 

@@ -11,6 +11,15 @@ public static class TreeWalker
     public static string FullPath(string root, string logicalPath) =>
         logicalPath == "/" ? root : Path.Join(root, logicalPath.TrimStart('/'));
 
+    /// <summary>The logical path's directory ("/" for a top-level path and for "/" itself).</summary>
+    public static string Parent(string logicalPath) => logicalPath.LastIndexOf('/') is var slash and > 0 ? logicalPath[..slash] : "/";
+
+    /// <summary>The logical path's last segment.</summary>
+    public static string NameOf(string logicalPath) => logicalPath[(logicalPath.LastIndexOf('/') + 1)..];
+
+    /// <summary>The logical path of <paramref name="name"/> inside <paramref name="directory"/>.</summary>
+    public static string Child(string directory, string name) => directory == "/" ? "/" + name : directory + "/" + name;
+
     /// <summary>True when <paramref name="path"/> is <paramref name="ancestor"/> or below it.</summary>
     public static bool Within(string path, string ancestor) =>
         ancestor == "/" || path == ancestor
@@ -74,7 +83,7 @@ public static class TreeWalker
             }
             Entries.Add(entry);
             foreach (string name in children)
-                Visit(logical == "/" ? "/" + name : logical + "/" + name);
+                Visit(Child(logical, name));
         }
     }
 }

@@ -170,7 +170,7 @@ public static class Resync
     // A passive path is excluded when it or any parent matches: the walker never descends into an excluded directory.
     private static bool Excluded(PathFilter exclude, string path)
     {
-        for (string p = path; p.Length > 1; p = p[..Math.Max(1, p.LastIndexOf('/'))])
+        for (string p = path; p.Length > 1; p = TreeWalker.Parent(p))
             if (exclude.Matches(p))
                 return true;
         return false;

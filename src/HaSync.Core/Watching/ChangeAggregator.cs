@@ -1,3 +1,5 @@
+using HaSync.Scanning;
+
 namespace HaSync.Watching;
 
 /// <summary>Tuning of <see cref="ChangeAggregator"/>.</summary>
@@ -80,7 +82,7 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         }
         AbsorbDescendants(e.Path, out var first);
         _pending[e.Path] = new PendingPath(first ?? now) { Last = now, Removed = removed };
-        string parent = Parent(e.Path);
+        string parent = TreeWalker.Parent(e.Path);
         int inParent = _perDirectory[parent] = _perDirectory.GetValueOrDefault(parent) + 1;
         if (_pending.Count > _options.TotalLimit)
             EscalateToFullScan(now);
@@ -138,7 +140,7 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         foreach (var (path, _) in ready)
         {
             _pending.Remove(path);
-            string parent = Parent(path);
+            string parent = TreeWalker.Parent(path);
             if (_perDirectory.TryGetValue(parent, out int n))
             {
                 if (n <= 1)
@@ -167,7 +169,7 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         else
         {
             _pending[directory] = new PendingPath(first ?? now) { Last = now };
-            string parent = Parent(directory);
+            string parent = TreeWalker.Parent(directory);
             _perDirectory[parent] = _perDirectory.GetValueOrDefault(parent) + 1;
         }
     }
@@ -189,7 +191,7 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
 
     private PendingPath? PendingAncestor(string path)
     {
-        for (string p = Parent(path); ; p = Parent(p))
+        for (string p = TreeWalker.Parent(path); ; p = TreeWalker.Parent(p))
         {
             if (_pending.TryGetValue(p, out var ancestor))
                 return ancestor;
@@ -197,8 +199,6 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
                 return null;
         }
     }
-
-    private static string Parent(string path) => path.LastIndexOf('/') is var slash and > 0 ? path[..slash] : "/";
 
     private static DateTimeOffset Min(DateTimeOffset a, DateTimeOffset b) => a < b ? a : b;
 }

@@ -165,8 +165,8 @@ public sealed class InotifyWatcher : IDisposable
     {
         if (logical != "/")
         {
-            string parent = Parent(logical);
-            if (!AddWatch(parent, allChildren: false, name: Name(logical), listed: logical))
+            string parent = TreeWalker.Parent(logical);
+            if (!AddWatch(parent, allChildren: false, name: TreeWalker.NameOf(logical), listed: logical))
                 return false;
         }
         if (PosixFiles.TryLstat(TreeWalker.FullPath(_root, logical), out var st) && PosixFiles.KindOf(st) == EntryKind.Directory
@@ -193,7 +193,7 @@ public sealed class InotifyWatcher : IDisposable
         }
         foreach (string name in children)
         {
-            string child = Join(logical, name);
+            string child = TreeWalker.Child(logical, name);
             if (!_exclude.Matches(child) && PosixFiles.TryLstat(TreeWalker.FullPath(_root, child), out var st)
                 && PosixFiles.KindOf(st) == EntryKind.Directory && !WatchTree(child, listed))
                 return false;
@@ -257,13 +257,13 @@ public sealed class InotifyWatcher : IDisposable
                 Forget(e.Wd);
                 if (InWatchedSet(dir.Logical))
                     Emit(dir.Logical, WatchEventKind.Changed);
-                foreach (string listed in _paths.Where(p => p == dir.Logical || Parent(p) == dir.Logical))
+                foreach (string listed in _paths.Where(p => p == dir.Logical || TreeWalker.Parent(p) == dir.Logical))
                     if (!WatchListed(listed)) // the listed path or its parent went away: watch again when it is back
                         _unwatched.Add(listed);
             }
             return;
         }
-        string child = Join(dir.Logical, e.Name);
+        string child = TreeWalker.Child(dir.Logical, e.Name);
         if (!dir.AllChildren && !dir.Names.Contains(e.Name) || !InWatchedSet(child) || _exclude.Matches(child))
             return;
         bool removed = (e.Mask & (Inotify.IN_DELETE | Inotify.IN_MOVED_FROM)) != 0;
@@ -295,12 +295,6 @@ public sealed class InotifyWatcher : IDisposable
     private void Emit(string path, WatchEventKind kind) => _events.TryWrite(new WatchEvent(path, kind)); // unbounded channel
 
     private bool InWatchedSet(string logical) => _paths.Any(p => TreeWalker.Within(logical, p));
-
-    private static string Parent(string logical) => logical.LastIndexOf('/') is var slash and > 0 ? logical[..slash] : "/";
-
-    private static string Name(string logical) => logical[(logical.LastIndexOf('/') + 1)..];
-
-    private static string Join(string directory, string name) => directory == "/" ? "/" + name : directory + "/" + name;
 
     private void Problem(string key, string message)
     {
