@@ -17,8 +17,11 @@ internal static class StatusCommand
         var command = new Command("status", "Show the daemon's state: per target connected or not, last success, queue, lag, last error") { config, json };
         command.SetAction(r =>
         {
-            if (Load(r.GetValue(config)!, "status") is not var (snapshot, path))
+            if (Load(r.GetValue(config)!, out string error) is not var (snapshot, path))
+            {
+                Console.Error.WriteLine($"hasync status: {error}");
                 return 3;
+            }
             if (r.GetValue(json))
             {
                 Console.Write(File.ReadAllText(path));
@@ -45,24 +48,24 @@ internal static class StatusCommand
         return command;
     }
 
-    private static (DaemonSnapshot Snapshot, string Path)? Load(string configPath, string verb)
+    /// <summary>The configuration's status file, read; or null and what went wrong (for either verb's own wording).</summary>
+    private static (DaemonSnapshot Snapshot, string Path)? Load(string configPath, out string error)
     {
+        error = "";
+        string? statusFile = null;
         try
         {
-            var config = ConfigLoader.Load(configPath);
-            return (StatusFile.Read(config.StatusFile), config.StatusFile);
+            statusFile = ConfigLoader.Load(configPath).StatusFile;
+            return (StatusFile.Read(statusFile), statusFile);
         }
-        catch (ConfigException e)
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException && statusFile is not null)
         {
-            Console.Error.WriteLine($"hasync {verb}: {e.Message}");
+            // No state directory yet counts too: a daemon that never ran here.
+            error = $"no daemon status at {statusFile}: is hasync daemon running with this configuration?";
         }
-        catch (FileNotFoundException e)
+        catch (Exception e) when (e is HaSyncException or IOException or UnauthorizedAccessException)
         {
-            Console.Error.WriteLine($"hasync {verb}: no daemon status at {e.FileName}: is hasync daemon running with this configuration?");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            Console.Error.WriteLine($"hasync {verb}: {e.Message}");
+            error = e.Message;
         }
         return null;
     }
@@ -93,17 +96,8 @@ internal static class StatusCommand
     /// a dead daemon, or a target down for longer than <paramref name="crit"/>, is CRITICAL.</summary>
     internal static (int Code, string Line) Check(string configPath, double warn, double crit, DateTimeOffset now)
     {
-        HaSyncConfig config;
-        DaemonSnapshot s;
-        try
-        {
-            config = ConfigLoader.Load(configPath);
-            s = StatusFile.Read(config.StatusFile);
-        }
-        catch (Exception e) when (e is HaSyncException or IOException or UnauthorizedAccessException)
-        {
-            return (3, $"HASYNC UNKNOWN - {(e is FileNotFoundException f ? $"no daemon status at {f.FileName}" : e.Message)}");
-        }
+        if (Load(configPath, out string error) is not var (s, _))
+            return (3, $"HASYNC UNKNOWN - {error}");
         if (!StatusFile.IsRunning(s, now, out string why))
             return (2, $"HASYNC CRITICAL - daemon {why}");
 

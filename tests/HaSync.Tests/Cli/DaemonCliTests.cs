@@ -105,7 +105,9 @@ public class DaemonCliTests(SshServer server) : IClassFixture<SshServer>
         string config = WriteConfig(dir), status = dir.File("state/status.json");
         string bm = dir.File("active/etc/bm"), passiveBm = dir.File("passive/etc/bm");
 
-        Assert.Equal(3, Run("check", "-c", config).Code); // no status yet: UNKNOWN
+        var unknown = Run("check", "-c", config); // no status yet
+        Assert.Equal(3, unknown.Code);
+        Assert.StartsWith($"HASYNC UNKNOWN - no daemon status at {status}: is hasync daemon running", unknown.Stdout);
         using (var first = new DaemonProcess(config))
         {
             await Until(() => Connected(status), "the daemon to connect", () => first.Stderr);
