@@ -50,25 +50,15 @@ public class DaemonBehaviourTests
     [Fact]
     public async Task AWatchLimitIsNamedTheRestIsWatchedAndTheMissingWatchesComeLater()
     {
-        const string Limit = "/proc/sys/fs/inotify/max_user_watches";
-        string original = File.ReadAllText(Limit).Trim();
         using var dir = new TempDir();
         TestTree.Build(dir.File("active"));
         Directory.CreateDirectory(dir.File("passive"));
         for (int i = 0; i < 20; i++)
             Directory.CreateDirectory(dir.File($"active/etc/bm/many/d{i:D2}"));
-        DaemonHarness daemon;
         // Room for a few more watches than root holds now: the daemon's tree (24 directories) does not fit.
-        File.WriteAllText(Limit, (WatchesInUse() + 4).ToString());
-        try
-        {
-            daemon = new DaemonHarness(dir.File("active"), dir.File("passive"), Local(dir.File("passive")), dir.File("state"));
-            await daemon.Eventually(() => daemon.Log.Lines.Any(l => l.Contains("inotify watch limit is reached (fs.inotify.max_user_watches = ")), "the limit to be named");
-        }
-        finally
-        {
-            File.WriteAllText(Limit, original);
-        }
+        var daemon = await DaemonHarness.UnderInotifyLimitAsync("max_user_watches", (WatchesInUse() + 4).ToString(),
+            () => new DaemonHarness(dir.File("active"), dir.File("passive"), Local(dir.File("passive")), dir.File("state")),
+            d => d.Eventually(() => d.Log.Lines.Any(l => l.Contains("inotify watch limit is reached (fs.inotify.max_user_watches = ")), "the limit to be named"));
         await using (daemon)
         {
             await daemon.WaitConnectedAsync();

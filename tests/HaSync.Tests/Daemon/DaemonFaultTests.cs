@@ -61,22 +61,12 @@ public class DaemonFaultTests(SshServer server) : IClassFixture<SshServer>
     [Fact]
     public async Task AKernelQueueOverflowEndsInAFullScanThatConverges()
     {
-        const string Limit = "/proc/sys/fs/inotify/max_queued_events";
-        string original = File.ReadAllText(Limit).Trim();
         using var dir = new TempDir();
         TestTree.Build(dir.File("active"));
         Directory.CreateDirectory(dir.File("passive"));
-        DaemonHarness daemon;
-        File.WriteAllText(Limit, "16"); // read once, when the daemon's inotify instance is created
-        try
-        {
-            daemon = new DaemonHarness(dir.File("active"), dir.File("passive"), server.Target("ssh", "--root", dir.File("passive")), dir.File("state"));
-            await daemon.WaitConnectedAsync();
-        }
-        finally
-        {
-            File.WriteAllText(Limit, original);
-        }
+        var daemon = await DaemonHarness.UnderInotifyLimitAsync("max_queued_events", "16",
+            () => new DaemonHarness(dir.File("active"), dir.File("passive"), server.Target("ssh", "--root", dir.File("passive")), dir.File("state")),
+            d => d.WaitConnectedAsync());
         await using (daemon)
         {
             await daemon.WaitIdenticalAsync();

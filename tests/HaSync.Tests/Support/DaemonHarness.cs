@@ -52,6 +52,32 @@ internal sealed class DaemonHarness : IAsyncDisposable
         _running = Task.Run(() => Daemon.RunAsync(_stop.Token));
     }
 
+    /// <summary>Starts a daemon while an inotify limit (fs.inotify.<paramref name="limit"/>) holds <paramref name="value"/>: the
+    /// kernel reads it when the daemon's inotify instance is created. The limit is put back once <paramref name="whileLimited"/>
+    /// is done, whatever happens; the daemon is stopped if that fails.</summary>
+    public static async Task<DaemonHarness> UnderInotifyLimitAsync(string limit, string value, Func<DaemonHarness> start, Func<DaemonHarness, Task> whileLimited)
+    {
+        string path = $"/proc/sys/fs/inotify/{limit}";
+        string original = File.ReadAllText(path).Trim();
+        File.WriteAllText(path, value);
+        DaemonHarness? daemon = null;
+        try
+        {
+            daemon = start();
+            await whileLimited(daemon);
+            return daemon;
+        }
+        catch when (daemon is not null)
+        {
+            await daemon.DisposeAsync();
+            throw;
+        }
+        finally
+        {
+            File.WriteAllText(path, original);
+        }
+    }
+
     /// <summary>Short backoffs, so fault tests do not wait for the production ones.</summary>
     public static PusherOptions FastRetries => new() { InitialBackoff = TimeSpan.FromMilliseconds(100), MaxBackoff = TimeSpan.FromSeconds(1), RetryDelay = TimeSpan.FromMilliseconds(200) };
 
