@@ -11,6 +11,7 @@ var root = new RootCommand("HaSync: real-time configuration sync for Linux HA pa
     DaemonCommand.Create(),
     StatusCommand.Create(),
     StatusCommand.CreateCheck(),
+    ResolveCommand.Create(),
 };
 // SIGTERM/SIGINT cancel the command's token; the daemon then needs time for its last push.
 return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = DaemonCommand.ShutdownTimeout });

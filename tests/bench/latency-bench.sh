@@ -43,6 +43,7 @@ source_root: $work/src
 paths: [/etc, /bench, /burst]
 exclude: ["*.tmp"]
 state_dir: $work/$1.state
+role: always
 targets:
 $(hasync_target_yaml "$hasync" "$work/$1")
 CFG

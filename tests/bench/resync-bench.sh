@@ -33,6 +33,8 @@ entries=$(find "$work/src/etc" | wc -l)
 cat >"$work/hasync.yaml" <<CFG
 source_root: $work/src
 paths: [/etc, /big]
+state_dir: $work/state
+role: always
 targets:
 $(hasync_target_yaml "$hasync" "$work/ours")
 CFG

@@ -38,6 +38,6 @@ hasync_target_yaml() {
     user: $user
     identity_file: $work/ssh/user_key
     ssh_options: ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
-    command: [$1, serve, --root, $2]
+    command: [$1, serve, --root, $2, --state, $2.state]
 CFG
 }

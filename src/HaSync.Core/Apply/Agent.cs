@@ -1,4 +1,5 @@
 using HaSync.Delta;
+using HaSync.Guard;
 using HaSync.Interop;
 using HaSync.Protocol;
 using HaSync.Scanning;
@@ -20,13 +21,23 @@ namespace HaSync.Apply;
 /// Flush (the end of its burst; the session sends one itself a few milliseconds after a change nobody flushed),
 /// before a read, or when a batch grows large, one syncfs per file system makes the batch durable, the temp files are renamed into place, a second syncfs makes the renames
 /// durable, and only then are the batch's acks sent: an ack still means "on disk".
+/// Split-brain guard: nothing is written before the sender has claimed an epoch this node accepts (and none after
+/// a later one was accepted), and nothing the passive changed on its own is overwritten or deleted: the journal in
+/// the state directory says what HaSync last wrote; a file that no longer matches is a conflict, kept as it is,
+/// with the incoming version put under <c>conflicts/</c> in the state directory.
 /// </remarks>
-public sealed class Agent(PathGuard guard, TextWriter log)
+public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log) : IDisposable
 {
+    private readonly EpochStore _epochs = new(stateDirectory);
+    private Journal? _journal;
+    private readonly HashSet<string> _conflictCopies = new(StringComparer.Ordinal); // logical paths with an incoming copy kept
+    private Epoch? _claim;  // the sender's term, once accepted
+    private bool _adopt;    // resync --force: the passive's own changes are overwritten
+
     private const int MaxBatchFiles = 512;
     private const long MaxBatchBytes = 64L << 20;
 
-    private readonly List<(uint Id, string Path, AtomicFile File)> _sealed = []; // complete, owned temp files awaiting rename
+    private readonly List<(uint Id, FileEntry Entry, AtomicFile File)> _sealed = []; // complete, owned temp files awaiting rename
     private readonly List<(uint Id, AckStatus Status, string Message)> _deferredAcks = [];
     private readonly HashSet<string> _touchedDirectories = new(StringComparer.Ordinal); // whose file systems the commit syncs
     private long _batchBytes;
@@ -42,6 +53,21 @@ public sealed class Agent(PathGuard guard, TextWriter log)
         var reader = new FrameReader(input);
         var writer = new FrameWriter(output);
         ProtocolException? readError = null;
+        Epoch? known;
+        try
+        {
+            _journal = new Journal(stateDirectory);
+            string copies = Path.Combine(stateDirectory, "conflicts");
+            if (Directory.Exists(copies))
+                foreach (string copy in Directory.EnumerateFiles(copies, "*", SearchOption.AllDirectories))
+                    _conflictCopies.Add("/" + Path.GetRelativePath(copies, copy));
+            known = _epochs.Known();
+        }
+        catch (Exception e) when (e is IOException or HaSyncException)
+        {
+            log.WriteLine($"hasync serve: state directory {stateDirectory}: {e.Message}");
+            return 2;
+        }
         try
         {
             var hello = reader.Read() ?? throw new ProtocolException("reading hello: connection closed before the first frame");
@@ -49,6 +75,10 @@ public sealed class Agent(PathGuard guard, TextWriter log)
             var welcome = new PayloadWriter().U32(Wire.Magic).U16(Wire.Version).Text(guard.Root).U32((uint)guard.Allowed.Count);
             foreach (string allowed in guard.Allowed)
                 welcome.Text(allowed);
+            if (known is null)
+                welcome.U8(0);
+            else
+                EpochWire.Write(welcome.U8(1), known);
             writer.Write(FrameType.Welcome, welcome);
             writer.Flush();
         }
@@ -88,6 +118,9 @@ public sealed class Agent(PathGuard guard, TextWriter log)
         }
         return 0;
     }
+
+    /// <summary>Closes the journal.</summary>
+    public void Dispose() => _journal?.Dispose();
 
     private static void CheckHello(Frame hello)
     {
@@ -143,12 +176,26 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                     Ack(writer, id, AckStatus.Ok, "");
                     FlushAnswers(writer);
                     return;
+                case FrameType.Claim:
+                    var claim = EpochWire.Read(ref payload);
+                    bool adopt = payload.U8("adopt") == 1;
+                    payload.End();
+                    Commit(writer);
+                    _epochs.Accept(claim);
+                    (_claim, _adopt) = (claim, adopt);
+                    if (adopt)
+                        log.WriteLine($"hasync serve: {claim} overwrites what was changed on this node (--force)");
+                    Ack(writer, id, AckStatus.Ok, "");
+                    FlushAnswers(writer);
+                    return;
                 case FrameType.PutFile:
                     var entry = _requests.Read(ref payload);
                     var encoding = (PutEncoding)payload.U8("encoding");
                     payload.End();
                     subject = entry.Path;
                     CommitIfPending(entry.Path, writer);
+                    if (Fenced(id, next, drainData: true))
+                        return;
                     Put(id, entry, encoding, next);
                     return;
                 case FrameType.MakeDirectory:
@@ -158,6 +205,8 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                     payload.End();
                     subject = target.Path;
                     CommitIfPending(target.Path, writer);
+                    if (Fenced(id, next, drainData: false))
+                        return;
                     string full = frame.Type switch
                     {
                         FrameType.MakeDirectory => MakeDirectory(target),
@@ -170,43 +219,132 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                     subject = payload.Text("path");
                     payload.End();
                     CommitIfPending(subject, writer);
+                    if (Fenced(id, next, drainData: false))
+                        return;
                     Defer(id, Delete(subject));
                     return;
                 default:
                     throw new ProtocolException($"reading request {id}: a {frame.Type} frame is not a request");
             }
         }
-        catch (Exception e) when (e is ConfinementException or IOException or UnauthorizedAccessException or DeltaFormatException)
+        catch (ConflictException e)
+        {
+            log.WriteLine($"hasync serve: conflict: {e.Message}");
+            _deferredAcks.Add((id, AckStatus.Conflict, e.Message)); // in order with the batch's other answers
+        }
+        catch (Exception e) when (e is ConfinementException or IOException or UnauthorizedAccessException or DeltaFormatException or HaSyncException)
         {
             log.WriteLine($"hasync serve: {frame.Type} {subject}: {e.Message}");
             Ack(writer, id, AckStatus.Failed, e.Message);
         }
     }
 
+    /// <summary>True (and the request answered Fenced, its data drained) when the session has no accepted epoch, or
+    /// another node's later epoch has been accepted since ours.</summary>
+    private bool Fenced(uint id, Func<Frame?> next, bool drainData)
+    {
+        string? why = null;
+        if (_claim is null)
+            why = "no epoch claimed: the sender must claim its term as the active node before writing (is it an older hasync?)";
+        else
+        {
+            try
+            {
+                _epochs.EnsureStillCurrent(_claim);
+            }
+            catch (FencedException e)
+            {
+                why = e.Message;
+            }
+        }
+        if (why is null)
+            return false;
+        if (drainData)
+            new DataFrameReadStream(next, id).Drain();
+        log.WriteLine($"hasync serve: {why}");
+        _deferredAcks.Add((id, AckStatus.Fenced, why));
+        return true;
+    }
+
+    /// <summary>Null when <paramref name="fullPath"/> may be overwritten or deleted: absent, as HaSync last wrote it,
+    /// already holding <paramref name="incoming"/>'s content, or the sender adopts (--force). Otherwise what the
+    /// passive's own change is, in words.</summary>
+    private string? LocalChangeAt(string logicalPath, string fullPath, FileEntry? incoming)
+    {
+        if (AtomicFile.IsTempName(Path.GetFileName(fullPath)))
+            return null; // left by a killed agent: HaSync's own
+        var change = _journal!.Check(logicalPath, fullPath, out var current);
+        if (change == LocalChange.None)
+            return null;
+        if (incoming is not null && current is not null && Journal.FingerprintOf(current) == Journal.FingerprintOf(incoming))
+            return null; // the same content arrived by another way: nothing of the passive's own is lost
+        if (_adopt)
+        {
+            log.WriteLine($"hasync serve: {fullPath}: overwriting a {(change == LocalChange.Edited ? "local change" : "file HaSync never wrote")} (--force)");
+            return null;
+        }
+        return change == LocalChange.Edited
+            ? $"{fullPath}: changed on this node since HaSync last wrote it"
+            : $"{fullPath}: differs from the active's and was never written by HaSync (first contact; seed with 'hasync resync --force')";
+    }
+
+    /// <summary>HaSync wrote <paramref name="entry"/> at <paramref name="fullPath"/>: the journal says so, and a conflict
+    /// that stood there is settled.</summary>
+    private void Record(FileEntry entry, string fullPath)
+    {
+        _journal!.Wrote(entry, fullPath);
+        Settled(entry.Path);
+    }
+
+    /// <summary>The incoming copy of a conflict that is settled goes.</summary>
+    private void Settled(string logicalPath)
+    {
+        if (!_conflictCopies.Remove(logicalPath))
+            return;
+        try
+        {
+            File.Delete(ConflictCopyPath(logicalPath));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            log.WriteLine($"hasync serve: {ConflictCopyPath(logicalPath)}: cannot remove the settled conflict's copy: {e.Message}");
+        }
+    }
+
+    /// <summary>Where the incoming version of a conflicting path is kept.</summary>
+    private string ConflictCopyPath(string logicalPath) => TreeWalker.FullPath(Path.Combine(stateDirectory, "conflicts"), logicalPath);
+
     private static void Ack(FrameWriter writer, uint id, AckStatus status, string message) => WriteAcks(writer, [(id, status, message)]);
 
     private static void FlushAnswers(FrameWriter writer) => writer.Flush();
 
-    /// <summary>One frame for many answers: ids as differences, messages only for failures.</summary>
+    /// <summary>One frame for many answers: ids as differences, messages only for failures (a message is at most
+    /// <see cref="MaxAckMessage"/> characters: it names a path and where a conflict's copy went).</summary>
     private static void WriteAcks(FrameWriter writer, List<(uint Id, AckStatus Status, string Message)> acks)
     {
-        const int perFrame = 4096; // well under the frame limit even with long messages trimmed below
-        for (int start = 0; start < acks.Count; start += perFrame)
+        const int budget = Wire.MaxFrameLength / 2; // bytes per frame, far from the limit even when the last answer is the longest
+        int start = 0;
+        while (start < acks.Count)
         {
+            int end = start, bytes = 0;
+            for (; end < acks.Count && bytes < budget; end++)
+                bytes += 16 + (acks[end].Status == AckStatus.Ok ? 0 : 3 * Math.Min(acks[end].Message.Length, MaxAckMessage)); // UTF-8: at most 3 bytes a char
             var payload = new PayloadWriter();
-            var chunk = acks.Skip(start).Take(perFrame).ToList();
-            payload.VarU((ulong)chunk.Count);
+            payload.VarU((ulong)(end - start));
             long previous = 0;
-            foreach (var (id, status, message) in chunk)
+            foreach (var (id, status, message) in acks.Skip(start).Take(end - start))
             {
                 payload.VarS(id - previous).U8((byte)status);
                 if (status != AckStatus.Ok)
-                    payload.Text(message.Length > 200 ? message[..200] : message);
+                    payload.Text(message.Length > MaxAckMessage ? message[..MaxAckMessage] : message);
                 previous = id;
             }
             writer.Write(FrameType.Acks, payload);
+            start = end;
         }
     }
+
+    private const int MaxAckMessage = 2000;
 
     /// <summary>The change is applied; its ack waits for the commit that makes it durable.</summary>
     private void Defer(uint id, string fullPath)
@@ -218,7 +356,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
     /// <summary>A request about a path whose new content still waits in the batch sees it in place first.</summary>
     private void CommitIfPending(string logicalPath, FrameWriter writer)
     {
-        if (_sealed.Any(s => s.Path == logicalPath || s.Path.StartsWith(logicalPath + "/", StringComparison.Ordinal)))
+        if (_sealed.Any(s => s.Entry.Path == logicalPath || s.Entry.Path.StartsWith(logicalPath + "/", StringComparison.Ordinal)))
             Commit(writer);
     }
 
@@ -230,12 +368,20 @@ public sealed class Agent(PathGuard guard, TextWriter log)
         var acks = new List<(uint Id, AckStatus Status, string Message)>(_deferredAcks);
         try
         {
-            SyncFileSystems();
-            foreach (var (id, path, file) in _sealed)
+            foreach (var (_, entry, _) in _sealed)
+                _journal!.Intend(entry);
+            _journal!.Flush();
+            _touchedDirectories.Add(stateDirectory);
+            SyncFileSystems(); // the temp files and the intents are on disk before any rename
+            if (_sealed.Count > 0 && _claim is not null)
+                _epochs.EnsureStillCurrent(_claim); // a later active claimed this node while the batch came in: publish none of it
+            foreach (var (id, entry, file) in _sealed)
             {
+                string path = entry.Path;
                 try
                 {
                     file.Publish();
+                    Record(entry, file.TargetPath);
                 }
                 catch (IOException e)
                 {
@@ -244,7 +390,13 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                     log.WriteLine($"hasync serve: PutFile {path}: {e.Message}");
                 }
             }
+            _journal.Flush();
             SyncFileSystems();
+        }
+        catch (FencedException e)
+        {
+            log.WriteLine($"hasync serve: {e.Message}");
+            acks = acks.Select(a => a.Status == AckStatus.Ok && _sealed.Any(s => s.Id == a.Id) ? (a.Id, AckStatus.Fenced, e.Message) : a).ToList();
         }
         catch (IOException e)
         {
@@ -288,6 +440,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                 batch = new PayloadWriter().U32(id);
             }
             _manifests.Write(batch, entry);
+            batch.U8((byte)(AtomicFile.IsTempName(Path.GetFileName(entry.Path)) ? LocalChange.None : _journal!.Check(entry)));
         }
         if (batch is not null)
             writer.Write(FrameType.ManifestEntries, batch);
@@ -358,18 +511,15 @@ public sealed class Agent(PathGuard guard, TextWriter log)
             string full = guard.Resolve(entry.Path);
             if (PosixFiles.TryLstat(full, out var existing) && PosixFiles.KindOf(existing) == EntryKind.Directory)
                 throw new IOException($"{full}: is a directory on the passive");
+            if (LocalChangeAt(entry.Path, full, entry) is { } conflict)
+            {
+                KeepIncoming(entry, encoding, data, full, conflict);
+                return;
+            }
             EnsureParent(full);
             file = AtomicFile.Create(full, privateUntilCommit: true);
             var hashing = new HashingWriteStream(file.Stream, entry.Size);
-            if (encoding == PutEncoding.Delta)
-            {
-                using var basis = OpenRegularFile(full);
-                DeltaPatcher.Apply(basis, data, hashing, maxOutputLength: entry.Size);
-            }
-            else
-            {
-                CopyAtMost(data, hashing, entry.Size, full);
-            }
+            Receive(encoding, data, hashing, full, entry.Size);
             data.Drain();
             if (hashing.Finish() is not { } received || !received.AsSpan().SequenceEqual(entry.Hash))
             {
@@ -381,7 +531,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
                 return;
             }
             file.Seal(temp => PosixFiles.ApplyMetadata(temp, entry));
-            _sealed.Add((id, entry.Path, file));
+            _sealed.Add((id, entry, file));
             _batchBytes += entry.Size;
             Defer(id, full);
         }
@@ -392,6 +542,52 @@ public sealed class Agent(PathGuard guard, TextWriter log)
             log.WriteLine($"hasync serve: PutFile {entry.Path}: {e.Message}");
             _deferredAcks.Add((id, AckStatus.Failed, e.Message)); // in order with the batch's other answers
         }
+    }
+
+    /// <summary>A PutFile's data into <paramref name="into"/>: as is, or a delta applied to the passive's <paramref name="basisPath"/>.</summary>
+    private static void Receive(PutEncoding encoding, Stream data, Stream into, string basisPath, long size)
+    {
+        if (encoding == PutEncoding.Delta)
+        {
+            using var basis = OpenRegularFile(basisPath);
+            DeltaPatcher.Apply(basis, data, into, maxOutputLength: size);
+        }
+        else
+        {
+            CopyAtMost(data, into, size, basisPath);
+        }
+    }
+
+    /// <summary>A conflict: the passive's file stays as it is; the incoming version is kept under the state directory
+    /// (private: it may be secret), for the admin to compare. Always throws the <see cref="ConflictException"/>.</summary>
+    private void KeepIncoming(FileEntry entry, PutEncoding encoding, DataFrameReadStream data, string full, string conflict)
+    {
+        string copy = ConflictCopyPath(entry.Path);
+        string kept;
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(copy)!);
+            using var file = AtomicFile.Create(copy, privateUntilCommit: true);
+            var hashing = new HashingWriteStream(file.Stream, entry.Size);
+            Receive(encoding, data, hashing, full, entry.Size);
+            data.Drain();
+            if (hashing.Finish() is { } received && received.AsSpan().SequenceEqual(entry.Hash))
+            {
+                file.Commit();
+                _conflictCopies.Add(entry.Path);
+                kept = $"the active's version is at {copy}";
+            }
+            else
+            {
+                kept = "the active's version did not arrive whole and is not kept";
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DeltaFormatException)
+        {
+            data.Drain();
+            kept = $"the active's version could not be kept: {e.Message}";
+        }
+        throw new ConflictException($"{conflict}; left as it is; {kept}");
     }
 
     private static void CopyAtMost(Stream from, Stream to, long limit, string target)
@@ -446,6 +642,8 @@ public sealed class Agent(PathGuard guard, TextWriter log)
         string full = guard.Resolve(entry.Path);
         if (PosixFiles.TryLstat(full, out var st) && PosixFiles.KindOf(st) == EntryKind.Directory)
             throw new IOException($"{full}: is a directory on the passive");
+        if (LocalChangeAt(entry.Path, full, entry) is { } conflict)
+            throw new ConflictException($"{conflict}; left as it is (the active has a symlink to {entry.LinkTarget})");
         EnsureParent(full);
         string temp = AtomicFile.TempPathBeside(full);
         File.CreateSymbolicLink(temp, entry.LinkTarget ?? throw new IOException($"{entry.Path}: symlink without a target"));
@@ -459,6 +657,7 @@ public sealed class Agent(PathGuard guard, TextWriter log)
             File.Delete(temp);
             throw;
         }
+        Record(entry, full);
         return full;
     }
 
@@ -469,7 +668,10 @@ public sealed class Agent(PathGuard guard, TextWriter log)
             throw new IOException($"{full}: does not exist on the passive");
         if (PosixFiles.KindOf(st) != entry.Kind)
             throw new IOException($"{full}: is a {PosixFiles.KindOf(st)} on the passive, not a {entry.Kind}");
+        if (LocalChangeAt(entry.Path, full, entry) is { } conflict)
+            throw new ConflictException($"{conflict}; left as it is");
         PosixFiles.ApplyMetadata(full, entry);
+        Record(entry, full); // also adopts a file found identical on first contact
         return full;
     }
 
@@ -488,8 +690,15 @@ public sealed class Agent(PathGuard guard, TextWriter log)
         }
         else
         {
+            if (LocalChangeAt(logicalPath, full, incoming: null) is { } conflict)
+                throw new ConflictException($"{conflict}; not deleted, though it is gone on the active");
             File.Delete(full);
+            _journal!.Removed(logicalPath);
+            Settled(logicalPath);
         }
         return full;
     }
 }
+
+/// <summary>A write refused because the passive changed the path on its own; the message says what and where the incoming version went.</summary>
+internal sealed class ConflictException(string message) : HaSyncException(message);

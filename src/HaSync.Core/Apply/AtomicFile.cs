@@ -8,7 +8,7 @@ namespace HaSync.Apply;
 /// rename and of the directory after it, so a power cut cannot undo or empty the new file.
 /// Disposing without <see cref="Commit"/> removes the temp file and leaves the target untouched.
 /// </summary>
-public sealed class AtomicFile : IDisposable
+public sealed partial class AtomicFile : IDisposable
 {
     private readonly string _tempPath;
     private bool _committed;
@@ -80,6 +80,13 @@ public sealed class AtomicFile : IDisposable
             name = name[..100]; // the temp name must stay under NAME_MAX
         return Path.Combine(directory, $".{name}.hasync-{Guid.NewGuid():N}.tmp");
     }
+
+    /// <summary>True for a name <see cref="TempPathBeside"/> makes: a temp file of HaSync's own (one a killed agent
+    /// left behind is an extra on the passive, never anyone's work).</summary>
+    public static bool IsTempName(string name) => TempName().IsMatch(name);
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^\..*\.hasync-[0-9a-f]{32}\.tmp$", System.Text.RegularExpressions.RegexOptions.Singleline)]
+    private static partial System.Text.RegularExpressions.Regex TempName();
 
     /// <summary>Removes the temp file unless committed.</summary>
     public void Dispose()

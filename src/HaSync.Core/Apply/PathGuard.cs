@@ -16,10 +16,13 @@ public sealed class PathGuard
     private const int MaxPathLength = 4096;
     private readonly string _root;
     private readonly string[] _allowed;
+    private readonly string[] _forbidden;
 
-    /// <summary>Creates the guard; the root must be an existing directory.</summary>
-    public PathGuard(string root, IReadOnlyList<string> allowed)
+    /// <summary>Creates the guard; the root must be an existing directory. Nothing at or below a
+    /// <paramref name="forbidden"/> directory (the agent's own state) is ever written, whatever the allow-list says.</summary>
+    public PathGuard(string root, IReadOnlyList<string> allowed, IReadOnlyList<string>? forbidden = null)
     {
+        _forbidden = (forbidden ?? []).Select(f => Path.TrimEndingDirectorySeparator(Path.GetFullPath(f))).ToArray();
         string full = Path.GetFullPath(root);
         if (!Directory.Exists(full))
             throw new ConfinementException($"--root {root}: not an existing directory");
@@ -53,7 +56,10 @@ public sealed class PathGuard
             if (kind != EntryKind.Directory)
                 throw new ConfinementException($"{logicalPath}: {current} is not a directory");
         }
-        return TreeWalker.FullPath(_root, path);
+        string full = TreeWalker.FullPath(_root, path);
+        if (_forbidden.FirstOrDefault(f => full == f || full.StartsWith(f + "/", StringComparison.Ordinal)) is { } state)
+            throw new ConfinementException($"{logicalPath}: inside the agent's state directory {state}; refusing to write there");
+        return full;
     }
 
     /// <summary>True for the root of the node ("/"), which the agent never deletes or replaces.</summary>

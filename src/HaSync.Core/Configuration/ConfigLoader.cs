@@ -15,8 +15,9 @@ public static class ConfigLoader
     /// <summary>The configuration file used when none is given.</summary>
     public const string DefaultPath = "/etc/hasync/hasync.yaml";
 
-    private static readonly string[] TopKeys = ["source_root", "paths", "exclude", "delete", "redact", "state_dir", "daemon", "targets"];
+    private static readonly string[] TopKeys = ["source_root", "paths", "exclude", "delete", "redact", "state_dir", "daemon", "role", "targets"];
     private static readonly string[] DaemonKeys = ["quiet_ms", "max_delay_ms", "audit_minutes", "log_file"];
+    private static readonly string[] RoleKeys = ["vip", "command", "check_ms", "timeout_ms"];
     private static readonly string[] TargetKeys = ["name", "transport", "host", "port", "user", "identity_file", "ssh_options", "command"];
 
     /// <summary>Loads and validates a configuration file.</summary>
@@ -78,6 +79,7 @@ public static class ConfigLoader
             Redact = keys.TryGetValue("redact", out var red) ? reader.List(red, "redact", i => reader.String(i, "redact")) : [],
             StateDirectory = keys.TryGetValue("state_dir", out var sd) ? reader.DirectoryPath(sd, "state_dir") : HaSyncConfig.DefaultStateDirectory,
             Daemon = keys.TryGetValue("daemon", out var dn) ? ReadDaemon(dn) : new DaemonConfig(),
+            Role = keys.TryGetValue("role", out var rn) ? ReadRole(rn) : new RoleConfig(),
             Targets = targets,
         };
 
@@ -104,6 +106,45 @@ public static class ConfigLoader
                 AuditInterval = audit > 0 ? TimeSpan.FromMinutes(audit) : null,
                 LogFile = d.TryGetValue("log_file", out var lf) ? reader.DirectoryPath(lf, "log_file") : null,
             };
+        }
+
+        RoleConfig ReadRole(YamlNode node)
+        {
+            const string forms = "'always', or a mapping with 'vip: ADDRESS' or 'command: [...]'";
+            if (node is YamlScalarNode scalar)
+                return scalar.Value == "always"
+                    ? new RoleConfig { Kind = RoleKind.Always }
+                    : throw new ConfigException($"{source}:{Line(node)}: role '{scalar.Value}' is not {forms}");
+            if (node is not YamlMappingNode map)
+                throw new ConfigException($"{source}:{Line(node)}: 'role' must be {forms}");
+            var r = reader.Keys(map, RoleKeys, "role");
+            if (r.ContainsKey("vip") == r.ContainsKey("command"))
+                throw new ConfigException($"{source}:{Line(map)}: role: give exactly one of 'vip' and 'command'");
+            int Milliseconds(string key, int fallback, int min, int max)
+            {
+                if (!r.TryGetValue(key, out var n))
+                    return fallback;
+                int value = reader.Int(n, key);
+                return value >= min && value <= max ? value : throw new ConfigException($"{source}:{Line(n)}: role: '{key}' {value} is outside {min}..{max}");
+            }
+            var defaults = new RoleConfig();
+            var role = new RoleConfig
+            {
+                Interval = TimeSpan.FromMilliseconds(Milliseconds("check_ms", (int)defaults.Interval.TotalMilliseconds, 100, 600_000)),
+                CommandTimeout = TimeSpan.FromMilliseconds(Milliseconds("timeout_ms", (int)defaults.CommandTimeout.TotalMilliseconds, 100, 600_000)),
+                WorkingDirectory = BaseDirectory(source),
+            };
+            if (r.TryGetValue("vip", out var vip))
+            {
+                string text = reader.String(vip, "vip");
+                return System.Net.IPAddress.TryParse(text, out var address)
+                    ? role with { Kind = RoleKind.Vip, Vip = address }
+                    : throw new ConfigException($"{source}:{Line(vip)}: role: vip '{text}' is not an IPv4 or IPv6 address");
+            }
+            var command = reader.List(r["command"], "command", i => reader.String(i, "command"));
+            return command.Count > 0
+                ? role with { Kind = RoleKind.Command, Command = command }
+                : throw new ConfigException($"{source}:{Line(r["command"])}: role: 'command' is empty");
         }
 
         TargetConfig ReadTarget(YamlNode node)

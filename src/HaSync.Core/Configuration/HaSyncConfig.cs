@@ -56,6 +56,8 @@ public sealed record HaSyncConfig
     public string StateDirectory { get; init; } = DefaultStateDirectory;
     /// <summary>The daemon's timing and logging.</summary>
     public DaemonConfig Daemon { get; init; } = new();
+    /// <summary>How this node knows it is the active one (the split-brain guard).</summary>
+    public RoleConfig Role { get; init; } = new();
     /// <summary>The passive nodes.</summary>
     public required IReadOnlyList<TargetConfig> Targets { get; init; }
 
@@ -77,4 +79,43 @@ public sealed record DaemonConfig
     public TimeSpan? AuditInterval { get; init; }
     /// <summary>A log file besides stderr; null: stderr only.</summary>
     public string? LogFile { get; init; }
+}
+
+/// <summary>How a node knows it is the active one.</summary>
+public enum RoleKind
+{
+    /// <summary>No <c>role</c> in the configuration: counts as active, and status and check warn about it.</summary>
+    Unset,
+    /// <summary><c>role: always</c>: this node is the only one that ever pushes.</summary>
+    Always,
+    /// <summary>Active while the floating address is on a local interface.</summary>
+    Vip,
+    /// <summary>Active while a command exits 0 (a Pacemaker or keepalived hook).</summary>
+    Command,
+}
+
+/// <summary>The <c>role:</c> setting.</summary>
+public sealed record RoleConfig
+{
+    /// <summary>How the role is decided.</summary>
+    public RoleKind Kind { get; init; } = RoleKind.Unset;
+    /// <summary>The floating address (vip only).</summary>
+    public System.Net.IPAddress? Vip { get; init; }
+    /// <summary>The command line (command only).</summary>
+    public IReadOnlyList<string> Command { get; init; } = [];
+    /// <summary>The daemon checks this often (and before each batch).</summary>
+    public TimeSpan Interval { get; init; } = TimeSpan.FromSeconds(2);
+    /// <summary>A role command that runs longer is stopped and counts as a failed check (not active).</summary>
+    public TimeSpan CommandTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>The folder a role command runs in (the configuration file's).</summary>
+    public string? WorkingDirectory { get; init; }
+
+    /// <summary>As status and messages show it.</summary>
+    public string Describe() => Kind switch
+    {
+        RoleKind.Always => "always active",
+        RoleKind.Vip => $"vip {Vip}",
+        RoleKind.Command => $"command {string.Join(' ', Command)}",
+        _ => "none configured (counts as active)",
+    };
 }

@@ -37,6 +37,24 @@ public sealed class DaemonLock : IDisposable
         }
     }
 
+    /// <summary>The pid of the daemon running with <paramref name="config"/>'s state directory, or null when none is.</summary>
+    public static int? RunningPid(HaSyncConfig config)
+    {
+        string path = Path.Combine(config.StateDirectory, "daemon.lock");
+        try
+        {
+            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            if (Interop.Libc.TryLockExclusive(file.SafeFileHandle, path))
+                return null; // nobody holds it (closing the file lets it go again)
+            using var reader = new StreamReader(file);
+            return int.TryParse(reader.ReadLine(), out int pid) ? pid : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
     private static string ReadHolder(string path)
     {
         try

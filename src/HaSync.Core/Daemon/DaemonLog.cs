@@ -46,4 +46,25 @@ internal static partial class DaemonLog
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Path}: cannot write the status file: {Cause}")]
     public static partial void StatusNotWritten(this ILogger log, string path, string cause);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "active ({Detail}): took epoch {Epoch}; pushing after a guarded resync")]
+    public static partial void BecameActive(this ILogger log, string detail, long epoch);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "no role check is configured: this node counts as active and pushes; set 'role:' (vip, command or always) so that a passive node never does")]
+    public static partial void NoRoleCheck(this ILogger log);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "no longer active ({Detail}): pushes stop, sessions close")]
+    public static partial void NoLongerActive(this ILogger log, string detail);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "passive ({Detail}): standing by, not pushing")]
+    public static partial void StandingBy(this ILogger log, string detail);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "role check failed, not pushing: {Detail}")]
+    public static partial void RoleCheckFailed(this ILogger log, string detail);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "SIGHUP: checking the role and retrying failed paths and conflicts now")]
+    public static partial void RetryingNow(this ILogger log);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Target}: conflict: {Message}")]
+    public static partial void Conflict(this ILogger log, string target, string message);
 }

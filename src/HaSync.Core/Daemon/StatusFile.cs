@@ -23,6 +23,8 @@ public sealed record DaemonSnapshot
     public IReadOnlyList<string> WatchProblems { get; init; } = [];
     /// <summary>Paths changed but not yet quiet (waiting in the aggregator).</summary>
     public int Aggregating { get; init; }
+    /// <summary>Whether this node is the active one (only the active pushes).</summary>
+    public RoleStatus Role { get; init; } = new() { Check = "", State = "unknown" };
     /// <summary>Each target's health.</summary>
     public IReadOnlyList<TargetStatus> Targets { get; init; } = [];
 }
@@ -49,6 +51,17 @@ public static class StatusFile
                 json.WriteStringValue(problem);
             json.WriteEndArray();
             json.WriteNumber("aggregating", snapshot.Aggregating);
+            json.WriteStartObject("role");
+            json.WriteString("check", snapshot.Role.Check);
+            json.WriteBoolean("configured", snapshot.Role.Configured);
+            json.WriteString("state", snapshot.Role.State);
+            json.WriteString("detail", snapshot.Role.Detail);
+            if (snapshot.Role.Epoch is long epoch)
+                json.WriteNumber("epoch", epoch);
+            else
+                json.WriteNull("epoch");
+            json.WriteString("since", snapshot.Role.Since);
+            json.WriteEndObject();
             json.WriteStartArray("targets");
             foreach (var t in snapshot.Targets)
             {
@@ -71,6 +84,16 @@ public static class StatusFile
                     json.WriteNumber("agent_pid", pid);
                 else
                     json.WriteNull("agent_pid");
+                json.WriteStartArray("conflicts");
+                foreach (var c in t.Conflicts)
+                {
+                    json.WriteStartObject();
+                    json.WriteString("path", c.Path);
+                    json.WriteString("message", c.Message);
+                    json.WriteString("since", c.Since);
+                    json.WriteEndObject();
+                }
+                json.WriteEndArray();
                 json.WriteEndObject();
             }
             json.WriteEndArray();
@@ -113,6 +136,7 @@ public static class StatusFile
                 Watches = root.GetProperty("watches").GetInt32(),
                 WatchProblems = root.GetProperty("watch_problems").EnumerateArray().Select(p => p.GetString() ?? "").ToList(),
                 Aggregating = root.GetProperty("aggregating").GetInt32(),
+                Role = ReadRole(root.GetProperty("role")),
                 Targets = root.GetProperty("targets").EnumerateArray().Select(t => new TargetStatus
                 {
                     Name = t.GetProperty("name").GetString() ?? "",
@@ -126,6 +150,8 @@ public static class StatusFile
                     LastError = t.GetProperty("last_error").GetString(),
                     LastErrorAt = ReadTime(t, "last_error_at"),
                     AgentPid = t.GetProperty("agent_pid").ValueKind == JsonValueKind.Number ? t.GetProperty("agent_pid").GetInt32() : null,
+                    Conflicts = t.GetProperty("conflicts").EnumerateArray().Select(c => new ConflictStatus(
+                        c.GetProperty("path").GetString() ?? "", c.GetProperty("message").GetString() ?? "", c.GetProperty("since").GetDateTimeOffset())).ToList(),
                 }).ToList(),
             };
         }
@@ -134,6 +160,16 @@ public static class StatusFile
             throw new IOException($"{path}: not a hasync status file: {e.Message}", e);
         }
     }
+
+    private static RoleStatus ReadRole(JsonElement r) => new()
+    {
+        Check = r.GetProperty("check").GetString() ?? "",
+        Configured = r.GetProperty("configured").GetBoolean(),
+        State = r.GetProperty("state").GetString() ?? "",
+        Detail = r.GetProperty("detail").GetString() ?? "",
+        Epoch = r.GetProperty("epoch").ValueKind == JsonValueKind.Number ? r.GetProperty("epoch").GetInt64() : null,
+        Since = r.GetProperty("since").GetDateTimeOffset(),
+    };
 
     private static void WriteTime(Utf8JsonWriter json, string name, DateTimeOffset? time)
     {

@@ -1,5 +1,6 @@
 using System.Threading.Channels;
 using HaSync.Configuration;
+using HaSync.Guard;
 using HaSync.Scanning;
 using HaSync.Watching;
 using Microsoft.Extensions.Logging;
@@ -11,7 +12,8 @@ namespace HaSync.Daemon;
 /// aggregator; each ready batch goes to every target's pusher, which scans it, pushes it and applies nothing
 /// itself (the agent on the passive does). The watcher starts before the start-up resyncs, so changes made
 /// while they run are caught. On stop: watching ends, what the aggregator holds is handed over at once, each
-/// pusher sends it (within its drain timeout), and the last status says the daemon stopped.
+/// pusher sends it (within its drain timeout), and the last status says the daemon stopped. The role monitor
+/// decides whether the node is active; the pushers push only while it is (see <see cref="RoleMonitor"/>).
 /// </summary>
 public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider clock, PusherOptions? pusherOptions = null)
 {
@@ -19,6 +21,8 @@ public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider cl
     private readonly ChangeAggregator _aggregator = new(clock, new AggregatorOptions { QuietWindow = config.Daemon.QuietWindow, MaxDelay = config.Daemon.MaxDelay });
     private readonly DateTimeOffset _started = clock.GetUtcNow();
     private volatile int _aggregating;
+    private volatile RoleMonitor? _role;
+    private volatile List<TargetPusher> _pushers = [];
     private bool _statusFailing; // logged once, not every second
 
     /// <summary>Runs until <paramref name="stop"/>, then flushes and returns.</summary>
@@ -33,11 +37,14 @@ public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider cl
         var cache = new HashCache();
         var options = pusherOptions ?? new PusherOptions();
         options = options with { AuditInterval = config.Daemon.AuditInterval ?? options.AuditInterval };
-        var pushers = config.Targets.Select(t => new TargetPusher(config, t, cache, log, clock, options)).ToList();
+        using var role = new RoleMonitor(config, new EpochStore(config.StateDirectory), log, clock);
+        var pushers = config.Targets.Select(t => new TargetPusher(config, t, cache, role, log, clock, options)).ToList();
+        (_role, _pushers) = (role, pushers);
         using var stopPushers = new CancellationTokenSource();
+        var checking = Task.Run(() => role.RunAsync(stopPushers.Token), CancellationToken.None);
         var pushing = pushers.Select(p => Task.Run(() => p.RunAsync(stopPushers.Token), CancellationToken.None)).ToList();
         using var stopStatus = new CancellationTokenSource();
-        var reporting = ReportAsync(watcher, pushers, stopStatus.Token);
+        var reporting = ReportAsync(watcher, role, pushers, stopStatus.Token);
 
         await AggregateAsync(events.Reader, pushers, stop).ConfigureAwait(false);
 
@@ -50,11 +57,22 @@ public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider cl
             pusher.Enqueue(last);
         await stopPushers.CancelAsync().ConfigureAwait(false);
         await Task.WhenAll(pushing).ConfigureAwait(false);
+        await checking.ConfigureAwait(false);
         await stopStatus.CancelAsync().ConfigureAwait(false);
         await reporting.ConfigureAwait(false);
-        WriteStatus(watcher, pushers, stopped: true);
+        WriteStatus(watcher, role, pushers, stopped: true);
         foreach (var pusher in pushers)
             pusher.Dispose();
+    }
+
+    /// <summary>Checks the role and retries every failed path and conflict now (SIGHUP: an admin settled something).</summary>
+    public void RetryNow()
+    {
+        log.RetryingNow();
+        if (_role is { } role)
+            _ = Task.Run(() => role.CheckNowAsync(CancellationToken.None));
+        foreach (var pusher in _pushers)
+            pusher.RetryNow();
     }
 
     private async Task AggregateAsync(ChannelReader<WatchEvent> events, List<TargetPusher> pushers, CancellationToken stop)
@@ -86,11 +104,11 @@ public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider cl
         }
     }
 
-    private async Task ReportAsync(InotifyWatcher watcher, List<TargetPusher> pushers, CancellationToken stop)
+    private async Task ReportAsync(InotifyWatcher watcher, RoleMonitor role, List<TargetPusher> pushers, CancellationToken stop)
     {
         while (!stop.IsCancellationRequested)
         {
-            WriteStatus(watcher, pushers, stopped: false);
+            WriteStatus(watcher, role, pushers, stopped: false);
             try
             {
                 await Task.Delay(StatusInterval, clock, stop).ConfigureAwait(false);
@@ -102,7 +120,7 @@ public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider cl
         }
     }
 
-    private void WriteStatus(InotifyWatcher watcher, List<TargetPusher> pushers, bool stopped)
+    private void WriteStatus(InotifyWatcher watcher, RoleMonitor role, List<TargetPusher> pushers, bool stopped)
     {
         var snapshot = new DaemonSnapshot
         {
@@ -114,6 +132,7 @@ public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider cl
             Watches = watcher.WatchCount,
             WatchProblems = watcher.Problems,
             Aggregating = _aggregating,
+            Role = role.Status,
             Targets = pushers.Select(p => p.Status).ToList(),
         };
         try

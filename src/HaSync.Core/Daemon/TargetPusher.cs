@@ -33,7 +33,12 @@ public sealed record TargetStatus
     public DateTimeOffset? LastErrorAt { get; init; }
     /// <summary>The agent's process (ssh, or the local agent) while connected.</summary>
     public int? AgentPid { get; init; }
+    /// <summary>Paths the passive changed on its own and kept: each needs an admin (<c>hasync resolve</c>).</summary>
+    public IReadOnlyList<ConflictStatus> Conflicts { get; init; } = [];
 }
+
+/// <summary>A path the passive refused to overwrite because it changed it on its own.</summary>
+public sealed record ConflictStatus(string Path, string Message, DateTimeOffset Since);
 
 /// <summary>Timing of a <see cref="TargetPusher"/>.</summary>
 public sealed record PusherOptions
@@ -75,13 +80,17 @@ public sealed class TargetPusher : IDisposable
     private bool _dirtyFullScan;
     private DateTimeOffset? _dirtySince;
     private readonly Dictionary<string, Retry> _retries = new(StringComparer.Ordinal);
+    private readonly SortedDictionary<string, ConflictStatus> _conflicts = new(StringComparer.Ordinal);
+    private bool _standby = true; // not active: changes are not queued (becoming active starts with a resync)
     private TargetStatus _status;
+    private readonly RoleMonitor _role;
 
     private sealed record Retry(int Attempts, DateTimeOffset Due, DateTimeOffset Since);
 
     /// <summary>A pusher for <paramref name="target"/>; nothing happens until <see cref="RunAsync"/>.</summary>
-    public TargetPusher(HaSyncConfig config, TargetConfig target, HashCache cache, ILogger log, TimeProvider clock, PusherOptions? options = null)
+    public TargetPusher(HaSyncConfig config, TargetConfig target, HashCache cache, RoleMonitor role, ILogger log, TimeProvider clock, PusherOptions? options = null)
     {
+        _role = role;
         _config = config;
         _target = target;
         _cache = cache;
@@ -106,8 +115,8 @@ public sealed class TargetPusher : IDisposable
                 foreach (var since in _retries.Values.Select(r => r.Since).Append(_dirtySince ?? DateTimeOffset.MaxValue))
                     if (since != DateTimeOffset.MaxValue && (oldest is null || since < oldest))
                         oldest = since;
-                int queued = (_dirtyFullScan ? 1 : _dirty.Count) + _retries.Keys.Count(k => !_dirty.Contains(k));
-                return _status with { Queue = queued, OldestPending = oldest };
+                int queued = (_dirtyFullScan ? 1 : _dirty.Count) + _retries.Keys.Count(k => !_dirty.Contains(k) && !_conflicts.ContainsKey(k));
+                return _status with { Queue = queued, OldestPending = oldest, Conflicts = [.. _conflicts.Values] };
             }
         }
     }
@@ -119,6 +128,8 @@ public sealed class TargetPusher : IDisposable
             return;
         lock (_lock)
         {
+            if (_standby)
+                return;
             if (batch.FullScan)
                 _dirtyFullScan = true;
             else
@@ -129,6 +140,15 @@ public sealed class TargetPusher : IDisposable
         Wake();
     }
 
+    /// <summary>Makes every retry (conflicts included) due now: after an admin settled something (SIGHUP, hasync resolve).</summary>
+    public void RetryNow()
+    {
+        lock (_lock)
+            foreach (var (path, retry) in _retries.ToList())
+                _retries[path] = retry with { Due = _clock.GetUtcNow() };
+        Wake();
+    }
+
     private void Wake()
     {
         lock (_wake)
@@ -136,17 +156,56 @@ public sealed class TargetPusher : IDisposable
                 _wake.Release();
     }
 
-    /// <summary>Connects, resyncs and pushes until <paramref name="stop"/>; then pushes what is queued (within the drain
-    /// timeout) and closes the session.</summary>
+    /// <summary>While the node is active: connects, resyncs and pushes until <paramref name="stop"/>, then pushes what is
+    /// queued (within the drain timeout) and closes the session. While it is not: no session, nothing queued.</summary>
     public async Task RunAsync(CancellationToken stop)
     {
-        var backoff = _options.InitialBackoff;
         while (!stop.IsCancellationRequested)
+        {
+            ActiveTerm term;
+            try
+            {
+                term = await _role.WaitActiveAsync(stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            lock (_lock)
+                _standby = false;
+            await ServeTermAsync(term, stop).ConfigureAwait(false);
+            if (!stop.IsCancellationRequested)
+                StandBy();
+        }
+    }
+
+    /// <summary>Not active any more: what was queued is dropped (the next term starts with a resync) and the lag is nil.</summary>
+    private void StandBy()
+    {
+        lock (_lock)
+        {
+            _standby = true;
+            _dirty.Clear();
+            _dirtyFullScan = false;
+            _dirtySince = null;
+            _retries.Clear();
+            _conflicts.Clear(); // the other node is the active one now: its own daemon reports what it meets
+            _status = _status with { Connected = false, Since = _clock.GetUtcNow(), AgentPid = null, OldestPending = null };
+        }
+    }
+
+    /// <summary>One term: sessions, reconnected with doubling backoff, until the term ends or the daemon stops.</summary>
+    private async Task ServeTermAsync(ActiveTerm term, CancellationToken stop)
+    {
+        using var wakeOnEnd = term.Ended.Register(Wake);
+        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(stop, term.Ended);
+        var backoff = _options.InitialBackoff;
+        while (!waiting.IsCancellationRequested)
         {
             string cause;
             try
             {
-                await RunSessionAsync(stop).ConfigureAwait(false);
+                await RunSessionAsync(term, stop).ConfigureAwait(false);
                 return;
             }
             catch (Exception e) when (e is HaSyncException or IOException)
@@ -164,11 +223,13 @@ public sealed class TargetPusher : IDisposable
                 _log.StoppedUnflushed(Name, cause);
                 return;
             }
+            if (term.Ended.IsCancellationRequested)
+                return;
             string ownWords = cause.StartsWith($"target {Name}: ", StringComparison.Ordinal) ? cause[(Name.Length + 9)..] : cause;
             _log.SessionLost(Name, ownWords, backoff.TotalSeconds);
             try
             {
-                await Task.Delay(backoff, _clock, stop).ConfigureAwait(false);
+                await Task.Delay(backoff, _clock, waiting.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
@@ -178,27 +239,34 @@ public sealed class TargetPusher : IDisposable
         }
     }
 
-    private async Task RunSessionAsync(CancellationToken stop)
+    private async Task RunSessionAsync(ActiveTerm term, CancellationToken stop)
     {
         string command = string.Join(' ', AgentProcess.CommandLine(_target, out string program).Prepend(program).Select(AgentProcess.ShellQuote));
         _log.Connecting(Name, command);
         await using var agent = AgentProcess.Start(_target, onStderr: line => _log.AgentSaid(Name, line));
         using var session = AgentSession.Open(agent.Input, agent.Output, _target.Name, agent.Describe);
+        await session.ClaimAsync(term.Epoch, adopt: false).ConfigureAwait(false);
         var passive = new PassiveState();
         await ResyncAsync(session, passive, startUp: true).ConfigureAwait(false);
         Update(s => s with { Connected = true, Since = _clock.GetUtcNow(), AgentPid = agent.Pid });
         var nextAudit = _options.AuditInterval is { } every ? _clock.GetUtcNow() + every : DateTimeOffset.MaxValue;
         while (!stop.IsCancellationRequested)
         {
-            await WaitForWorkAsync(session, nextAudit, stop).ConfigureAwait(false);
+            await WaitForWorkAsync(session, nextAudit, term, stop).ConfigureAwait(false);
+            if (stop.IsCancellationRequested)
+                break;
+            if (!await _role.ConfirmAsync(term, CancellationToken.None).ConfigureAwait(false))
+                return; // no longer active: push nothing more, not even what is queued
             if (_clock.GetUtcNow() >= nextAudit)
             {
                 await ResyncAsync(session, passive, startUp: false).ConfigureAwait(false);
                 nextAudit = _clock.GetUtcNow() + _options.AuditInterval!.Value;
             }
-            else if (!stop.IsCancellationRequested)
+            else
                 await PushDirtyAsync(session, passive, CancellationToken.None).ConfigureAwait(false);
         }
+        if (term.Ended.IsCancellationRequested)
+            return;
         // Stopping: whatever the daemon queued last goes out, within the drain timeout.
         using var drain = new CancellationTokenSource(_options.DrainTimeout);
         try
@@ -229,13 +297,13 @@ public sealed class TargetPusher : IDisposable
             _log.Resynced(Name, stats.Scanned, stats.FilesSent, stats.OthersCreated, stats.MetadataFixed, stats.Deleted, stats.Failures.Count, stats.Elapsed.TotalSeconds);
         else
             _log.Audited(Name, stats.FilesSent, stats.MetadataFixed, stats.Deleted, stats.Failures.Count);
-        Settle(stats, _clock.GetUtcNow(), resync: true);
+        Settle(stats, _clock.GetUtcNow(), resync: true, covered: _ => true);
     }
 
     /// <summary>Waits until something is dirty, a retry or the audit is due, or the daemon stops.</summary>
-    private async Task WaitForWorkAsync(AgentSession session, DateTimeOffset nextAudit, CancellationToken stop)
+    private async Task WaitForWorkAsync(AgentSession session, DateTimeOffset nextAudit, ActiveTerm term, CancellationToken stop)
     {
-        while (!stop.IsCancellationRequested)
+        while (!stop.IsCancellationRequested && !term.Ended.IsCancellationRequested)
         {
             var now = _clock.GetUtcNow();
             DateTimeOffset wakeAt = nextAudit;
@@ -299,7 +367,8 @@ public sealed class TargetPusher : IDisposable
         }
         if (changes.Count > 0)
             _log.Pushed(Name, changes.Count, clock.ElapsedMilliseconds, scanned);
-        Settle(stats, taken.Since ?? _clock.GetUtcNow(), resync: false);
+        var compared = differences.Select(d => d.Path).ToHashSet(StringComparer.Ordinal);
+        Settle(stats, taken.Since ?? _clock.GetUtcNow(), resync: false, covered: compared.Contains);
     }
 
     /// <summary>What a round (or a resync) took from the queue, to give back if it fails.</summary>
@@ -338,12 +407,22 @@ public sealed class TargetPusher : IDisposable
         }
     }
 
-    /// <summary>Counts what was done and schedules what failed for another try.</summary>
-    private void Settle(ResyncStats stats, DateTimeOffset since, bool resync)
+    /// <summary>Counts what was done, schedules what failed for another try, and keeps the conflicts standing: those
+    /// met now, and earlier ones that this push did not cover.</summary>
+    private void Settle(ResyncStats stats, DateTimeOffset since, bool resync, Func<string, bool> covered)
     {
         var now = _clock.GetUtcNow();
+        var newConflicts = new List<string>();
         lock (_lock)
         {
+            foreach (string path in _conflicts.Keys.Where(p => covered(p) && !stats.Conflicts.ContainsKey(p)).ToList())
+                _conflicts.Remove(path);
+            foreach (var (path, message) in stats.Conflicts)
+            {
+                if (!_conflicts.ContainsKey(path))
+                    newConflicts.Add(message);
+                _conflicts[path] = new ConflictStatus(path, message, _conflicts.TryGetValue(path, out var known) ? known.Since : now);
+            }
             foreach (string path in stats.FailedPaths)
             {
                 int attempts = _retries.TryGetValue(path, out var known) ? known.Attempts + 1 : 1;
@@ -362,6 +441,8 @@ public sealed class TargetPusher : IDisposable
         }
         foreach (string failure in stats.Failures)
             _log.PushFailed(Name, failure);
+        foreach (string conflict in newConflicts)
+            _log.Conflict(Name, conflict);
         if (stats.FailedPaths.Count > 0)
             Wake(); // re-evaluate the wait: a retry is now due at some point
     }

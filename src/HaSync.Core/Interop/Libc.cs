@@ -33,6 +33,15 @@ internal static partial class Libc
         return Marshal.GetLastPInvokeError() == EWOULDBLOCK ? false : throw new IOException($"{path}: flock failed: {Marshal.GetLastPInvokeErrorMessage()}");
     }
 
+    /// <summary>flock(LOCK_EX), waiting for the holder; released when the handle is closed.</summary>
+    public static void LockExclusive(Microsoft.Win32.SafeHandles.SafeFileHandle file, string path)
+    {
+        const int LOCK_EX = 2, EINTR = 4;
+        while (flock((int)file.DangerousGetHandle(), LOCK_EX) != 0)
+            if (Marshal.GetLastPInvokeError() != EINTR)
+                throw new IOException($"{path}: flock failed: {Marshal.GetLastPInvokeErrorMessage()}");
+    }
+
     [LibraryImport("libc", EntryPoint = "rename", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int rename_(string from, string to);
 

@@ -12,11 +12,11 @@ public enum FrameType : byte
 {
     /// <summary>Sender -> agent, first frame: magic, version.</summary>
     Hello = 1,
-    /// <summary>Agent -> sender: magic, version, root, allowed paths.</summary>
+    /// <summary>Agent -> sender: magic, version, root, allowed paths, the highest epoch the agent's node knows.</summary>
     Welcome = 2,
     /// <summary>id, paths: list the watched set under these paths.</summary>
     ManifestRequest = 10,
-    /// <summary>id, count, entries (each encoded against the one before it).</summary>
+    /// <summary>id, entries (each encoded against the one before it, and followed by its journal mark).</summary>
     ManifestEntries = 11,
     /// <summary>id: no more entries.</summary>
     ManifestEnd = 12,
@@ -36,6 +36,8 @@ public enum FrameType : byte
     Delete = 34,
     /// <summary>id: the end of a burst; commit what is pending (durably) and answer everything.</summary>
     Flush = 35,
+    /// <summary>id, epoch, adopt flag: the sender's term as the active node; no write is accepted before one is.</summary>
+    Claim = 36,
     /// <summary>id, bytes.</summary>
     Data = 50,
     /// <summary>id.</summary>
@@ -55,6 +57,11 @@ public enum AckStatus : byte
     Failed = 1,
     /// <summary>The patched file's hash differs from the sender's: send the whole file instead.</summary>
     HashMismatch = 2,
+    /// <summary>The passive's copy was changed there since HaSync wrote it (or never written by HaSync): kept, not
+    /// overwritten; the message says where the incoming version was put.</summary>
+    Conflict = 3,
+    /// <summary>The sender's epoch is no longer the highest the passive knows: another node has become active.</summary>
+    Fenced = 4,
 }
 
 /// <summary>How a PutFile's data is encoded.</summary>
@@ -72,7 +79,7 @@ public static class Wire
     /// <summary>"HSYN".</summary>
     public const uint Magic = 0x4853594E;
     /// <summary>Protocol version; both sides must speak the same.</summary>
-    public const ushort Version = 1;
+    public const ushort Version = 2;
     /// <summary>Largest frame accepted (type + payload); larger lengths are corrupt or hostile.</summary>
     public const int MaxFrameLength = 1 << 20;
     /// <summary>File data travels in chunks of this size.</summary>

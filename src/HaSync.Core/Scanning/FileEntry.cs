@@ -43,6 +43,9 @@ public sealed record FileEntry
     /// <summary>Link target (symlinks only), as stored: never resolved.</summary>
     public string? LinkTarget { get; init; }
 
+    /// <summary>The passive's entries only: how it stands against what HaSync last wrote there (from the agent's journal).</summary>
+    public Guard.LocalChange Local { get; init; }
+
     /// <summary>Hex of the content hash, or "-".</summary>
     public string HashHex => Hash is null ? "-" : Convert.ToHexStringLower(Hash);
 

@@ -1,3 +1,4 @@
+using HaSync.Guard;
 using HaSync.Protocol;
 using HaSync.Scanning;
 
@@ -62,6 +63,9 @@ public sealed class AgentSession : IDisposable
     /// <summary>The agent's allowed paths, as it reported them.</summary>
     public IReadOnlyList<string> RemoteAllowed { get; private set; } = [];
 
+    /// <summary>The highest epoch the agent's node knows (it took it as the active, or accepted it), as its welcome said.</summary>
+    public Epoch? AgentEpoch { get; private set; }
+
     /// <summary>Completes, with the reason, when the session is over (the agent went away or spoke nonsense).</summary>
     public Task<SessionClosedException> Ended => _ended.Task;
 
@@ -92,6 +96,8 @@ public sealed class AgentSession : IDisposable
             var allowed = new List<string>();
             for (uint i = payload.U32("allowed count"); i > 0; i--)
                 allowed.Add(payload.Text("allowed"));
+            if (payload.U8("has epoch") == 1)
+                session.AgentEpoch = EpochWire.Read(ref payload);
             payload.End();
             session.RemoteAllowed = allowed;
         }
@@ -103,6 +109,16 @@ public sealed class AgentSession : IDisposable
         session._readThread = new Thread(session.ReadLoop) { IsBackground = true, Name = $"hasync reader {target}" };
         session._readThread.Start();
         return session;
+    }
+
+    /// <summary>Claims <paramref name="epoch"/> as this session's term: no write is accepted before. With
+    /// <paramref name="adopt"/> the agent overwrites what was changed on the passive (resync --force).</summary>
+    /// <exception cref="FencedException">The agent knows a later epoch: another node has become active.</exception>
+    public async Task ClaimAsync(Epoch epoch, bool adopt)
+    {
+        var ack = await Answer<Ack>(Send(FrameType.Claim, p => EpochWire.Write(p, epoch).U8(adopt ? (byte)1 : (byte)0), pending => { }, push: true)).ConfigureAwait(false);
+        if (ack.Status != AckStatus.Ok)
+            throw new FencedException($"target {Target}: {ack.Message}");
     }
 
     /// <summary>Asks for the passive's view of the watched set under <paramref name="paths"/>.</summary>
@@ -268,7 +284,14 @@ public sealed class AgentSession : IDisposable
         {
             case FrameType.ManifestEntries when request.Entries is not null:
                 while (!payload.AtEnd)
-                    request.Entries.Add(_manifests.Read(ref payload));
+                {
+                    var entry = _manifests.Read(ref payload);
+                    byte mark = payload.U8("journal mark");
+                    request.Entries.Add(mark == 0 ? entry : entry with
+                    {
+                        Local = Enum.IsDefined((LocalChange)mark) ? (LocalChange)mark : throw new ProtocolException($"entry {entry.Path}: unknown journal mark {mark}"),
+                    });
+                }
                 return;
             case FrameType.ManifestEnd when request.Entries is not null:
                 Complete(requestId, request.Entries);

@@ -12,8 +12,11 @@ public sealed record DiffItem
 {
     /// <summary>Logical path.</summary>
     public required string Path { get; init; }
-    /// <summary>identical, missing, extra, content, metadata.</summary>
+    /// <summary>identical, missing, extra, content, metadata, or conflict: the passive changed the path on its own (or
+    /// HaSync never wrote it there) and a push would leave it as it is.</summary>
     public required string Status { get; init; }
+    /// <summary>For a conflict: what the passive did, in words.</summary>
+    public string? Conflict { get; init; }
     /// <summary>What differs: type, content, target, mode, owner, group, mtime.</summary>
     public required IReadOnlyList<string> Fields { get; init; }
     /// <summary>The active's side (kind, size, mode, owner, mtime, hash, target).</summary>
@@ -54,10 +57,12 @@ public static class DiffReport
                 if (IsText(mine) && IsText(theirs))
                     unified = UnifiedDiff.Format(d.Path, Encoding.UTF8.GetString(theirs), Encoding.UTF8.GetString(mine));
             }
+            string? conflict = ConflictOf(d, config.Delete);
             items.Add(new DiffItem
             {
                 Path = d.Path,
-                Status = StatusName(d.Status),
+                Status = conflict is null ? StatusName(d.Status) : "conflict",
+                Conflict = conflict,
                 Fields = d.Fields,
                 Active = Describe(d.Active, secret),
                 Passive = Describe(d.Passive, secret),
@@ -66,6 +71,19 @@ public static class DiffReport
             });
         }
         return items;
+    }
+
+    /// <summary>Why a push of <paramref name="d"/> would be refused by the passive's agent, or null: its copy differs and
+    /// is not what HaSync last wrote there.</summary>
+    public static string? ConflictOf(PathDifference d, bool delete)
+    {
+        if (d.Passive is not { Local: not Guard.LocalChange.None } passive)
+            return null;
+        if (d.Status is not (PathStatus.ContentDiffers or PathStatus.Extra) || (d.Status == PathStatus.Extra && !delete))
+            return null;
+        return passive.Local == Guard.LocalChange.Edited
+            ? "changed on the passive since HaSync last wrote it"
+            : "on the passive before HaSync wrote it (first contact; seed with 'hasync resync --force')";
     }
 
     /// <summary>Status names as printed and in JSON.</summary>

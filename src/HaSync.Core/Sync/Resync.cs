@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using HaSync.Configuration;
 using HaSync.Delta;
+using HaSync.Guard;
 using HaSync.Protocol;
 using HaSync.Scanning;
 
@@ -19,6 +20,10 @@ public sealed class ResyncStats
     public int MetadataFixed { get; set; }
     /// <summary>Paths removed on the passive.</summary>
     public int Deleted { get; set; }
+    /// <summary>Paths found identical but not (or no longer) in the passive's journal, now recorded as HaSync's.</summary>
+    public int Adopted { get; set; }
+    /// <summary>Paths the passive changed on its own and kept (path, the agent's words): for the admin to settle.</summary>
+    public SortedDictionary<string, string> Conflicts { get; } = new(StringComparer.Ordinal);
     /// <summary>Content bytes sent as such (whole files and delta literals).</summary>
     public long LiteralBytes { get; set; }
     /// <summary>Content bytes the passive rebuilt from its own copy.</summary>
@@ -82,7 +87,7 @@ public static class Resync
         long wireBefore = session.WireBytes;
         var stats = new ResyncStats();
         var (clearing, extras) = Deletions(differences, delete);
-        var pushes = differences.Where(d => d.Active is not null && d.Status != PathStatus.Identical).ToList();
+        var pushes = differences.Where(d => d.Active is not null && (d.Status != PathStatus.Identical || d.Passive!.Local != LocalChange.None)).ToList();
         int total = clearing.Count + pushes.Count + extras.Count, done = 0;
 
         var signatures = new Dictionary<string, Task<byte[]>>(StringComparer.Ordinal);
@@ -113,6 +118,8 @@ public static class Resync
         // One wait for the whole batch: awaiting each ack in turn would hop to the thread pool once per file.
         await Task.WhenAll(acks.Select(a => a.Ack)).ConfigureAwait(false);
 
+        if (acks.FirstOrDefault(a => a.Ack.Result.Status == AckStatus.Fenced) is { Ack: not null } fenced)
+            throw new FencedException($"target {session.Target}: {fenced.Ack.Result.Message}");
         foreach (var (d, action, ackTask) in acks)
         {
             var ack = ackTask.Result;
@@ -120,6 +127,12 @@ public static class Resync
             if (ack.Status == AckStatus.HashMismatch)
                 (ack, applied) = await ResendWholeAsync(config, session, d, stats).ConfigureAwait(false);
             passive?.Record(applied, ack);
+            if (ack.Status == AckStatus.Conflict)
+            {
+                stats.Conflicts[d.Path] = ack.Message;
+                stats.FailedPaths.Add(d.Path);
+                continue;
+            }
             if (ack.Status != AckStatus.Ok)
             {
                 stats.Failures.Add($"{d.Path}: {action}: {ack.Message}");
@@ -130,13 +143,14 @@ public static class Resync
             {
                 case "delete": stats.Deleted++; break;
                 case "metadata": stats.MetadataFixed++; break;
+                case "adopt": stats.Adopted++; break;
                 case "whole" or "delta": stats.FilesSent++; break;
                 default: stats.OthersCreated++; break;
             }
         }
         // Identical paths: the passive holds exactly what the active has (its stat may be fresher than ours).
         if (passive is not null)
-            foreach (var d in differences.Where(d => d.Status == PathStatus.Identical))
+            foreach (var d in differences.Where(d => d.Status == PathStatus.Identical && d.Passive!.Local == LocalChange.None))
                 passive.Record(d, new Ack(AckStatus.Ok, ""));
         stats.WireBytes = session.WireBytes - wireBefore;
         stats.Elapsed = clock.Elapsed;
@@ -198,6 +212,8 @@ public static class Resync
         Dictionary<string, Task<byte[]>> signatures, ResyncStats stats, CancellationToken cancellationToken)
     {
         var entry = d.Active!;
+        if (d.Status == PathStatus.Identical)
+            return ("adopt", session.SendSetMetadata(entry)); // the agent records it as HaSync's (it checks the content)
         if (d.Status == PathStatus.MetadataDiffers)
             return ("metadata", session.SendSetMetadata(entry));
         switch (entry.Kind)

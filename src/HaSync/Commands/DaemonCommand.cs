@@ -64,10 +64,18 @@ internal static class DaemonCommand
         return logger.CreateLogger();
     }
 
-    /// <summary>The daemon as a hosted service.</summary>
+    /// <summary>The daemon as a hosted service. SIGHUP (systemctl reload, hasync resolve) retries what waits now.</summary>
     private sealed class DaemonService(HaSyncConfig config, ILogger<SyncDaemon> log) : BackgroundService
     {
-        protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-            new SyncDaemon(config, log, TimeProvider.System).RunAsync(stoppingToken);
+        protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+        {
+            var daemon = new SyncDaemon(config, log, TimeProvider.System);
+            using var hangup = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGHUP, signal =>
+            {
+                signal.Cancel = true; // not the default action (terminate)
+                daemon.RetryNow();
+            });
+            await daemon.RunAsync(stoppingToken);
+        }
     }
 }

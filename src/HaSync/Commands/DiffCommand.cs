@@ -50,6 +50,7 @@ internal static class DiffCommand
         {
             string detail = item.Status switch
             {
+                "conflict" => $"CONFLICT: {item.Conflict}; {(item.Fields.Count > 0 ? string.Join(", ", item.Fields) + " differs" : "gone on the active")}" + Changes(item),
                 "content" when item.Redacted => $"content differs (secret: active {Hash(item.Active)}, passive {Hash(item.Passive)})",
                 "content" => $"{string.Join(", ", item.Fields)} differs" + Changes(item),
                 "metadata" => $"metadata differs: {string.Join(", ", item.Fields)}" + Changes(item),

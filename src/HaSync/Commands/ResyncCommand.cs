@@ -1,5 +1,6 @@
 using System.CommandLine;
 using HaSync.Configuration;
+using HaSync.Guard;
 using HaSync.Sync;
 using Spectre.Console;
 
@@ -13,16 +14,23 @@ internal static class ResyncCommand
         var config = ConfigOption();
         var target = new Option<string?>("--target") { Description = "Only this target" };
         var noDelete = new Option<bool>("--no-delete") { Description = "Keep extra files on the passive even when the configuration says delete" };
-        var command = new Command("resync", "Compare the watched set with each passive node and push what differs") { config, target, noDelete };
+        var force = new Option<bool>("--force")
+        {
+            Description = "Run even if this node is not the active one, take an epoch above the passive's, and overwrite files the passive changed " +
+                          "on its own or that HaSync never wrote there (seeding a new pair; settling every conflict in favour of this node)",
+        };
+        var command = new Command("resync", "Compare the watched set with each passive node and push what differs") { config, target, noDelete, force };
         command.SetAction(async (r, cancellationToken) =>
         {
             try
             {
                 var loaded = ConfigLoader.Load(r.GetValue(config)!);
                 bool delete = loaded.Delete && !r.GetValue(noDelete);
+                if (await RefusedAsNotActiveAsync(loaded, "resync", r.GetValue(force), cancellationToken))
+                    return 3;
                 int failed = 0;
                 foreach (var t in Targets.Select(loaded, r.GetValue(target)))
-                    if (!await RunTargetAsync(loaded, t, delete, cancellationToken))
+                    if (!await RunTargetAsync(loaded, t, delete, r.GetValue(force), cancellationToken))
                         failed++;
                 return failed == 0 ? 0 : 1;
             }
@@ -35,14 +43,38 @@ internal static class ResyncCommand
         return command;
     }
 
-    /// <summary>Resyncs one target with progress and a summary; false when anything failed (already reported).</summary>
-    internal static async Task<bool> RunTargetAsync(HaSyncConfig config, TargetConfig target, bool delete, CancellationToken cancellationToken)
+    /// <summary>True (and said why on stderr) when the role check says this node is not the active one and the admin
+    /// did not force it: a passive node that pushes is how split-brain destroys data.</summary>
+    internal static async Task<bool> RefusedAsNotActiveAsync(HaSyncConfig config, string verb, bool force, CancellationToken cancellationToken)
+    {
+        var verdict = await RoleCheck.EvaluateAsync(config.Role, cancellationToken);
+        if (config.Role.Kind == RoleKind.Unset)
+            Console.Error.WriteLine($"hasync {verb}: warning: no role check is configured in {config.Source}; this node counts as active");
+        if (verdict.Active)
+            return false;
+        if (force)
+        {
+            Console.Error.WriteLine($"hasync {verb}: this node is not the active one ({verdict.Detail}); going on because of --force");
+            return false;
+        }
+        Console.Error.WriteLine($"hasync {verb}: refusing to push: this node is not the active one ({verdict.Detail}). " +
+                                "Run it on the active node, or pass --force if you are sure this node's files must win.");
+        return true;
+    }
+
+    /// <summary>Resyncs one target with progress and a summary; false when anything failed or conflicts (already reported).</summary>
+    internal static async Task<bool> RunTargetAsync(HaSyncConfig config, TargetConfig target, bool delete, bool force, CancellationToken cancellationToken)
     {
         try
         {
-            var stats = await Targets.WithSessionAsync(target, session => RunWithProgressAsync(config, session, delete, cancellationToken), cancellationToken);
+            var epochs = new EpochStore(config.StateDirectory);
+            var stats = await Targets.WithSessionAsync(target, async session =>
+            {
+                await epochs.ClaimAsync(session, outbid: force, adopt: force);
+                return await RunWithProgressAsync(config, session, delete, cancellationToken);
+            }, cancellationToken);
             PrintSummary(target.Name, stats);
-            return stats.Failures.Count == 0;
+            return stats.Failures.Count == 0 && stats.Conflicts.Count == 0;
         }
         catch (Exception e) when (e is HaSyncException or IOException or UnauthorizedAccessException)
         {
@@ -91,8 +123,13 @@ internal static class ResyncCommand
     {
         foreach (string failure in stats.Failures)
             Console.Error.WriteLine($"hasync resync: {target}: {failure}");
+        foreach (var (path, message) in stats.Conflicts)
+            Console.Error.WriteLine($"hasync resync: {target}: CONFLICT {path}: {message}");
+        if (stats.Conflicts.Count > 0)
+            Console.Error.WriteLine($"hasync resync: {target}: {stats.Conflicts.Count} conflict(s) left as they are on the passive; " +
+                                    "settle each with 'hasync resolve PATH --take active|passive', or all in this node's favour with 'hasync resync --force'");
         Console.WriteLine($"{target}: {stats.Scanned} scanned, {stats.FilesSent} files sent, {stats.OthersCreated} dirs/links made, " +
-                          $"{stats.MetadataFixed} metadata fixed, {stats.Deleted} deleted, {stats.Failures.Count} failed; " +
+                          $"{stats.MetadataFixed} metadata fixed, {stats.Deleted} deleted, {stats.Adopted} adopted, {stats.Conflicts.Count} conflicts, {stats.Failures.Count} failed; " +
                           $"literal {stats.LiteralBytes:N0} B, matched {stats.MatchedBytes:N0} B, wire {stats.WireBytes:N0} B; " +
                           $"{stats.Elapsed.TotalSeconds:F2} s");
     }

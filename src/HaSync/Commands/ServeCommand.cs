@@ -1,11 +1,14 @@
 using System.CommandLine;
 using HaSync.Apply;
+using HaSync.Configuration;
 
 namespace HaSync.Cli.Commands;
 
 /// <summary>
-/// <c>hasync serve --root DIR [--allow PATH]...</c>: the agent on the passive, started over ssh (put it in an
-/// authorized_keys forced command) or by the local transport. stdout is protocol only; logs go to stderr.
+/// <c>hasync serve --root DIR [--allow PATH]... [--state DIR]</c>: the agent on the passive, started over ssh (put it in an
+/// authorized_keys forced command) or by the local transport. stdout is protocol only; logs go to stderr. The state
+/// directory (journal, epoch, conflict copies) should be the one the node's own daemon uses, so that the epoch it
+/// accepts as passive is the one it outbids when it becomes active.
 /// </summary>
 internal static class ServeCommand
 {
@@ -13,13 +16,14 @@ internal static class ServeCommand
     {
         var root = new Option<string>("--root") { Description = "Directory under which every path is written", Required = true };
         var allow = new Option<string[]>("--allow") { Description = "A path (under the root) that may be written; repeat it; default: everything under the root", AllowMultipleArgumentsPerToken = false };
-        var command = new Command("serve", "Run the receiving agent on stdin/stdout (started by ssh or the local transport)") { root, allow };
+        var state = new Option<string>("--state") { Description = "The node's state directory: journal of what HaSync wrote, epochs, conflict copies (never written through the protocol)", DefaultValueFactory = _ => HaSyncConfig.DefaultStateDirectory };
+        var command = new Command("serve", "Run the receiving agent on stdin/stdout (started by ssh or the local transport)") { root, allow, state };
         command.SetAction((r, cancellationToken) =>
         {
             PathGuard guard;
             try
             {
-                guard = new PathGuard(r.GetValue(root)!, r.GetValue(allow) ?? []);
+                guard = new PathGuard(r.GetValue(root)!, r.GetValue(allow) ?? [], forbidden: [r.GetValue(state)!]);
             }
             catch (ConfinementException e)
             {
@@ -29,7 +33,8 @@ internal static class ServeCommand
             // Console streams are unbuffered on Linux: without this, every frame header and payload is its own read(2).
             using var stdin = new BufferedStream(Console.OpenStandardInput(), 1 << 16);
             using var stdout = new BufferedStream(Console.OpenStandardOutput(), 1 << 16);
-            return Task.FromResult(new Agent(guard, Console.Error).Serve(stdin, stdout, cancellationToken));
+            using var agent = new Agent(guard, Path.GetFullPath(r.GetValue(state)!), Console.Error);
+            return Task.FromResult(agent.Serve(stdin, stdout, cancellationToken));
         });
         return command;
     }

@@ -79,6 +79,12 @@ internal static class StatusCommand
             : $"daemon: {why}");
         foreach (string problem in s.WatchProblems)
             Console.WriteLine($"  not watched: {problem}");
+        string epoch = s.Role.Epoch is long number ? $", epoch {number}" : "";
+        Console.WriteLine($"role: {s.Role.State} since {s.Role.Since:u}{epoch} ({s.Role.Detail})");
+        if (!s.Role.Configured)
+            Console.WriteLine("  warning: no role check is configured; set 'role:' (vip, command or always) so that a passive node never pushes");
+        else if (s.Role.State != "active")
+            Console.WriteLine("  not pushing: only the active node pushes");
         foreach (var t in s.Targets)
         {
             var lag = StatusFile.Lag(t, s.Updated);
@@ -88,12 +94,15 @@ internal static class StatusCommand
             Console.WriteLine($"{t.Name}: {state}; {sync}; {last}; {t.Pushed} pushed, {t.Resyncs} resyncs");
             if (t.LastError is { } error)
                 Console.WriteLine($"  last error ({Ago(now - (t.LastErrorAt ?? now))} ago): {error}");
+            foreach (var c in t.Conflicts)
+                Console.WriteLine($"  CONFLICT {c.Path} (since {c.Since:u}): {c.Message}");
         }
         return running ? 0 : 3;
     }
 
     /// <summary>The plugin's verdict and line. Lag decides (the age of the oldest change not yet on a passive);
-    /// a dead daemon, or a target down for longer than <paramref name="crit"/>, is CRITICAL.</summary>
+    /// a dead daemon, a target down for longer than <paramref name="crit"/>, a conflict, or a role check that
+    /// cannot run is CRITICAL. A passive node standing by is OK; no role check configured is a WARNING.</summary>
     internal static (int Code, string Line) Check(string configPath, double warn, double crit, DateTimeOffset now)
     {
         if (Load(configPath, out string error) is not var (s, _))
@@ -109,8 +118,17 @@ internal static class StatusCommand
             code = Math.Max(code, level);
             problems.Add(problem);
         }
+        if (s.Role.State == "passive")
+            return (0, $"HASYNC OK - passive node, standing by ({s.Role.Detail})");
+        if (s.Role.State != "active")
+            Raise(2, $"not pushing: role unknown ({s.Role.Detail})");
+        else if (!s.Role.Configured)
+            Raise(1, "no role check configured (set 'role:' so that a passive node never pushes)");
         foreach (var t in s.Targets)
         {
+            string label = t.Name.Replace('\'', '_').Replace('=', '_');
+            foreach (var c in t.Conflicts)
+                Raise(2, $"{t.Name} conflict: {c.Path} changed on the passive (hasync resolve {c.Path} --take active|passive)");
             double lag = StatusFile.Lag(t, s.Updated).TotalSeconds;
             double down = (now - t.Since).TotalSeconds;
             if (!t.Connected)
@@ -119,10 +137,10 @@ internal static class StatusCommand
                 Raise(2, $"{t.Name} lag {lag:F0} s");
             else if (lag >= warn)
                 Raise(1, $"{t.Name} lag {lag:F0} s");
-            string label = t.Name.Replace('\'', '_').Replace('=', '_');
             // Perfdata is parsed by machines: always a dot for decimals, whatever the locale.
             perfdata.Add(FormattableString.Invariant($"'{label}_lag'={lag:F3}s;{warn};{crit};0"));
             perfdata.Add(FormattableString.Invariant($"'{label}_queue'={t.Queue};;;0"));
+            perfdata.Add(FormattableString.Invariant($"'{label}_conflicts'={t.Conflicts.Count};;1;0"));
             if (t.LastSuccess is { } ok)
                 perfdata.Add(FormattableString.Invariant($"'{label}_last_success_age'={(now - ok).TotalSeconds:F0}s;;;0"));
         }

@@ -13,9 +13,12 @@ public sealed class AgentBatchTests
     [Fact]
     public async Task PipelinedRequestsSeeTheChangesBeforeThem()
     {
-        using var root = new TempDir();
+        using var dir = new TempDir();
+        var root = new { Path = dir.File("passive") };
+        Directory.CreateDirectory(root.Path);
         await using var agent = AgentProcess.Start(TestTree.LocalTarget(root.Path));
         using var session = AgentSession.Open(agent.Input, agent.Output, "batch", agent.Describe);
+        await TestTree.ClaimAsync(session);
 
         byte[] first = "first\n"u8.ToArray(), second = "second version\n"u8.ToArray();
         var put1 = session.SendPut(TestTree.FileEntry("/etc/a.conf", first), PutEncoding.Whole, s => s.Write(first));

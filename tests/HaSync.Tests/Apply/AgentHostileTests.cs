@@ -51,7 +51,7 @@ public sealed class AgentHostileTests : IDisposable
 
     private (int Code, string Stderr) Serve(byte[] stdin, params string[] extra)
     {
-        var (code, _, stderr) = Tools.Run(Hasync, ["serve", "--root", _root, .. extra], stdin, TimeSpan.FromSeconds(30));
+        var (code, _, stderr) = Tools.Run(Hasync, ["serve", "--root", _root, .. TestTree.WithState(_root, extra)], stdin, TimeSpan.FromSeconds(30));
         return (code, stderr);
     }
 
@@ -99,7 +99,7 @@ public sealed class AgentHostileTests : IDisposable
     {
         var (code, stderr) = Serve(Hello(version: 99));
         Assert.Equal(2, code);
-        Assert.Contains("protocol version 99, this agent speaks 1", stderr);
+        Assert.Contains($"protocol version 99, this agent speaks {Wire.Version}", stderr);
 
         (code, stderr) = Serve([.. Hello(), .. Frame((FrameType)77, 1, 2, 3)]);
         Assert.Equal(2, code);
@@ -202,6 +202,7 @@ public sealed class AgentHostileTests : IDisposable
             var target = TestTree.LocalTarget(mount);
             await using var agent = AgentProcess.Start(target);
             using var session = AgentSession.Open(agent.Input, agent.Output, "tiny", agent.Describe);
+            await TestTree.ClaimAsync(session);
             var full = await Put(session, TestTree.FileEntry("/etc/bm/keep.conf", large), large);
             var next = await Put(session, TestTree.FileEntry("/etc/bm/small.conf", small), small);
 

@@ -55,6 +55,7 @@ public class DaemonCliTests(SshServer server) : IClassFixture<SshServer>
             paths: [/etc/bm]
             exclude: ["*.swp"]
             state_dir: state
+            role: always
             targets:
               - name: passive
                 host: 127.0.0.1
@@ -62,7 +63,7 @@ public class DaemonCliTests(SshServer server) : IClassFixture<SshServer>
                 user: {SshServer.User}
                 identity_file: {server.IdentityFile}
                 ssh_options: [{string.Join(", ", SshServer.TrustOptions)}]
-                command: [{Hasync}, serve, --root, {dir.File("passive")}]
+                command: [{Hasync}, serve, --root, {dir.File("passive")}, --state, {dir.File("passive-state")}]
             """);
         return config;
     }

@@ -23,7 +23,8 @@ public sealed class DemoCliTests
         using var dir = new TempDir();
         string first = Demo(dir.Path);
         Assert.Contains("demo-passive: /etc/aliases: missing on passive", first);
-        Assert.Contains("demo-passive: /etc/bm/obsolete.conf: extra on passive", first);
+        Assert.Contains("demo-passive: /etc/bm/obsolete.conf: CONFLICT: on the passive before HaSync wrote it (first contact", first);
+        Assert.Contains("demo-passive: /usr/share/bm-elasticsearch/config/elasticsearch.yml: CONFLICT: on the passive before HaSync wrote it", first);
         Assert.Contains("demo-passive: /etc/sysctl.conf: metadata differs: mode (mode 0664 -> 0644)", first);
         Assert.Contains("-thread_pool.write.queue_size: 200", first);
         Assert.Contains("delta /usr/share/bm-elasticsearch/config/elasticsearch.yml", first);
@@ -33,7 +34,7 @@ public sealed class DemoCliTests
         TestTree.AssertIdentical(dir.File("active"), dir.File("passive"), "/etc");
 
         string second = Demo(dir.Path);
-        Assert.Contains("0 files sent, 0 dirs/links made, 0 metadata fixed, 0 deleted, 0 failed; literal 0 B", second); // the live edit went live
+        Assert.Contains("0 files sent, 0 dirs/links made, 0 metadata fixed, 0 deleted, 0 adopted, 0 conflicts, 0 failed; literal 0 B", second); // the live edit went live
 
         File.AppendAllText(dir.File("active/usr/share/bm-elasticsearch/config/elasticsearch.yml"), "http.max_content_length: 200mb\n");
         string third = Demo(dir.Path);

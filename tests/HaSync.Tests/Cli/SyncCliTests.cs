@@ -21,6 +21,8 @@ public sealed class SyncCliTests
             source_root: active
             paths: [/etc/bm]
             redact: ["*.key"]
+            state_dir: state
+            role: always
             targets:
             {targets}
             """);
@@ -30,7 +32,7 @@ public sealed class SyncCliTests
     private const string LocalTarget = """
           - name: local
             transport: local
-            command: [hasync, serve, --root, passive]
+            command: [hasync, serve, --root, passive, --state, passive-state]
         """;
 
     [Fact]
@@ -82,7 +84,7 @@ public sealed class SyncCliTests
         // /proc/self/mem fails every read with EIO (permissions would not stop root, who runs these tests).
         using var dir = new TempDir();
         Directory.CreateDirectory(dir.File("passive"));
-        File.WriteAllText(dir.File("hasync.yaml"), $"source_root: /\npaths: [/proc/self/mem]\ntargets:\n  - name: local\n    transport: local\n    command: [{Hasync}, serve, --root, passive]\n");
+        File.WriteAllText(dir.File("hasync.yaml"), $"source_root: /\npaths: [/proc/self/mem]\nstate_dir: state\ntargets:\n  - name: local\n    transport: local\n    command: [{Hasync}, serve, --root, passive, --state, passive-state]\n");
 
         var diff = Run("diff", "-c", dir.File("hasync.yaml"));
         Assert.Equal(2, diff.Code);

@@ -71,7 +71,8 @@ public sealed class SshServer : IDisposable
     /// <summary>ssh options that trust the throw-away host key without touching the user's known_hosts.</summary>
     public static IReadOnlyList<string> TrustOptions => ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"];
 
-    /// <summary>A target that runs <c>hasync serve</c> through this server.</summary>
+    /// <summary>A target that runs <c>hasync serve</c> through this server (with a state directory beside its <c>--root</c>
+    /// unless the arguments name one).</summary>
     public TargetConfig Target(string name, params string[] serveArguments) => new()
     {
         Name = name,
@@ -81,7 +82,8 @@ public sealed class SshServer : IDisposable
         User = User,
         IdentityFile = IdentityFile,
         SshOptions = TrustOptions,
-        Command = [Path.Combine(AppContext.BaseDirectory, "hasync"), "serve", .. serveArguments],
+        Command = [Path.Combine(AppContext.BaseDirectory, "hasync"), "serve",
+            .. TestTree.WithState(serveArguments[Array.IndexOf(serveArguments, "--root") + 1], serveArguments)],
     };
 
     private void WaitUntilReady()

@@ -52,8 +52,20 @@ internal static class TestTree
     {
         Name = "local",
         Transport = TransportKind.Local,
-        Command = [Path.Combine(AppContext.BaseDirectory, "hasync"), "serve", "--root", passiveRoot, .. extra],
+        Command = [Path.Combine(AppContext.BaseDirectory, "hasync"), "serve", "--root", passiveRoot, .. WithState(passiveRoot, extra)],
     };
+
+    /// <summary>The passive's state directory a test's agent gets: beside its root (in the test's temp dir), never the system's.</summary>
+    public static string PassiveState(string passiveRoot) => Path.TrimEndingDirectorySeparator(passiveRoot) + ".state";
+
+    /// <summary><paramref name="extra"/> with <c>--state</c> added unless it has one.</summary>
+    public static string[] WithState(string passiveRoot, string[] extra) =>
+        extra.Contains("--state") ? extra : [.. extra, "--state", PassiveState(passiveRoot)];
+
+    /// <summary>Claims an epoch on <paramref name="session"/> as a test's active node: above whatever the agent knows, and
+    /// (by default) overwriting what the passive holds of its own, as <c>resync --force</c> does when seeding a pair.</summary>
+    public static Task ClaimAsync(HaSync.Sync.AgentSession session, bool adopt = true) =>
+        new HaSync.Guard.EpochStore(Path.Combine(Path.GetTempPath(), "hasync-test-active-node")).ClaimAsync(session, outbid: true, adopt: adopt);
 
     /// <summary>Asserts both roots hold the same watched set: kinds, content, link targets, modes, owners, file mtimes.</summary>
     public static void AssertIdentical(string activeRoot, string passiveRoot, string watched = Watched)
@@ -69,11 +81,13 @@ internal static class TestTree
         }
     }
 
-    /// <summary>Starts the target's agent, opens a session, runs <paramref name="work"/> with a bounded wait, closes both.</summary>
+    /// <summary>Starts the target's agent, opens a session, claims it (seeding: see <see cref="ClaimAsync"/>), runs
+    /// <paramref name="work"/> with a bounded wait, closes both.</summary>
     public static async Task<T> WithSession<T>(TargetConfig target, Func<HaSync.Sync.AgentSession, Task<T>> work)
     {
         await using var agent = HaSync.Transport.AgentProcess.Start(target);
         using var session = HaSync.Sync.AgentSession.Open(agent.Input, agent.Output, target.Name, agent.Describe);
+        await ClaimAsync(session);
         return await work(session).WaitAsync(TimeSpan.FromMinutes(2));
     }
 

@@ -96,20 +96,23 @@ public sealed class ResyncTests(SshServer ssh) : IClassFixture<SshServer>
 
         var report = (await WithSession(config.Targets[0], s => DiffReport.BuildAsync(config, s))).ToDictionary(i => i.Path);
         DiffItem item(string relative) => report["/etc/bm/" + relative];
-        Assert.Equal(("content", false), (item("bm.ini").Status, item("bm.ini").Redacted));
+        // Content changed on the passive since HaSync wrote it, or put there by hand, is a conflict (a push would keep it).
+        const string edited = "changed on the passive since HaSync last wrote it";
+        Assert.Equal(("conflict", edited, false), (item("bm.ini").Status, item("bm.ini").Conflict, item("bm.ini").Redacted));
         Assert.Contains("-host = 192.0.2.99", item("bm.ini").UnifiedDiff);
         Assert.Contains("+host = 192.0.2.10", item("bm.ini").UnifiedDiff);
-        Assert.Equal(("content", true, null), (item("private.key").Status, item("private.key").Redacted, item("private.key").UnifiedDiff));
+        Assert.Equal(("conflict", true, null), (item("private.key").Status, item("private.key").Redacted, item("private.key").UnifiedDiff));
         AssertItem(item("helper"), "metadata", "mode");
         AssertItem(item("nobody.conf"), "metadata", "owner", "group");
         AssertItem(item("with space.conf"), "metadata", "mtime");
         Assert.Equal("missing", item("empty-file").Status);
-        Assert.Equal("extra", item("stray.conf").Status);
-        AssertItem(item("current.ini"), "content", "target");
-        AssertItem(item("empty"), "content", "type");
+        Assert.Equal(("conflict", true), (item("stray.conf").Status, item("stray.conf").Conflict!.StartsWith("on the passive before HaSync wrote it", StringComparison.Ordinal)));
+        AssertItem(item("current.ini"), "conflict", "target");
+        Assert.Equal(edited, item("current.ini").Conflict);
+        AssertItem(item("empty"), "conflict", "type");
         Assert.Equal("identical", item("large.bin").Status);
 
-        var repair = await WithSession(config.Targets[0], s => Resync.RunAsync(config, s, delete: true));
+        var repair = await WithSession(config.Targets[0], s => Resync.RunAsync(config, s, delete: true)); // as resync --force
         Assert.Empty(repair.Failures);
         TestTree.AssertIdentical(active.Path, passive.Path);
     }

@@ -1,0 +1,189 @@
+using System.Text.Json;
+using HaSync.Apply;
+using HaSync.Interop;
+using HaSync.Protocol;
+
+namespace HaSync.Guard;
+
+/// <summary>
+/// A term of being the active node: a number that only grows across the pair, the node that took it (a random id
+/// kept in its state directory) and that node's host name, for messages.
+/// </summary>
+public sealed record Epoch(long Number, string Node, string Host, DateTimeOffset At)
+{
+    /// <summary>True when an agent that has accepted <paramref name="known"/> may accept this one: a higher number, or the
+    /// same term of the same node (its next session).</summary>
+    public bool MayFollow(Epoch? known) => known is null || Number > known.Number || (Number == known.Number && Node == known.Node);
+
+    /// <summary>As messages name it.</summary>
+    public override string ToString() => $"epoch {Number} of {Host} (node {Node}, taken {At:yyyy-MM-dd HH:mm:ss}Z)";
+}
+
+/// <summary>An agent refused a sender's epoch: another node has become active since.</summary>
+public sealed class FencedException(string message) : HaSyncException(message);
+
+/// <summary>
+/// A node's epochs, in its state directory (<c>epoch.json</c>, <c>node-id</c>). One file holds the highest epoch
+/// this node knows, whether it took it (as the active) or accepted it (its agent, as the passive): so a passive
+/// that becomes active takes a number above the one it last accepted, which the former active's agent will then
+/// prefer to the former active's own. Read-modify-write under a flock; written by rename, fsynced.
+/// </summary>
+public sealed class EpochStore
+{
+    private readonly string _directory;
+    private readonly string _file;
+    private readonly Lock _cacheLock = new();
+    private (Mono.Unix.Native.Stat Version, Epoch? Epoch)? _cached;
+
+    /// <summary>The store in <paramref name="stateDirectory"/> (created when first written).</summary>
+    public EpochStore(string stateDirectory)
+    {
+        _directory = stateDirectory;
+        _file = Path.Combine(stateDirectory, "epoch.json");
+    }
+
+    /// <summary>Where the highest known epoch is kept.</summary>
+    public string FilePath => _file;
+
+    /// <summary>This node's id: random, made once per state directory.</summary>
+    public string NodeId
+    {
+        get
+        {
+            string path = Path.Combine(_directory, "node-id");
+            try
+            {
+                if (File.Exists(path) && File.ReadAllText(path).Trim() is { Length: > 0 } id)
+                    return id;
+                Directory.CreateDirectory(_directory);
+                using var file = AtomicFile.Create(path);
+                file.Stream.Write(System.Text.Encoding.ASCII.GetBytes(Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) + "\n"));
+                file.Commit();
+                return File.ReadAllText(path).Trim();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new HaSyncException($"{path}: cannot read or create the node id: {e.Message}");
+            }
+        }
+    }
+
+    /// <summary>The highest epoch this node knows, or null when it knows none yet.</summary>
+    public Epoch? Known()
+    {
+        try
+        {
+            if (!File.Exists(_file))
+                return null;
+            return JsonSerializer.Deserialize(File.ReadAllText(_file), GuardJson.Default.Epoch)
+                ?? throw new HaSyncException($"{_file}: empty epoch file");
+        }
+        catch (JsonException e)
+        {
+            throw new HaSyncException($"{_file}: unreadable epoch file ({e.Message}); move it away only if you know which node is active");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new HaSyncException($"{_file}: cannot read the epoch: {e.Message}");
+        }
+    }
+
+    /// <summary>Takes a new term for this node: one above every epoch it knows and above <paramref name="above"/>.</summary>
+    public Epoch TakeNew(long above = 0) => Locked(known =>
+    {
+        var epoch = new Epoch(Math.Max(known?.Number ?? 0, above) + 1, NodeId, Environment.MachineName, DateTimeOffset.UtcNow);
+        return (epoch, epoch);
+    });
+
+    /// <summary>This node's current term if the highest epoch it knows is its own; else a new one.</summary>
+    public Epoch CurrentOrNew()
+    {
+        var known = Known();
+        return known is not null && known.Node == NodeId ? known : TakeNew();
+    }
+
+    /// <summary>A one-shot command's claim on <paramref name="session"/>: this node's current term (or a new one); with
+    /// <paramref name="outbid"/>, a new term above the agent's too (resync --force). With <paramref name="adopt"/> the agent
+    /// overwrites what the passive changed on its own.</summary>
+    public async Task<Epoch> ClaimAsync(Sync.AgentSession session, bool outbid, bool adopt)
+    {
+        var epoch = outbid ? TakeNew(above: session.AgentEpoch?.Number ?? 0) : CurrentOrNew();
+        await session.ClaimAsync(epoch, adopt).ConfigureAwait(false);
+        return epoch;
+    }
+
+    /// <summary>The agent's side: accepts <paramref name="claim"/> (and remembers it) when it may follow the highest
+    /// epoch known here; otherwise throws a <see cref="FencedException"/> that says who took over and when.</summary>
+    public void Accept(Epoch claim) => Locked(known =>
+    {
+        if (!claim.MayFollow(known))
+            throw Fenced(claim, known!);
+        return (claim, known is not null && known == claim ? null : claim);
+    });
+
+    /// <summary>Throws a <see cref="FencedException"/> when another epoch has been accepted since <paramref name="claim"/>
+    /// (by another session of this agent, or by this node becoming active). Reads the file only when it changed.</summary>
+    public void EnsureStillCurrent(Epoch claim)
+    {
+        Epoch? known;
+        lock (_cacheLock)
+        {
+            if (!Scanning.PosixFiles.TryLstat(_file, out var st))
+                known = null;
+            else if (_cached is { } c && Scanning.PosixFiles.SameVersion(c.Version, st))
+                known = c.Epoch;
+            else
+            {
+                known = Known();
+                _cached = (st, known);
+            }
+        }
+        if (known is not null && known != claim && !claim.MayFollow(known))
+            throw Fenced(claim, known);
+    }
+
+    private static FencedException Fenced(Epoch claim, Epoch known) => new(
+        $"refusing {claim}: this node has since accepted {known}. A former active may not overwrite the node that took over; " +
+        $"if {claim.Host} really is the active node now, run 'hasync resync --force' there.");
+
+    /// <summary>Reads the known epoch under the lock, lets <paramref name="change"/> decide the result and what to write (null: nothing).</summary>
+    private Epoch Locked(Func<Epoch?, (Epoch Result, Epoch? Write)> change)
+    {
+        string lockPath = Path.Combine(_directory, "epoch.lock");
+        try
+        {
+            Directory.CreateDirectory(_directory);
+            using var lockFile = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
+            Libc.LockExclusive(lockFile.SafeFileHandle, lockPath);
+            var (result, write) = change(Known());
+            if (write is not null)
+            {
+                using var file = AtomicFile.Create(_file);
+                JsonSerializer.Serialize(file.Stream, write, GuardJson.Default.Epoch);
+                file.Commit();
+            }
+            return result;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new HaSyncException($"{_file}: cannot update the epoch: {e.Message}");
+        }
+    }
+}
+
+/// <summary>An epoch on the wire: number, node, host, time taken (Unix milliseconds).</summary>
+internal static class EpochWire
+{
+    public static PayloadWriter Write(PayloadWriter payload, Epoch epoch) =>
+        payload.I64(epoch.Number).Text(epoch.Node).Text(epoch.Host).I64(epoch.At.ToUnixTimeMilliseconds());
+
+    public static Epoch Read(ref PayloadReader payload)
+    {
+        long number = payload.I64("epoch");
+        string node = payload.Text("epoch node"), host = payload.Text("epoch host");
+        long at = payload.I64("epoch time");
+        if (number < 1 || node.Length == 0 || at < 0 || at > DateTimeOffset.MaxValue.ToUnixTimeMilliseconds())
+            throw new ProtocolException($"impossible epoch {number} of node '{node}' at {at}");
+        return new Epoch(number, node, host, DateTimeOffset.FromUnixTimeMilliseconds(at));
+    }
+}

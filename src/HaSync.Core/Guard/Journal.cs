@@ -1,0 +1,291 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using HaSync.Interop;
+using HaSync.Scanning;
+using Mono.Unix.Native;
+
+namespace HaSync.Guard;
+
+/// <summary>How a path on the passive stands against what HaSync last wrote there (the agent's journal).</summary>
+public enum LocalChange : byte
+{
+    /// <summary>As HaSync wrote it (or a directory, or absent: nothing of the passive's own to lose).</summary>
+    None = 0,
+    /// <summary>Changed on the passive since HaSync last wrote it.</summary>
+    Edited = 1,
+    /// <summary>Never written by HaSync (found there on first contact).</summary>
+    Unrecorded = 2,
+}
+
+/// <summary>One line of the journal file.</summary>
+internal sealed record JournalLine
+{
+    /// <summary>"intent" (about to be renamed into place), "wrote" (in place, with its version) or "removed".</summary>
+    public required string Op { get; init; }
+    public required string Path { get; init; }
+    /// <summary>Content hash (hex) of a file, or "-> target" of a symlink.</summary>
+    public string? Fingerprint { get; init; }
+    public long Ino { get; init; }
+    public long Size { get; init; }
+    public long Mtime { get; init; }
+    public long MtimeNs { get; init; }
+    public long Ctime { get; init; }
+    public long CtimeNs { get; init; }
+}
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingDefault)]
+[JsonSerializable(typeof(JournalLine))]
+[JsonSerializable(typeof(Epoch))]
+internal sealed partial class GuardJson : JsonSerializerContext;
+
+/// <summary>
+/// The agent's memory of what it wrote on the passive, per path: the content hash (or link target) and the exact
+/// version (inode, size, mtime, ctime) it left. A file that no longer matches was changed locally: a conflict, not
+/// something to overwrite. The version makes the usual check one lstat; only a file whose version moved is hashed
+/// (a touch or chmod alone is no conflict). An "intent" line is written, and made durable with the batch, before
+/// a file is renamed into place, so a crash between rename and record leaves either content acceptable.
+/// The file (<c>journal.jsonl</c>, append-only, compacted when mostly superseded) is shared by every agent session
+/// on the node, under a flock, and re-read when another session has appended to it.
+/// </summary>
+public sealed class Journal : IDisposable
+{
+    private sealed record Recorded(string Fingerprint, string? Pending, Stat? Version);
+
+    private readonly string _path;
+    private readonly string _lockPath;
+    private readonly Dictionary<string, Recorded> _records = new(StringComparer.Ordinal);
+    private readonly List<JournalLine> _unwritten = [];
+    private FileStream _file;
+    private long _readTo;  // bytes of the file taken in
+    private int _lines;    // lines in the file, for compaction
+
+    /// <summary>Opens (or creates) the journal in <paramref name="stateDirectory"/> and reads it.</summary>
+    public Journal(string stateDirectory)
+    {
+        _path = System.IO.Path.Combine(stateDirectory, "journal.jsonl");
+        _lockPath = System.IO.Path.Combine(stateDirectory, "journal.lock");
+        try
+        {
+            Directory.CreateDirectory(stateDirectory);
+            using var held = Lock();
+            _file = Open();
+            ReadNew();
+            if (_lines > 10_000 && _lines > 4 * _records.Count)
+                Compact();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"{_path}: cannot open the journal: {e.Message}", e);
+        }
+    }
+
+    /// <summary>The journal file.</summary>
+    public string FilePath => _path;
+
+    /// <summary>Paths recorded.</summary>
+    public int Count => _records.Count;
+
+    /// <summary>The fingerprint the journal compares: a file's hash, a symlink's target; null for a directory.</summary>
+    public static string? FingerprintOf(FileEntry entry) => entry.Kind switch
+    {
+        EntryKind.File => entry.Hash is null ? null : Convert.ToHexStringLower(entry.Hash),
+        EntryKind.Symlink => "-> " + entry.LinkTarget,
+        _ => null,
+    };
+
+    /// <summary>How <paramref name="current"/> (the passive's entry, hashed) stands against the journal.</summary>
+    public LocalChange Check(FileEntry current)
+    {
+        string? fingerprint = FingerprintOf(current);
+        if (fingerprint is null)
+            return LocalChange.None;
+        var state = Compare(current.Path, fingerprint);
+        if (state != LocalChange.None && RefreshFromOthers())
+            state = Compare(current.Path, fingerprint); // another session may have written it meanwhile
+        return state;
+    }
+
+    /// <summary>How the passive's <paramref name="fullPath"/> stands; the cheap way first (its version is the one we left).
+    /// <paramref name="current"/> is its entry when it had to be read (null when absent, or known by version).</summary>
+    public LocalChange Check(string logicalPath, string fullPath, out FileEntry? current)
+    {
+        current = null;
+        if (!PosixFiles.TryLstat(fullPath, out var st) || PosixFiles.KindOf(st) is not (EntryKind.File or EntryKind.Symlink))
+            return LocalChange.None;
+        if (_records.TryGetValue(logicalPath, out var recorded) && recorded.Version is { } version && PosixFiles.SameVersion(version, st))
+            return LocalChange.None;
+        current = PosixFiles.Describe(fullPath, logicalPath);
+        return current is null ? LocalChange.None : Check(current);
+    }
+
+    private LocalChange Compare(string path, string fingerprint) =>
+        !_records.TryGetValue(path, out var r) ? LocalChange.Unrecorded
+        : r.Fingerprint == fingerprint || r.Pending == fingerprint ? LocalChange.None
+        : LocalChange.Edited;
+
+    /// <summary>Notes that <paramref name="entry"/> is about to be renamed into place (before the batch's first sync).</summary>
+    public void Intend(FileEntry entry)
+    {
+        string fingerprint = FingerprintOf(entry)!;
+        var line = new JournalLine { Op = "intent", Path = entry.Path, Fingerprint = fingerprint };
+        _records[entry.Path] = _records.TryGetValue(entry.Path, out var r) ? r with { Pending = fingerprint } : new Recorded(fingerprint, fingerprint, null);
+        _unwritten.Add(line);
+    }
+
+    /// <summary>Records that <paramref name="entry"/> now stands at <paramref name="fullPath"/>, as HaSync wrote it.</summary>
+    public void Wrote(FileEntry entry, string fullPath)
+    {
+        string? fingerprint = FingerprintOf(entry);
+        if (fingerprint is null)
+            return;
+        Stat? version = PosixFiles.TryLstat(fullPath, out var st) ? st : null;
+        _records[entry.Path] = new Recorded(fingerprint, null, version);
+        _unwritten.Add(Line("wrote", entry.Path, fingerprint, version));
+    }
+
+    /// <summary>Records that HaSync removed <paramref name="path"/>.</summary>
+    public void Removed(string path)
+    {
+        if (_records.Remove(path))
+            _unwritten.Add(new JournalLine { Op = "removed", Path = path });
+    }
+
+    /// <summary>Appends what was recorded since the last call (durable with the next sync of its file system).</summary>
+    public void Flush()
+    {
+        if (_unwritten.Count == 0)
+            return;
+        var text = new StringBuilder();
+        foreach (var line in _unwritten)
+            text.Append(JsonSerializer.Serialize(line, GuardJson.Default.JournalLine)).Append('\n');
+        byte[] bytes = Encoding.UTF8.GetBytes(text.ToString());
+        using (Lock())
+        {
+            TakeInOthers(); // others' lines first, so ours stay the latest word on our paths
+            _file.Seek(0, SeekOrigin.End);
+            _file.Write(bytes);
+            _file.Flush();
+            _readTo = _file.Length;
+            _lines += _unwritten.Count;
+        }
+        _unwritten.Clear();
+    }
+
+    /// <summary>Takes in lines other sessions appended; true when there were any.</summary>
+    private bool RefreshFromOthers()
+    {
+        using var held = Lock();
+        return TakeInOthers();
+    }
+
+    /// <summary>Under the lock: reads what other sessions appended (reopening a compacted file), then puts back what
+    /// this session recorded and has not written yet. True when anything was read.</summary>
+    private bool TakeInOthers()
+    {
+        bool any = ReopenIfReplaced() | ReadNew() > 0;
+        foreach (var line in _unwritten)
+            Take(line);
+        return any;
+    }
+
+    private int ReadNew()
+    {
+        if (_file.Length <= _readTo)
+            return 0;
+        _file.Seek(_readTo, SeekOrigin.Begin);
+        var buffer = new byte[_file.Length - _readTo];
+        int got = _file.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false);
+        int end = Array.LastIndexOf(buffer, (byte)'\n', got - 1) + 1; // a line still being written waits
+        int count = 0, start = 0;
+        for (int i = 0; i < end; i++)
+        {
+            if (buffer[i] != '\n')
+                continue;
+            if (i > start)
+            {
+                JournalLine? line;
+                try
+                {
+                    line = JsonSerializer.Deserialize(buffer.AsSpan(start, i - start), GuardJson.Default.JournalLine);
+                }
+                catch (JsonException)
+                {
+                    line = null; // a torn line from a crash: what it said is re-learnt as a first contact
+                }
+                if (line is not null)
+                    Take(line);
+                count++;
+            }
+            start = i + 1;
+        }
+        _readTo += end;
+        _lines += count;
+        return count;
+    }
+
+    private void Take(JournalLine line)
+    {
+        switch (line.Op)
+        {
+            case "intent" when line.Fingerprint is not null:
+                _records[line.Path] = _records.TryGetValue(line.Path, out var r) ? r with { Pending = line.Fingerprint } : new Recorded(line.Fingerprint, line.Fingerprint, null);
+                break;
+            case "wrote" when line.Fingerprint is not null:
+                _records[line.Path] = new Recorded(line.Fingerprint, null, line.Ino == 0 ? null : new Stat
+                {
+                    st_ino = (ulong)line.Ino, st_size = line.Size, st_mtime = line.Mtime, st_mtime_nsec = line.MtimeNs, st_ctime = line.Ctime, st_ctime_nsec = line.CtimeNs,
+                });
+                break;
+            case "removed":
+                _records.Remove(line.Path);
+                break;
+        }
+    }
+
+    private static JournalLine Line(string op, string path, string fingerprint, Stat? version) => version is { } v
+        ? new JournalLine { Op = op, Path = path, Fingerprint = fingerprint, Ino = (long)v.st_ino, Size = v.st_size, Mtime = v.st_mtime, MtimeNs = v.st_mtime_nsec, Ctime = v.st_ctime, CtimeNs = v.st_ctime_nsec }
+        : new JournalLine { Op = op, Path = path, Fingerprint = fingerprint };
+
+    /// <summary>Rewrites the journal with one line per path (under the lock; others reopen it when they see the new inode).</summary>
+    private void Compact()
+    {
+        var text = new StringBuilder();
+        foreach (var (path, r) in _records)
+            text.Append(JsonSerializer.Serialize(Line("wrote", path, r.Fingerprint, r.Version), GuardJson.Default.JournalLine)).Append('\n');
+        using (var file = HaSync.Apply.AtomicFile.Create(_path))
+        {
+            file.Stream.Write(Encoding.UTF8.GetBytes(text.ToString()));
+            file.Commit();
+        }
+        _file.Dispose();
+        _file = Open();
+        _readTo = _file.Length;
+        _lines = _records.Count;
+    }
+
+    private FileStream Open() => new(_path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, 0);
+
+    private bool ReopenIfReplaced()
+    {
+        if (PosixFiles.TryLstat(_path, out var onDisk) && Syscall.fstat((int)_file.SafeFileHandle.DangerousGetHandle(), out var open) == 0 && onDisk.st_ino == open.st_ino)
+            return false;
+        _file.Dispose();
+        _file = Open();
+        _records.Clear();
+        _readTo = 0;
+        _lines = 0;
+        ReadNew();
+        return true;
+    }
+
+    private FileStream Lock()
+    {
+        var lockFile = new FileStream(_lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
+        Libc.LockExclusive(lockFile.SafeFileHandle, _lockPath);
+        return lockFile;
+    }
+
+    /// <summary>Closes the file.</summary>
+    public void Dispose() => _file.Dispose();
+}
