@@ -62,6 +62,9 @@ internal static partial class DaemonLog
     [LoggerMessage(Level = LogLevel.Error, Message = "role check failed, not pushing: {Detail}")]
     public static partial void RoleCheckFailed(this ILogger log, string detail);
 
+    [LoggerMessage(Level = LogLevel.Error, Message = "not taking the active role: {Detail}")]
+    public static partial void NotTakingTerm(this ILogger log, string detail);
+
     [LoggerMessage(Level = LogLevel.Information, Message = "SIGHUP: checking the role and retrying failed paths and conflicts now")]
     public static partial void RetryingNow(this ILogger log);
 

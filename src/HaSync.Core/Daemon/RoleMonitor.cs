@@ -18,7 +18,8 @@ public sealed record RoleStatus
 {
     /// <summary>How the role is decided (vip, command, always, none configured).</summary>
     public required string Check { get; init; }
-    /// <summary>active, passive, or unknown (the check could not run: not pushing).</summary>
+    /// <summary>active, passive, unknown (the check could not run) or fenced (another node's term superseded this one's):
+    /// only an active node pushes.</summary>
     public required string State { get; init; }
     /// <summary>The last verdict in words.</summary>
     public string Detail { get; init; } = "";
@@ -61,6 +62,9 @@ public sealed class RoleMonitor : IDisposable
         _clock = clock;
         _status = new RoleStatus { Check = _role.Describe(), State = "unknown", Detail = "not checked yet", Since = clock.GetUtcNow(), Configured = _role.Kind != RoleKind.Unset };
     }
+
+    /// <summary>This node's epochs.</summary>
+    public EpochStore Epochs => _epochs;
 
     /// <summary>The role now.</summary>
     public RoleStatus Status
@@ -152,8 +156,15 @@ public sealed class RoleMonitor : IDisposable
                 catch (HaSyncException e)
                 {
                     // Without a new epoch the passive's agent could not tell us from a former active: do not push.
-                    _status = _status with { State = "unknown", Detail = $"{verdict.Detail}, but {e.Message}", Since = _status.State == "unknown" ? _status.Since : now };
-                    _log.RoleCheckFailed(_status.Detail);
+                    string blocked = e is FencedException ? "fenced" : "unknown";
+                    string detail = $"{verdict.Detail}, but {e.Message}";
+                    bool news = _status.State != blocked || _status.Detail != detail;
+                    _status = _status with { State = blocked, Detail = detail, Since = _status.State == blocked ? _status.Since : now };
+                    _checkedAt = now;
+                    if (news && e is FencedException)
+                        _log.NotTakingTerm(detail);
+                    else if (news)
+                        _log.RoleCheckFailed(detail);
                     return;
                 }
                 _term = new CancellationTokenSource();

@@ -84,6 +84,7 @@ public static class StatusFile
                     json.WriteNumber("agent_pid", pid);
                 else
                     json.WriteNull("agent_pid");
+                json.WriteBoolean("fenced", t.Fenced);
                 json.WriteStartArray("conflicts");
                 foreach (var c in t.Conflicts)
                 {
@@ -150,6 +151,7 @@ public static class StatusFile
                     LastError = t.GetProperty("last_error").GetString(),
                     LastErrorAt = ReadTime(t, "last_error_at"),
                     AgentPid = t.GetProperty("agent_pid").ValueKind == JsonValueKind.Number ? t.GetProperty("agent_pid").GetInt32() : null,
+                    Fenced = t.GetProperty("fenced").GetBoolean(),
                     Conflicts = t.GetProperty("conflicts").EnumerateArray().Select(c => new ConflictStatus(
                         c.GetProperty("path").GetString() ?? "", c.GetProperty("message").GetString() ?? "", c.GetProperty("since").GetDateTimeOffset())).ToList(),
                 }).ToList(),

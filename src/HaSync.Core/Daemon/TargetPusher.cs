@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using HaSync.Configuration;
+using HaSync.Guard;
 using HaSync.Scanning;
 using HaSync.Sync;
 using HaSync.Transport;
@@ -33,6 +34,8 @@ public sealed record TargetStatus
     public DateTimeOffset? LastErrorAt { get; init; }
     /// <summary>The agent's process (ssh, or the local agent) while connected.</summary>
     public int? AgentPid { get; init; }
+    /// <summary>The passive refused this node's epoch: it has accepted a later active's since.</summary>
+    public bool Fenced { get; init; }
     /// <summary>Paths the passive changed on its own and kept: each needs an admin (<c>hasync resolve</c>).</summary>
     public IReadOnlyList<ConflictStatus> Conflicts { get; init; } = [];
 }
@@ -203,10 +206,15 @@ public sealed class TargetPusher : IDisposable
         while (!waiting.IsCancellationRequested)
         {
             string cause;
+            bool fenced = false;
             try
             {
                 await RunSessionAsync(term, stop).ConfigureAwait(false);
                 return;
+            }
+            catch (FencedException e)
+            {
+                (cause, fenced) = (e.Message, true); // tried again with the same term: refused until this node's role ends
             }
             catch (Exception e) when (e is HaSyncException or IOException)
             {
@@ -216,7 +224,7 @@ public sealed class TargetPusher : IDisposable
             {
                 cause = $"unexpected {e}"; // a bug: say all there is, and keep serving the target
             }
-            Update(s => s with { Connected = false, Since = s.Connected ? _clock.GetUtcNow() : s.Since, AgentPid = null,
+            Update(s => s with { Connected = false, Since = s.Connected ? _clock.GetUtcNow() : s.Since, AgentPid = null, Fenced = fenced,
                 LastError = $"session: {cause}", LastErrorAt = _clock.GetUtcNow() });
             if (stop.IsCancellationRequested)
             {
@@ -245,10 +253,10 @@ public sealed class TargetPusher : IDisposable
         _log.Connecting(Name, command);
         await using var agent = AgentProcess.Start(_target, onStderr: line => _log.AgentSaid(Name, line));
         using var session = AgentSession.Open(agent.Input, agent.Output, _target.Name, agent.Describe);
-        await session.ClaimAsync(term.Epoch, adopt: false).ConfigureAwait(false);
+        await _role.Epochs.ClaimAsync(session, term.Epoch, outbid: false, adopt: false).ConfigureAwait(false);
         var passive = new PassiveState();
         await ResyncAsync(session, passive, startUp: true).ConfigureAwait(false);
-        Update(s => s with { Connected = true, Since = _clock.GetUtcNow(), AgentPid = agent.Pid });
+        Update(s => s with { Connected = true, Since = _clock.GetUtcNow(), AgentPid = agent.Pid, Fenced = false });
         var nextAudit = _options.AuditInterval is { } every ? _clock.GetUtcNow() + every : DateTimeOffset.MaxValue;
         while (!stop.IsCancellationRequested)
         {

@@ -27,6 +27,10 @@ public sealed class FencedException(string message) : HaSyncException(message);
 /// this node knows, whether it took it (as the active) or accepted it (its agent, as the passive): so a passive
 /// that becomes active takes a number above the one it last accepted, which the former active's agent will then
 /// prefer to the former active's own. Read-modify-write under a flock; written by rename, fsynced.
+/// A node whose claim a passive refused remembers the epoch that superseded it (<c>superseded.json</c>) and takes no
+/// new term, even when its role check says active, until its own agent has accepted that epoch or a later one (it
+/// has received the new active's changes) or an admin runs <c>hasync resync --force</c> on it: a former active that
+/// comes back cannot outbid the node that took over by restarting.
 /// </summary>
 public sealed class EpochStore
 {
@@ -88,11 +92,47 @@ public sealed class EpochStore
         }
     }
 
-    /// <summary>Takes a new term for this node: one above every epoch it knows and above <paramref name="above"/>.</summary>
-    public Epoch TakeNew(long above = 0) => Locked(known =>
+    private string SupersededFile => Path.Combine(_directory, "superseded.json");
+
+    /// <summary>The epoch that superseded this node's last term, while it has not caught up with it.</summary>
+    public Epoch? SupersededBy()
     {
+        try
+        {
+            return File.Exists(SupersededFile) ? JsonSerializer.Deserialize(File.ReadAllText(SupersededFile), GuardJson.Default.Epoch) : null;
+        }
+        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
+        {
+            throw new HaSyncException($"{SupersededFile}: unreadable ({e.Message}); remove it only if you know which node is active");
+        }
+    }
+
+    /// <summary>Takes a new term for this node: one above every epoch it knows and above <paramref name="above"/>. Refused
+    /// while another node's term superseded this one's, unless <paramref name="admin"/> (resync --force) says so.</summary>
+    /// <exception cref="FencedException">This node was superseded and has not caught up.</exception>
+    public Epoch TakeNew(long above = 0, bool admin = false) => Locked(known =>
+    {
+        if (SupersededBy() is { } by)
+        {
+            if (!admin)
+                throw new FencedException($"this node's last term was refused by a passive that had accepted {by}; it takes no new term until " +
+                                          $"it has received that node's changes, or an admin runs 'hasync resync --force' on it ({SupersededFile})");
+            File.Delete(SupersededFile);
+        }
         var epoch = new Epoch(Math.Max(known?.Number ?? 0, above) + 1, NodeId, Environment.MachineName, DateTimeOffset.UtcNow);
         return (epoch, epoch);
+    });
+
+    /// <summary>A passive refused this node's claim, knowing <paramref name="by"/>: remembered unless this node has already
+    /// accepted it (or a later one) itself.</summary>
+    public void RecordSuperseded(Epoch by) => Locked(known =>
+    {
+        if (!by.MayFollow(known) || known == by)
+            return (by, null);
+        using var file = AtomicFile.Create(SupersededFile);
+        JsonSerializer.Serialize(file.Stream, by, GuardJson.Default.Epoch);
+        file.Commit();
+        return (by, null);
     });
 
     /// <summary>This node's current term if the highest epoch it knows is its own; else a new one.</summary>
@@ -102,13 +142,23 @@ public sealed class EpochStore
         return known is not null && known.Node == NodeId ? known : TakeNew();
     }
 
-    /// <summary>A one-shot command's claim on <paramref name="session"/>: this node's current term (or a new one); with
-    /// <paramref name="outbid"/>, a new term above the agent's too (resync --force). With <paramref name="adopt"/> the agent
-    /// overwrites what the passive changed on its own.</summary>
-    public async Task<Epoch> ClaimAsync(Sync.AgentSession session, bool outbid, bool adopt)
+    /// <summary>Claims a term on <paramref name="session"/>: the daemon's <paramref name="term"/>, or for a one-shot command this
+    /// node's current term (or a new one); with <paramref name="outbid"/> (resync --force), a new term above the agent's too.
+    /// With <paramref name="adopt"/> the agent overwrites what the passive changed on its own. A refusal is remembered
+    /// (see <see cref="RecordSuperseded"/>).</summary>
+    /// <exception cref="FencedException">The agent knows a later epoch, or this node was superseded.</exception>
+    public async Task<Epoch> ClaimAsync(Sync.AgentSession session, Epoch? term, bool outbid, bool adopt)
     {
-        var epoch = outbid ? TakeNew(above: session.AgentEpoch?.Number ?? 0) : CurrentOrNew();
-        await session.ClaimAsync(epoch, adopt).ConfigureAwait(false);
+        var epoch = term ?? (outbid ? TakeNew(above: session.AgentEpoch?.Number ?? 0, admin: true) : CurrentOrNew());
+        try
+        {
+            await session.ClaimAsync(epoch, adopt).ConfigureAwait(false);
+        }
+        catch (FencedException) when (session.AgentEpoch is { } by)
+        {
+            RecordSuperseded(by);
+            throw;
+        }
         return epoch;
     }
 
@@ -118,6 +168,8 @@ public sealed class EpochStore
     {
         if (!claim.MayFollow(known))
             throw Fenced(claim, known!);
+        if (SupersededBy() is { } by && claim.Number >= by.Number)
+            File.Delete(SupersededFile); // this node has caught up with the term that superseded it
         return (claim, known is not null && known == claim ? null : claim);
     });
 
@@ -160,6 +212,7 @@ public sealed class EpochStore
             {
                 using var file = AtomicFile.Create(_file);
                 JsonSerializer.Serialize(file.Stream, write, GuardJson.Default.Epoch);
+                file.Stream.WriteByte((byte)'\n');
                 file.Commit();
             }
             return result;

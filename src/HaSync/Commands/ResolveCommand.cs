@@ -76,7 +76,7 @@ internal static class ResolveCommand
                     await FetchAsync(config, session, path);
                 // Taking the active's copy means overwriting the passive's own change; taking the passive's, the two are
                 // now the same and the agent adopts it without being told to.
-                await epochs.ClaimAsync(session, outbid: false, adopt: !takePassive);
+                await epochs.ClaimAsync(session, term: null, outbid: false, adopt: !takePassive);
                 return await Resync.RunAsync(only, session, config.Delete, cancellationToken: cancellationToken);
             }, cancellationToken);
             foreach (string failure in stats.Failures)

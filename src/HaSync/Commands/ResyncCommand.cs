@@ -70,7 +70,7 @@ internal static class ResyncCommand
             var epochs = new EpochStore(config.StateDirectory);
             var stats = await Targets.WithSessionAsync(target, async session =>
             {
-                await epochs.ClaimAsync(session, outbid: force, adopt: force);
+                await epochs.ClaimAsync(session, term: null, outbid: force, adopt: force);
                 return await RunWithProgressAsync(config, session, delete, cancellationToken);
             }, cancellationToken);
             PrintSummary(target.Name, stats);

@@ -121,17 +121,19 @@ internal static class StatusCommand
         if (s.Role.State == "passive")
             return (0, $"HASYNC OK - passive node, standing by ({s.Role.Detail})");
         if (s.Role.State != "active")
-            Raise(2, $"not pushing: role unknown ({s.Role.Detail})");
+            Raise(2, $"not pushing: role {s.Role.State} ({s.Role.Detail})");
         else if (!s.Role.Configured)
             Raise(1, "no role check configured (set 'role:' so that a passive node never pushes)");
         foreach (var t in s.Targets)
         {
             string label = t.Name.Replace('\'', '_').Replace('=', '_');
+            if (t.Fenced)
+                Raise(2, $"{t.Name} refuses this node's epoch: another node has become active ({t.LastError})");
             foreach (var c in t.Conflicts)
                 Raise(2, $"{t.Name} conflict: {c.Path} changed on the passive (hasync resolve {c.Path} --take active|passive)");
             double lag = StatusFile.Lag(t, s.Updated).TotalSeconds;
             double down = (now - t.Since).TotalSeconds;
-            if (!t.Connected)
+            if (!t.Connected && !t.Fenced)
                 Raise(down >= crit ? 2 : 1, $"{t.Name} disconnected for {down:F0} s ({t.LastError ?? "connecting"})");
             if (lag >= crit)
                 Raise(2, $"{t.Name} lag {lag:F0} s");

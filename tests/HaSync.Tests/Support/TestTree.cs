@@ -65,7 +65,7 @@ internal static class TestTree
     /// <summary>Claims an epoch on <paramref name="session"/> as a test's active node: above whatever the agent knows, and
     /// (by default) overwriting what the passive holds of its own, as <c>resync --force</c> does when seeding a pair.</summary>
     public static Task ClaimAsync(HaSync.Sync.AgentSession session, bool adopt = true) =>
-        new HaSync.Guard.EpochStore(Path.Combine(Path.GetTempPath(), "hasync-test-active-node")).ClaimAsync(session, outbid: true, adopt: adopt);
+        new HaSync.Guard.EpochStore(Path.Combine(Path.GetTempPath(), "hasync-test-active-node")).ClaimAsync(session, term: null, outbid: true, adopt: adopt);
 
     /// <summary>Asserts both roots hold the same watched set: kinds, content, link targets, modes, owners, file mtimes.</summary>
     public static void AssertIdentical(string activeRoot, string passiveRoot, string watched = Watched)
