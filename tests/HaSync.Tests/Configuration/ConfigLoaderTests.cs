@@ -93,7 +93,29 @@ public sealed class ConfigLoaderTests
     [InlineData("paths: [/etc/bm]\ndaemon:\n  quiet_ms: 500\n  max_delay_ms: 100\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:4: daemon: 'max_delay_ms' 100 is outside 500..600000")]
     [InlineData("paths: [/etc/bm]\ndaemon:\n  debounce: 5\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:3: unknown key 'debounce' at daemon")]
     [InlineData("paths: [/etc/bm]\ndaemon: fast\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:2: 'daemon' must be a mapping")]
+    [InlineData("paths: [/etc/bm]\nrole: sometimes\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:2: role 'sometimes' is not 'always', or a mapping with 'vip: ADDRESS' or 'command: [...]'")]
+    [InlineData("paths: [/etc/bm]\nrole:\n  vip: 10.0.0.300\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:3: role: vip '10.0.0.300' is not an IPv4 or IPv6 address")]
+    [InlineData("paths: [/etc/bm]\nrole:\n  vip: 10.0.0.5\n  command: [true]\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:3: role: give exactly one of 'vip' and 'command'")]
+    [InlineData("paths: [/etc/bm]\nrole:\n  check_ms: 500\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:3: role: give exactly one of 'vip' and 'command'")]
+    [InlineData("paths: [/etc/bm]\nrole:\n  command: []\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:3: role: 'command' is empty")]
+    [InlineData("paths: [/etc/bm]\nrole:\n  command: [true]\n  check_ms: 10\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:4: role: 'check_ms' 10 is outside 100..600000")]
+    [InlineData("paths: [/etc/bm]\nrole:\n  vipp: 10.0.0.5\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml:3: unknown key 'vipp' at role")]
     public void ErrorsNameTheFileLineAndKey(string yaml, string expected) => Assert.Contains(expected, Error(yaml));
+
+    [Fact]
+    public void RoleIsReadInEachForm()
+    {
+        const string targets = "targets:\n  - name: p\n    host: h\n";
+        var none = ConfigLoader.Parse("paths: [/etc/bm]\n" + targets, "c.yaml").Role;
+        var always = ConfigLoader.Parse("paths: [/etc/bm]\nrole: always\n" + targets, "c.yaml").Role;
+        var vip = ConfigLoader.Parse("paths: [/etc/bm]\nrole:\n  vip: 2001:db8::10\n" + targets, "c.yaml").Role;
+        var command = ConfigLoader.Parse("paths: [/etc/bm]\nrole:\n  command: [crm_resource, --locate]\n  check_ms: 500\n  timeout_ms: 3000\n" + targets, "/srv/c.yaml").Role;
+        Assert.Equal((RoleKind.Unset, "none configured (counts as active)"), (none.Kind, none.Describe()));
+        Assert.Equal(RoleKind.Always, always.Kind);
+        Assert.Equal((RoleKind.Vip, "vip 2001:db8::10"), (vip.Kind, vip.Describe()));
+        Assert.Equal((RoleKind.Command, "command crm_resource --locate", TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(3), "/srv"),
+            (command.Kind, command.Describe(), command.Interval, command.CommandTimeout, command.WorkingDirectory));
+    }
 
     [Fact]
     public void MissingFileIsAClearError()

@@ -1,0 +1,104 @@
+using HaSync.Guard;
+using HaSync.Scanning;
+using HaSync.Tests.Support;
+
+namespace HaSync.Tests.Guard;
+
+/// <summary>The agent's journal on real files: what HaSync wrote stays its own until someone else changes it.</summary>
+public sealed class JournalTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+    private readonly string _state;
+
+    public JournalTests()
+    {
+        _state = _dir.File("state");
+        Directory.CreateDirectory(_dir.File("root"));
+    }
+
+    public void Dispose() => _dir.Dispose();
+
+    private string Full(string name) => _dir.File("root/" + name);
+
+    /// <summary>Writes a file as the agent would, and returns its entry.</summary>
+    private FileEntry Write(string name, string content)
+    {
+        File.WriteAllText(Full(name), content);
+        return PosixFiles.Describe(Full(name), "/" + name)!;
+    }
+
+    private LocalChange Check(Journal journal, string name) => journal.Check("/" + name, Full(name), out _);
+
+    [Fact]
+    public void WrittenThenEditedThenNeverWritten()
+    {
+        using var journal = new Journal(_state);
+        journal.Wrote(Write("a.conf", "from the active\n"), Full("a.conf"));
+        Write("b.conf", "made on the passive\n");
+        journal.Flush();
+
+        Assert.Equal(LocalChange.None, Check(journal, "a.conf"));
+        Assert.Equal(LocalChange.Unrecorded, Check(journal, "b.conf"));
+        Assert.Equal(LocalChange.None, Check(journal, "absent.conf"));
+
+        TestTree.Chmod(Full("a.conf"), "600");                  // metadata alone: not a conflict
+        File.SetLastWriteTimeUtc(Full("a.conf"), new DateTime(2020, 1, 1));
+        Assert.Equal(LocalChange.None, Check(journal, "a.conf"));
+        File.AppendAllText(Full("a.conf"), "local edit\n");
+        Assert.Equal(LocalChange.Edited, Check(journal, "a.conf"));
+        File.WriteAllText(Full("a.conf"), "from the active\n");  // edited back to the same content: nothing to lose
+        Assert.Equal(LocalChange.None, Check(journal, "a.conf"));
+
+        journal.Removed("/a.conf");
+        journal.Flush();
+        Assert.Equal(LocalChange.Unrecorded, Check(journal, "a.conf"));
+    }
+
+    [Fact]
+    public void ItIsReadBackAndSharedBetweenSessions()
+    {
+        using var first = new Journal(_state);
+        using var second = new Journal(_state);                  // another agent session on the same node
+        first.Wrote(Write("a.conf", "one\n"), Full("a.conf"));
+        first.Flush();
+        Assert.Equal(LocalChange.None, Check(second, "a.conf"));
+        second.Wrote(Write("a.conf", "two\n"), Full("a.conf"));
+        second.Flush();
+        Assert.Equal(LocalChange.None, Check(first, "a.conf"));  // not a conflict: the other session wrote it
+
+        using var later = new Journal(_state);
+        Assert.Equal((1, LocalChange.None), (later.Count, Check(later, "a.conf")));
+    }
+
+    [Fact]
+    public void ACrashBetweenIntentAndRenameLeavesEitherContentAcceptable()
+    {
+        using (var journal = new Journal(_state))
+        {
+            journal.Wrote(Write("a.conf", "old\n"), Full("a.conf"));
+            journal.Flush();
+            var incoming = TestTree.FileEntry("/a.conf", "new\n"u8.ToArray());
+            journal.Intend(incoming);
+            journal.Flush();                                      // made durable with the batch; then the agent dies
+        }
+        using (var afterCrash = new Journal(_state))
+            Assert.Equal(LocalChange.None, Check(afterCrash, "a.conf")); // the rename never happened: the old content is ours
+        File.WriteAllText(Full("a.conf"), "new\n");
+        using (var afterRename = new Journal(_state))
+            Assert.Equal(LocalChange.None, Check(afterRename, "a.conf")); // it did, and the record was lost: the new one is ours
+    }
+
+    [Fact]
+    public void ATornLastLineIsSkippedAndTheRestKept()
+    {
+        using (var journal = new Journal(_state))
+        {
+            journal.Wrote(Write("a.conf", "kept\n"), Full("a.conf"));
+            journal.Flush();
+        }
+        File.AppendAllText(Path.Combine(_state, "journal.jsonl"), "{\"op\":\"wrote\",\"path\":\"/b.co\n");
+        using var reopened = new Journal(_state);
+        Assert.Equal(LocalChange.None, Check(reopened, "a.conf"));
+        Assert.Equal(1, reopened.Count);
+    }
+}
