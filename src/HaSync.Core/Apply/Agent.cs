@@ -232,10 +232,11 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
             log.WriteLine($"hasync serve: conflict: {e.Message}");
             _deferredAcks.Add((id, AckStatus.Conflict, e.Message)); // in order with the batch's other answers
         }
-        catch (Exception e) when (e is ConfinementException or IOException or UnauthorizedAccessException or DeltaFormatException or HaSyncException)
+        catch (Exception e) when (e is ConfinementException or IOException or UnauthorizedAccessException or DeltaFormatException or FencedException)
         {
-            log.WriteLine($"hasync serve: {frame.Type} {subject}: {e.Message}");
+            log.WriteLine($"hasync serve: {frame.Type}{(subject.Length > 0 ? " " + subject : "")}: {e.Message}");
             Ack(writer, id, AckStatus.Failed, e.Message);
+            FlushAnswers(writer); // the sender may be waiting for this very answer (a read, a claim)
         }
     }
 

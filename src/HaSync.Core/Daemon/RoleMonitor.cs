@@ -100,8 +100,7 @@ public sealed class RoleMonitor : IDisposable
                 break;
             }
         }
-        lock (_lock)
-            _term?.Cancel();
+        // The term is not ended here: a stopping daemon's pushers still send what was queued last (their drain).
     }
 
     /// <summary>Waits until the node is active; returns its term.</summary>

@@ -71,7 +71,7 @@ public sealed class Journal : IDisposable
             using var held = Lock();
             _file = Open();
             ReadNew();
-            if (_lines > 10_000 && _lines > 4 * _records.Count)
+            if (MostlySuperseded)
                 Compact();
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -79,6 +79,8 @@ public sealed class Journal : IDisposable
             throw new IOException($"{_path}: cannot open the journal: {e.Message}", e);
         }
     }
+
+    private bool MostlySuperseded => _lines > 10_000 && _lines > 4 * _records.Count;
 
     /// <summary>The journal file.</summary>
     public string FilePath => _path;
@@ -168,8 +170,10 @@ public sealed class Journal : IDisposable
             _file.Flush();
             _readTo = _file.Length;
             _lines += _unwritten.Count;
+            _unwritten.Clear();
+            if (MostlySuperseded)
+                Compact(); // a long-lived session writing the same files again and again
         }
-        _unwritten.Clear();
     }
 
     /// <summary>Takes in lines other sessions appended; true when there were any.</summary>
@@ -252,7 +256,11 @@ public sealed class Journal : IDisposable
     {
         var text = new StringBuilder();
         foreach (var (path, r) in _records)
+        {
             text.Append(JsonSerializer.Serialize(Line("wrote", path, r.Fingerprint, r.Version), GuardJson.Default.JournalLine)).Append('\n');
+            if (r.Pending is { } pending) // a rename in flight keeps its intent
+                text.Append(JsonSerializer.Serialize(new JournalLine { Op = "intent", Path = path, Fingerprint = pending }, GuardJson.Default.JournalLine)).Append('\n');
+        }
         using (var file = HaSync.Apply.AtomicFile.Create(_path))
         {
             file.Stream.Write(Encoding.UTF8.GetBytes(text.ToString()));

@@ -187,6 +187,41 @@ public sealed class AgentHostileTests : IDisposable
     }
 
     [Fact]
+    public async Task NothingIsWrittenBeforeAClaimNorIntoTheAgentsOwnState()
+    {
+        byte[] content = "pwned\n"u8.ToArray();
+        string state = Path.Join(_root, "var/lib/hasync");
+        var target = TestTree.LocalTarget(_root, "--state", state);
+        await using (var agent = AgentProcess.Start(target))
+        {
+            using var session = AgentSession.Open(agent.Input, agent.Output, "unclaimed", agent.Describe);
+            var unclaimed = await Put(session, TestTree.FileEntry("/etc/bm/keep.conf", content), content).WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal(AckStatus.Fenced, unclaimed.Status);
+            Assert.Contains("no epoch claimed", unclaimed.Message);
+        }
+        var (journal, epoch) = await TestTree.WithSession(target, async s => (
+            await Put(s, TestTree.FileEntry("/var/lib/hasync/journal.jsonl", content), content),
+            await Put(s, TestTree.FileEntry("/var/lib/hasync/epoch.json", content), content)));
+        foreach (var ack in new[] { journal, epoch })
+        {
+            Assert.Equal(AckStatus.Failed, ack.Status);
+            Assert.Contains($"inside the agent's state directory {state}; refusing to write there", ack.Message);
+        }
+        Assert.DoesNotContain("pwned", File.ReadAllText(Path.Join(state, "epoch.json")));
+        AssertNothingChanged();
+    }
+
+    [Fact]
+    public void AnImpossibleEpochEndsTheSession()
+    {
+        var claim = new PayloadWriter().U32(1).I64(0).Text("node").Text("host").I64(0).U8(0);
+        var (code, stderr) = Serve([.. Hello(), .. Frame(FrameType.Claim, [.. claim.WrittenMemory.Span])]);
+        Assert.Equal(2, code);
+        Assert.Contains("impossible epoch 0 of node 'node'", stderr);
+        AssertNothingChanged();
+    }
+
+    [Fact]
     public async Task FullDiskFailsThePutCleanlyAndTheSessionGoesOn()
     {
         string mount = _dir.File("tiny");

@@ -32,6 +32,11 @@ public class DaemonBehaviourTests
         Assert.Equal("edited on the passive\n", File.ReadAllText(daemon.Passive("bm.ini")));
         string copy = Path.Join(TestTree.PassiveState(dir.File("passive")), "conflicts/etc/bm/bm.ini");
         Assert.Equal(File.ReadAllText(daemon.Active("bm.ini")), File.ReadAllText(copy)); // the active's version, kept beside it
+        var (code, line) = daemon.Check();
+        Assert.Equal(2, code);
+        Assert.StartsWith("HASYNC CRITICAL - no role check configured", line); // the harness sets no role: a warning, outranked
+        Assert.Contains("; local conflict: /etc/bm/bm.ini changed on the passive (hasync resolve /etc/bm/bm.ini --take active|passive)", line);
+        Assert.Contains("'local_conflicts'=1;;1;0", line);
         await daemon.Eventually(() => daemon.Log.Lines.Any(l => l.StartsWith("Error: local: conflict: ", StringComparison.Ordinal)
             && l.Contains("bm.ini: changed on this node since HaSync last wrote it; left as it is; the active's version is at " + copy)), "the conflict to be logged");
     }

@@ -89,6 +89,22 @@ public sealed class JournalTests : IDisposable
     }
 
     [Fact]
+    public void ALongSessionCompactsItAndOthersFollow()
+    {
+        using var other = new Journal(_state);
+        using var journal = new Journal(_state);
+        var entry = Write("a.conf", "the same file, written again and again\n");
+        for (int i = 0; i < 10_001; i++)
+            journal.Wrote(entry, Full("a.conf"));
+        journal.Wrote(Write("b.conf", "last\n"), Full("b.conf"));
+        journal.Flush();
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(_state, "journal.jsonl")).Length);
+        Assert.Equal(LocalChange.None, Check(other, "b.conf")); // it reopens the compacted file
+        File.WriteAllText(Full("b.conf"), "edited\n");
+        Assert.Equal(LocalChange.Edited, Check(other, "b.conf"));
+    }
+
+    [Fact]
     public void ATornLastLineIsSkippedAndTheRestKept()
     {
         using (var journal = new Journal(_state))

@@ -93,6 +93,15 @@ internal sealed class DaemonHarness : IAsyncDisposable
     /// <summary>The daemon's status file, once it has one.</summary>
     public DaemonSnapshot Status() => StatusFile.Read(Config.StatusFile);
 
+    /// <summary><c>hasync check</c> on this daemon's status file: exit code and line.</summary>
+    public (int Code, string Line) Check()
+    {
+        string config = Path.Combine(Config.StateDirectory, "check.yaml");
+        File.WriteAllText(config, $"paths: [/etc/bm]\nstate_dir: {Config.StateDirectory}\ntargets:\n  - name: local\n    transport: local\n");
+        var (code, stdout, stderr) = Tools.Run(Path.Combine(AppContext.BaseDirectory, "hasync"), ["check", "-c", config]);
+        return (code, System.Text.Encoding.UTF8.GetString(stdout) + stderr);
+    }
+
     /// <summary>Waits until the first target is connected (its start-up resync done).</summary>
     public async Task WaitConnectedAsync()
     {
@@ -140,7 +149,14 @@ internal sealed class DaemonHarness : IAsyncDisposable
     public async Task StopAsync()
     {
         await _stop.CancelAsync();
-        await _running.WaitAsync(TimeSpan.FromSeconds(30));
+        try
+        {
+            await _running.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        catch (TimeoutException)
+        {
+            Assert.Fail($"the daemon did not stop within 30 s; log:\n{string.Join("\n", Log.Lines)}");
+        }
     }
 
     public async ValueTask DisposeAsync()
