@@ -79,8 +79,7 @@ public sealed class EpochStore
         {
             if (!File.Exists(_file))
                 return null;
-            return JsonSerializer.Deserialize(File.ReadAllText(_file), GuardJson.Default.Epoch)
-                ?? throw new HaSyncException($"{_file}: empty epoch file");
+            return GuardJson.ReadEpoch(File.ReadAllBytes(_file));
         }
         catch (JsonException e)
         {
@@ -99,7 +98,7 @@ public sealed class EpochStore
     {
         try
         {
-            return File.Exists(SupersededFile) ? JsonSerializer.Deserialize(File.ReadAllText(SupersededFile), GuardJson.Default.Epoch) : null;
+            return File.Exists(SupersededFile) ? GuardJson.ReadEpoch(File.ReadAllBytes(SupersededFile)) : null;
         }
         catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
         {
@@ -130,7 +129,7 @@ public sealed class EpochStore
         if (!by.MayFollow(known) || known == by)
             return (by, null);
         using var file = AtomicFile.Create(SupersededFile);
-        JsonSerializer.Serialize(file.Stream, by, GuardJson.Default.Epoch);
+        file.Stream.Write(GuardJson.Write(by));
         file.Commit();
         return (by, null);
     });
@@ -211,8 +210,7 @@ public sealed class EpochStore
             if (write is not null)
             {
                 using var file = AtomicFile.Create(_file);
-                JsonSerializer.Serialize(file.Stream, write, GuardJson.Default.Epoch);
-                file.Stream.WriteByte((byte)'\n');
+                file.Stream.Write(GuardJson.Write(write));
                 file.Commit();
             }
             return result;

@@ -1,6 +1,5 @@
 using System.Text;
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using HaSync.Interop;
 using HaSync.Scanning;
 using Mono.Unix.Native;
@@ -33,11 +32,6 @@ internal sealed record JournalLine
     public long Ctime { get; init; }
     public long CtimeNs { get; init; }
 }
-
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingDefault)]
-[JsonSerializable(typeof(JournalLine))]
-[JsonSerializable(typeof(Epoch))]
-internal sealed partial class GuardJson : JsonSerializerContext;
 
 /// <summary>
 /// The agent's memory of what it wrote on the passive, per path: the content hash (or link target) and the exact
@@ -158,10 +152,10 @@ public sealed class Journal : IDisposable
     {
         if (_unwritten.Count == 0)
             return;
-        var text = new StringBuilder();
+        var text = new MemoryStream();
         foreach (var line in _unwritten)
-            text.Append(JsonSerializer.Serialize(line, GuardJson.Default.JournalLine)).Append('\n');
-        byte[] bytes = Encoding.UTF8.GetBytes(text.ToString());
+            text.Write(GuardJson.Write(line));
+        byte[] bytes = text.ToArray();
         using (Lock())
         {
             TakeInOthers(); // others' lines first, so ours stay the latest word on our paths
@@ -211,7 +205,7 @@ public sealed class Journal : IDisposable
                 JournalLine? line;
                 try
                 {
-                    line = JsonSerializer.Deserialize(buffer.AsSpan(start, i - start), GuardJson.Default.JournalLine);
+                    line = GuardJson.ReadJournalLine(buffer.AsSpan(start, i - start));
                 }
                 catch (JsonException)
                 {
@@ -254,16 +248,16 @@ public sealed class Journal : IDisposable
     /// <summary>Rewrites the journal with one line per path (under the lock; others reopen it when they see the new inode).</summary>
     private void Compact()
     {
-        var text = new StringBuilder();
+        var text = new MemoryStream();
         foreach (var (path, r) in _records)
         {
-            text.Append(JsonSerializer.Serialize(Line("wrote", path, r.Fingerprint, r.Version), GuardJson.Default.JournalLine)).Append('\n');
+            text.Write(GuardJson.Write(Line("wrote", path, r.Fingerprint, r.Version)));
             if (r.Pending is { } pending) // a rename in flight keeps its intent
-                text.Append(JsonSerializer.Serialize(new JournalLine { Op = "intent", Path = path, Fingerprint = pending }, GuardJson.Default.JournalLine)).Append('\n');
+                text.Write(GuardJson.Write(new JournalLine { Op = "intent", Path = path, Fingerprint = pending }));
         }
         using (var file = HaSync.Apply.AtomicFile.Create(_path))
         {
-            file.Stream.Write(Encoding.UTF8.GetBytes(text.ToString()));
+            file.Stream.Write(text.ToArray());
             file.Commit();
         }
         _file.Dispose();

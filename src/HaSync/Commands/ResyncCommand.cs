@@ -68,9 +68,11 @@ internal static class ResyncCommand
         try
         {
             var epochs = new EpochStore(config.StateDirectory);
+            // This node's term is read while the agent starts (it takes longer); --force needs the agent's epoch first.
+            var term = force ? Task.FromResult<Epoch?>(null) : Task.Run<Epoch?>(epochs.CurrentOrNew, cancellationToken);
             var stats = await Targets.WithSessionAsync(target, async session =>
             {
-                await epochs.ClaimAsync(session, term: null, outbid: force, adopt: force);
+                await epochs.ClaimAsync(session, await term, outbid: force, adopt: force);
                 return await RunWithProgressAsync(config, session, delete, cancellationToken);
             }, cancellationToken);
             PrintSummary(target.Name, stats);
