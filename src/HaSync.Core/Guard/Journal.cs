@@ -107,7 +107,14 @@ public sealed class Journal : IDisposable
     public LocalChange Check(string logicalPath, string fullPath, out FileEntry? current)
     {
         current = null;
-        if (!PosixFiles.TryLstat(fullPath, out var st) || PosixFiles.KindOf(st) is not (EntryKind.File or EntryKind.Symlink))
+        return PosixFiles.TryLstat(fullPath, out var st) ? Check(logicalPath, fullPath, st, out current) : LocalChange.None;
+    }
+
+    /// <summary>As <see cref="Check(string, string, out FileEntry?)"/>, with the path's lstat already taken.</summary>
+    public LocalChange Check(string logicalPath, string fullPath, Stat st, out FileEntry? current)
+    {
+        current = null;
+        if (PosixFiles.KindOf(st) is not (EntryKind.File or EntryKind.Symlink))
             return LocalChange.None;
         if (_records.TryGetValue(logicalPath, out var recorded) && recorded.Version is { } version && PosixFiles.SameVersion(version, st))
             return LocalChange.None;
@@ -152,10 +159,7 @@ public sealed class Journal : IDisposable
     {
         if (_unwritten.Count == 0)
             return;
-        var text = new MemoryStream();
-        foreach (var line in _unwritten)
-            text.Write(GuardJson.Write(line));
-        byte[] bytes = text.ToArray();
+        byte[] bytes = GuardJson.Write(_unwritten);
         using (Lock())
         {
             TakeInOthers(); // others' lines first, so ours stay the latest word on our paths
@@ -248,16 +252,12 @@ public sealed class Journal : IDisposable
     /// <summary>Rewrites the journal with one line per path (under the lock; others reopen it when they see the new inode).</summary>
     private void Compact()
     {
-        var text = new MemoryStream();
-        foreach (var (path, r) in _records)
-        {
-            text.Write(GuardJson.Write(Line("wrote", path, r.Fingerprint, r.Version)));
-            if (r.Pending is { } pending) // a rename in flight keeps its intent
-                text.Write(GuardJson.Write(new JournalLine { Op = "intent", Path = path, Fingerprint = pending }));
-        }
+        var lines = _records.SelectMany(r => r.Value.Pending is { } pending // a rename in flight keeps its intent
+            ? [Line("wrote", r.Key, r.Value.Fingerprint, r.Value.Version), new JournalLine { Op = "intent", Path = r.Key, Fingerprint = pending }]
+            : new[] { Line("wrote", r.Key, r.Value.Fingerprint, r.Value.Version) });
         using (var file = HaSync.Apply.AtomicFile.Create(_path))
         {
-            file.Stream.Write(text.ToArray());
+            file.Stream.Write(GuardJson.Write(lines));
             file.Commit();
         }
         _file.Dispose();

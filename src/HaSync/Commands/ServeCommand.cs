@@ -33,8 +33,18 @@ internal static class ServeCommand
             // Console streams are unbuffered on Linux: without this, every frame header and payload is its own read(2).
             using var stdin = new BufferedStream(Console.OpenStandardInput(), 1 << 16);
             using var stdout = new BufferedStream(Console.OpenStandardOutput(), 1 << 16);
-            using var agent = new Agent(guard, Path.GetFullPath(r.GetValue(state)!), Console.Error);
-            return Task.FromResult(agent.Serve(stdin, stdout, cancellationToken));
+            Agent agent;
+            try
+            {
+                agent = new Agent(guard, Path.GetFullPath(r.GetValue(state)!), Console.Error);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"hasync serve: --state {r.GetValue(state)}: {e.Message}");
+                return Task.FromResult(2);
+            }
+            using (agent)
+                return Task.FromResult(agent.Serve(stdin, stdout, cancellationToken));
         });
         return command;
     }
