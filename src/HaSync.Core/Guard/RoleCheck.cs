@@ -70,7 +70,7 @@ public static class RoleCheck
         {
             process.Kill(entireProcessTree: true);
             cancellationToken.ThrowIfCancellationRequested();
-            return new RoleVerdict(false, $"role command '{shown}' did not answer within {role.CommandTimeout.TotalSeconds:F0} s", Failed: true);
+            return new RoleVerdict(false, $"role command '{shown}' did not answer within {role.CommandTimeout.TotalSeconds:0.#} s", Failed: true);
         }
         string said = FirstLine(await output.ConfigureAwait(false)) ?? FirstLine(await errors.ConfigureAwait(false)) ?? "";
         string words = said.Length > 0 ? $": {said}" : "";
