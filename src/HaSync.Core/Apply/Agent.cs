@@ -188,7 +188,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
                     _epochs.Accept(claim);
                     (_claim, _adopt) = (claim, adopt);
                     if (adopt)
-                        log.WriteLine($"hasync serve: {claim} overwrites what was changed on this node (--force)");
+                        log.WriteLine($"hasync serve: {claim} overwrites what was changed on this node (resync --force, or resolve --take active)");
                     Ack(writer, id, AckStatus.Ok, "");
                     FlushAnswers(writer);
                     return;
@@ -233,7 +233,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
         }
         catch (ConflictException e)
         {
-            log.WriteLine($"hasync serve: conflict: {e.Message}");
+            // Not logged here: the sender reports it (the daemon once, not at every retry).
             _deferredAcks.Add((id, AckStatus.Conflict, e.Message)); // in order with the batch's other answers
         }
         catch (Exception e) when (e is ConfinementException or IOException or UnauthorizedAccessException or DeltaFormatException or FencedException)
@@ -286,7 +286,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
             return null; // the same content arrived by another way: nothing of the passive's own is lost
         if (_adopt)
         {
-            log.WriteLine($"hasync serve: {fullPath}: overwriting a {(change == LocalChange.Edited ? "local change" : "file HaSync never wrote")} (--force)");
+            log.WriteLine($"hasync serve: {fullPath}: overwriting a {(change == LocalChange.Edited ? "local change" : "file HaSync never wrote")}, as the sender asked");
             return null;
         }
         return change == LocalChange.Edited
