@@ -88,7 +88,10 @@ internal static class StatusCommand
         foreach (var t in s.Targets)
         {
             var lag = StatusFile.Lag(t, s.Updated);
-            string state = t.Connected ? $"connected since {t.Since:u}" : $"DISCONNECTED since {t.Since:u}";
+            string state = t.Connected ? $"connected since {t.Since:u}"
+                : s.Role.State == "passive" ? "standing by (this node is not the active one)"
+                : t.Fenced ? $"REFUSED since {t.Since:u}: it has accepted a later active's epoch"
+                : $"DISCONNECTED since {t.Since:u}";
             string sync = t.Queue == 0 && lag == TimeSpan.Zero ? "in sync" : $"{t.Queue} queued, lag {lag.TotalSeconds:F1} s";
             string last = t.LastSuccess is { } ok ? $"last success {Ago(now - ok)} ago" : "no success yet";
             Console.WriteLine($"{t.Name}: {state}; {sync}; {last}; {t.Pushed} pushed, {t.Resyncs} resyncs");
