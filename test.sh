@@ -14,6 +14,7 @@ command -v rdiff >/dev/null || missing+=(rdiff)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh >/dev/null || missing+=(openssh-client)
 [ -x /usr/bin/time ] || missing+=(time)
+command -v ip >/dev/null || missing+=(iproute2)   # the VIP failover test moves an address in a network namespace of its own
 # Peers of the benchmarks, which run here on small sizes so they keep working:
 command -v rsync >/dev/null || missing+=(rsync)
 command -v lsyncd >/dev/null || missing+=(lsyncd)
@@ -25,7 +26,7 @@ if ((${#missing[@]})); then
   apt-get update -qq || die "apt-get update failed"
   apt-get install -y -qq "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
 fi
-for tool in rdiff rsync lsyncd python3; do command -v "$tool" >/dev/null || die "$tool is still missing after the install"; done
+for tool in rdiff rsync lsyncd python3 ip; do command -v "$tool" >/dev/null || die "$tool is still missing after the install"; done
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

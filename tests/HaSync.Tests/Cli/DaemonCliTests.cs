@@ -19,9 +19,15 @@ public class DaemonCliTests(SshServer server) : IClassFixture<SshServer>
         private readonly Process _process;
         private readonly StringBuilder _stderr = new();
 
-        public DaemonProcess(string config)
+        /// <summary>Starts <c>hasync daemon -c CONFIG</c>, inside network namespace <paramref name="netns"/> when given
+        /// (<c>ip netns exec</c> execs it: the pid is the daemon's).</summary>
+        public DaemonProcess(string config, string? netns = null)
         {
-            var start = new ProcessStartInfo(Hasync, ["daemon", "-c", config]) { RedirectStandardError = true, RedirectStandardOutput = true };
+            string[] daemon = ["daemon", "-c", config];
+            var start = netns is null
+                ? new ProcessStartInfo(Hasync, daemon)
+                : new ProcessStartInfo("ip", ["netns", "exec", netns, Hasync, .. daemon]);
+            (start.RedirectStandardError, start.RedirectStandardOutput) = (true, true);
             _process = Process.Start(start)!;
             _process.ErrorDataReceived += (_, e) => { lock (_stderr) _stderr.AppendLine(e.Data); };
             _process.BeginErrorReadLine();
@@ -170,5 +176,101 @@ public class DaemonCliTests(SshServer server) : IClassFixture<SshServer>
         var json = Run("status", "-c", config, "--json");
         Assert.Contains("\"connected\": false", json.Stdout);
         Assert.Contains("port 1: Connection refused", daemon.Stderr);
+    }
+
+    /// <summary>A pair on one machine: agent spawned locally, this node's role from <paramref name="role"/>.</summary>
+    private static string WriteLocalConfig(TempDir dir, string role)
+    {
+        string config = dir.File("local.yaml");
+        File.WriteAllText(config, $"""
+            source_root: active
+            paths: [/etc/bm]
+            state_dir: state
+            role: {role}
+            targets:
+              - name: passive
+                transport: local
+                command: [{Hasync}, serve, --root, passive, --state, passive-state]
+            """);
+        return config;
+    }
+
+    private static DaemonSnapshot? Snapshot(string statusFile)
+    {
+        try
+        {
+            return File.Exists(statusFile) ? StatusFile.Read(statusFile) : null;
+        }
+        catch (IOException)
+        {
+            return null; // being replaced right now
+        }
+    }
+
+    [Fact]
+    public async Task TheDaemonPushesWhileTheVipIsOnThisNodeAndStandsByWhenItMoves()
+    {
+        // keepalived moving the floating address, for real: the daemon runs in a network namespace of its own, whose
+        // loopback gets and loses the address.
+        string netns = "hasync-test-" + Guid.NewGuid().ToString("N")[..8];
+        Tools.Check("ip", "netns", "add", netns);
+        try
+        {
+            Tools.Check("ip", "-n", netns, "link", "set", "lo", "up");
+            using var dir = new TempDir();
+            TestTree.Build(dir.File("active"));
+            Directory.CreateDirectory(dir.File("passive"));
+            string config = WriteLocalConfig(dir, "{ vip: 192.0.2.10, check_ms: 200 }"), status = dir.File("state/status.json");
+            using var daemon = new DaemonProcess(config, netns);
+            await Until(() => Snapshot(status) is { Role.State: "passive" }, "the daemon to stand by", () => daemon.Stderr);
+            Assert.Contains("passive (vip 192.0.2.10 is not on any local interface): standing by, not pushing", daemon.Stderr);
+            await Task.Delay(TimeSpan.FromSeconds(1)); // several role checks: none may push
+            Assert.Empty(Directory.GetFileSystemEntries(dir.File("passive")));
+            Assert.StartsWith("HASYNC OK - passive node, standing by (vip 192.0.2.10 is not on any local interface)", Run("check", "-c", config).Stdout);
+
+            Tools.Check("ip", "-n", netns, "addr", "add", "192.0.2.10/32", "dev", "lo");        // failover to this node
+            await Until(() => File.Exists(dir.File("passive/etc/bm/bm.ini")) && Snapshot(status) is { Role.State: "active", Targets: [{ Connected: true }] },
+                "the guarded resync", () => daemon.Stderr);
+            TestTree.AssertIdentical(dir.File("active"), dir.File("passive"));
+            Assert.Contains("active (vip 192.0.2.10 is on lo): took epoch 1", daemon.Stderr);
+
+            Tools.Check("ip", "-n", netns, "addr", "del", "192.0.2.10/32", "dev", "lo");        // and away again
+            await Until(() => Snapshot(status) is { Role.State: "passive", Targets: [{ Connected: false }] }, "the daemon to stand by again", () => daemon.Stderr);
+            File.WriteAllText(dir.File("active/etc/bm/after.conf"), "written once the address had moved away\n");
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            Assert.False(File.Exists(dir.File("passive/etc/bm/after.conf")));
+            Assert.Contains("standing by (this node is not the active one)", Run("status", "-c", config).Stdout);
+            daemon.Signal("TERM");
+            Assert.Equal(0, daemon.WaitForExit());
+        }
+        finally
+        {
+            Tools.Run("ip", ["netns", "del", netns]);
+        }
+    }
+
+    [Fact]
+    public async Task ResolveSettlesAConflictAndTellsTheRunningDaemon()
+    {
+        using var dir = new TempDir();
+        TestTree.Build(dir.File("active"));
+        Directory.CreateDirectory(dir.File("passive"));
+        string config = WriteLocalConfig(dir, "always"), status = dir.File("state/status.json");
+        using var daemon = new DaemonProcess(config);
+        await Until(() => Snapshot(status) is { Targets: [{ Connected: true }] }, "the daemon to connect", () => daemon.Stderr);
+
+        File.WriteAllText(dir.File("passive/etc/bm/bm.ini"), "[global]\nhost = fixed by hand on the passive\n");
+        File.WriteAllText(dir.File("active/etc/bm/bm.ini"), "[global]\nhost = 192.0.2.30\n");
+        await Until(() => Snapshot(status) is { Targets: [{ Conflicts: [{ Path: "/etc/bm/bm.ini" }] }] }, "the conflict to show", () => daemon.Stderr);
+        Assert.Contains("CONFLICT /etc/bm/bm.ini (since", Run("status", "-c", config).Stdout);
+        Assert.Equal(2, Run("check", "-c", config).Code);
+
+        var resolve = Run("resolve", "/etc/bm/bm.ini", "--take", "active", "-c", config);
+        Assert.True(resolve.Code == 0, resolve.Stdout);
+        Assert.Contains($"told the daemon (pid {daemon.Pid}) to retry now", resolve.Stdout);
+        await Until(() => Snapshot(status) is { Targets: [{ Conflicts: [] }] }, "the daemon to clear the conflict", () => daemon.Stderr);
+        Assert.Contains("SIGHUP: checking the role and retrying failed paths and conflicts now", daemon.Stderr);
+        Assert.Equal("[global]\nhost = 192.0.2.30\n", File.ReadAllText(dir.File("passive/etc/bm/bm.ini")));
+        Assert.StartsWith("HASYNC OK", Run("check", "-c", config).Stdout);
     }
 }
