@@ -49,61 +49,61 @@ public sealed class EpochStore
     /// <summary>Where the highest known epoch is kept.</summary>
     public string FilePath => _file;
 
-    /// <summary>This node's id: random, made once per state directory.</summary>
-    public string NodeId
+    private string? _nodeId;
+
+    /// <summary>This node's id: random, made once per state directory (and read once per store).</summary>
+    public string NodeId => _nodeId ??= ReadOrCreateNodeId();
+
+    private string ReadOrCreateNodeId()
     {
-        get
+        string path = Path.Combine(_directory, "node-id");
+        try
         {
-            string path = Path.Combine(_directory, "node-id");
-            try
-            {
-                if (File.Exists(path) && File.ReadAllText(path).Trim() is { Length: > 0 } id)
-                    return id;
-                Directory.CreateDirectory(_directory);
-                using var file = AtomicFile.Create(path);
-                file.Stream.Write(System.Text.Encoding.ASCII.GetBytes(Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) + "\n"));
-                file.Commit();
-                return File.ReadAllText(path).Trim();
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw new HaSyncException($"{path}: cannot read or create the node id: {e.Message}");
-            }
+            if (File.Exists(path) && File.ReadAllText(path).Trim() is { Length: > 0 } id)
+                return id;
+            Directory.CreateDirectory(_directory);
+            using var file = AtomicFile.Create(path);
+            file.Stream.Write(System.Text.Encoding.ASCII.GetBytes(Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) + "\n"));
+            file.Commit();
+            return File.ReadAllText(path).Trim();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new HaSyncException($"{path}: cannot read or create the node id: {e.Message}");
         }
     }
 
     /// <summary>The highest epoch this node knows, or null when it knows none yet.</summary>
-    public Epoch? Known()
-    {
-        try
-        {
-            if (!File.Exists(_file))
-                return null;
-            return GuardJson.ReadEpoch(File.ReadAllBytes(_file));
-        }
-        catch (JsonException e)
-        {
-            throw new HaSyncException($"{_file}: unreadable epoch file ({e.Message}); move it away only if you know which node is active");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new HaSyncException($"{_file}: cannot read the epoch: {e.Message}");
-        }
-    }
+    public Epoch? Known() => ReadEpochFile(_file);
 
     private string SupersededFile => Path.Combine(_directory, "superseded.json");
 
     /// <summary>The epoch that superseded this node's last term, while it has not caught up with it.</summary>
-    public Epoch? SupersededBy()
+    public Epoch? SupersededBy() => ReadEpochFile(SupersededFile);
+
+    /// <summary>The epoch in <paramref name="path"/>, or null when there is no such file.</summary>
+    private static Epoch? ReadEpochFile(string path)
     {
         try
         {
-            return File.Exists(SupersededFile) ? GuardJson.ReadEpoch(File.ReadAllBytes(SupersededFile)) : null;
+            return File.Exists(path) ? GuardJson.ReadEpoch(File.ReadAllBytes(path)) : null;
         }
-        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
+        catch (JsonException e)
         {
-            throw new HaSyncException($"{SupersededFile}: unreadable ({e.Message}); remove it only if you know which node is active");
+            throw new HaSyncException($"{path}: unreadable epoch file ({e.Message}); move it away only if you know which node is active");
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new HaSyncException($"{path}: cannot read the epoch: {e.Message}");
+        }
+    }
+
+    /// <summary>Replaces <paramref name="path"/> with <paramref name="epoch"/>: temp file, fsync, rename.</summary>
+    private static void WriteEpochFile(string path, Epoch epoch)
+    {
+        using var file = AtomicFile.Create(path);
+        file.Stream.Write(GuardJson.Write(epoch));
+        file.Commit();
     }
 
     /// <summary>Takes a new term for this node: one above every epoch it knows and above <paramref name="above"/>. Refused
@@ -126,11 +126,8 @@ public sealed class EpochStore
     /// accepted it (or a later one) itself.</summary>
     public void RecordSuperseded(Epoch by) => Locked(known =>
     {
-        if (!by.MayFollow(known) || known == by)
-            return (by, null);
-        using var file = AtomicFile.Create(SupersededFile);
-        file.Stream.Write(GuardJson.Write(by));
-        file.Commit();
+        if (by.MayFollow(known) && known != by)
+            WriteEpochFile(SupersededFile, by);
         return (by, null);
     });
 
@@ -208,11 +205,7 @@ public sealed class EpochStore
             Libc.LockExclusive(lockFile.SafeFileHandle, lockPath);
             var (result, write) = change(Known());
             if (write is not null)
-            {
-                using var file = AtomicFile.Create(_file);
-                file.Stream.Write(GuardJson.Write(write));
-                file.Commit();
-            }
+                WriteEpochFile(_file, write);
             return result;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
