@@ -653,18 +653,8 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
         if (LocalChangeAt(entry.Path, full, exists ? st : null, entry) is { } conflict)
             throw new ConflictException($"{conflict}; left as it is (the active has a symlink to {entry.LinkTarget})");
         EnsureParent(full);
-        string temp = AtomicFile.TempPathBeside(full);
-        File.CreateSymbolicLink(temp, entry.LinkTarget ?? throw new IOException($"{entry.Path}: symlink without a target"));
-        try
-        {
-            PosixFiles.ApplyMetadata(temp, entry);
-            Libc.Rename(temp, full);
-        }
-        catch
-        {
-            File.Delete(temp);
-            throw;
-        }
+        AtomicFile.PlaceSymlink(full, entry.LinkTarget ?? throw new IOException($"{entry.Path}: symlink without a target"),
+            temp => PosixFiles.ApplyMetadata(temp, entry));
         Record(entry, full);
         return full;
     }

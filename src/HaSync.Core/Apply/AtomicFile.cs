@@ -71,6 +71,25 @@ public sealed partial class AtomicFile : IDisposable
         _committed = true;
     }
 
+    /// <summary>Puts a symlink to <paramref name="target"/> at <paramref name="fullPath"/> the same way: made beside it,
+    /// <paramref name="beforeRename"/> run on it (owner, times), renamed over whatever stood there; on failure the new
+    /// link goes and the old entry stays.</summary>
+    public static void PlaceSymlink(string fullPath, string target, Action<string>? beforeRename = null)
+    {
+        string temp = TempPathBeside(fullPath);
+        File.CreateSymbolicLink(temp, target);
+        try
+        {
+            beforeRename?.Invoke(temp);
+            Libc.Rename(temp, fullPath);
+        }
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
+    }
+
     /// <summary>A fresh hidden name in the directory of <paramref name="fullPath"/>: a rename from it stays within one file system.</summary>
     public static string TempPathBeside(string fullPath)
     {

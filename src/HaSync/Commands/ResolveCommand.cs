@@ -119,10 +119,7 @@ internal static class ResolveCommand
                 }
                 break;
             case EntryKind.Symlink:
-                string temp = AtomicFile.TempPathBeside(local);
-                File.CreateSymbolicLink(temp, theirs.LinkTarget!);
-                PosixFiles.ApplyMetadata(temp, theirs);
-                Interop.Libc.Rename(temp, local);
+                AtomicFile.PlaceSymlink(local, theirs.LinkTarget!, temp => PosixFiles.ApplyMetadata(temp, theirs));
                 break;
             default:
                 throw new HaSyncException($"{path}: is a directory on the passive; resolve settles one file or symlink at a time");
