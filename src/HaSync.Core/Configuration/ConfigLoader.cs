@@ -245,10 +245,8 @@ public static class ConfigLoader
             string value = String(node, key);
             if (!value.StartsWith('/'))
                 throw new ConfigException($"{source}:{Line(node)}: '{key}': '{value}' is not an absolute path");
-            var segments = value.Split('/', StringSplitOptions.RemoveEmptyEntries);
-            if (segments.Any(s => s is "." or ".."))
-                throw new ConfigException($"{source}:{Line(node)}: '{key}': '{value}' contains '.' or '..'");
-            return "/" + string.Join('/', segments);
+            return Scanning.TreeWalker.Normalise(value)
+                ?? throw new ConfigException($"{source}:{Line(node)}: '{key}': '{value}' contains '.' or '..'");
         }
     }
 }

@@ -11,6 +11,14 @@ public static class TreeWalker
     public static string FullPath(string root, string logicalPath) =>
         logicalPath == "/" ? root : Path.Join(root, logicalPath.TrimStart('/'));
 
+    /// <summary>An absolute path as a logical path ("/" and its non-empty segments), or null when a segment is "." or
+    /// "..": the configuration's paths and an admin's arguments are written the same way.</summary>
+    public static string? Normalise(string absolutePath)
+    {
+        var segments = absolutePath.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        return segments.Any(s => s is "." or "..") ? null : "/" + string.Join('/', segments);
+    }
+
     /// <summary>The logical path's directory ("/" for a top-level path and for "/" itself).</summary>
     public static string Parent(string logicalPath) => logicalPath.LastIndexOf('/') is var slash and > 0 ? logicalPath[..slash] : "/";
 

@@ -56,8 +56,7 @@ internal static class ResolveCommand
     /// <summary>The path, normalised, if it is in the watched set.</summary>
     private static string Within(HaSyncConfig config, string path)
     {
-        string logical = "/" + string.Join('/', path.Split('/', StringSplitOptions.RemoveEmptyEntries));
-        if (!path.StartsWith('/') || logical.Split('/').Any(s => s is "." or ".."))
+        if (!path.StartsWith('/') || TreeWalker.Normalise(path) is not { } logical)
             throw new ConfigException($"{path}: give the path as the configuration lists it: absolute, without '.' or '..'");
         return config.Paths.Any(p => TreeWalker.Within(logical, p))
             ? logical
