@@ -16,7 +16,7 @@ public sealed class DaemonLock : IDisposable
     /// <summary>Takes the lock for <paramref name="config"/>'s state directory, or throws naming the daemon that holds it.</summary>
     public static DaemonLock Acquire(HaSyncConfig config)
     {
-        string path = Path.Combine(config.StateDirectory, "daemon.lock");
+        string path = LockPath(config);
         try
         {
             Directory.CreateDirectory(config.StateDirectory);
@@ -24,7 +24,8 @@ public sealed class DaemonLock : IDisposable
             if (!Interop.Libc.TryLockExclusive(file.SafeFileHandle, path))
             {
                 file.Dispose();
-                throw new HaSyncException($"{path}: another hasync daemon{ReadHolder(path)} already runs with the state directory {config.StateDirectory}");
+                string holder = RunningPid(config) is int pid ? $" (pid {pid})" : "";
+                throw new HaSyncException($"{path}: another hasync daemon{holder} already runs with the state directory {config.StateDirectory}");
             }
             file.SetLength(0);
             using (var writer = new StreamWriter(file, leaveOpen: true))
@@ -40,7 +41,7 @@ public sealed class DaemonLock : IDisposable
     /// <summary>The pid of the daemon running with <paramref name="config"/>'s state directory, or null when none is.</summary>
     public static int? RunningPid(HaSyncConfig config)
     {
-        string path = Path.Combine(config.StateDirectory, "daemon.lock");
+        string path = LockPath(config);
         try
         {
             using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
@@ -55,18 +56,7 @@ public sealed class DaemonLock : IDisposable
         }
     }
 
-    private static string ReadHolder(string path)
-    {
-        try
-        {
-            using var reader = new StreamReader(path);
-            return reader.ReadLine() is { Length: > 0 } pid ? $" (pid {pid})" : "";
-        }
-        catch (IOException)
-        {
-            return "";
-        }
-    }
+    private static string LockPath(HaSyncConfig config) => Path.Combine(config.StateDirectory, "daemon.lock");
 
     /// <summary>Releases the lock.</summary>
     public void Dispose() => _file.Dispose();
