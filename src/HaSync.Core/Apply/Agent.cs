@@ -40,7 +40,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
 
     private readonly List<(uint Id, FileEntry Entry, AtomicFile File)> _sealed = []; // complete, owned temp files awaiting rename
     private readonly List<(uint Id, AckStatus Status, string Message)> _deferredAcks = [];
-    private readonly HashSet<string> _touchedDirectories = new(StringComparer.Ordinal); // whose file systems the commit syncs
+    private readonly BatchFileSystems _fileSystems = new(); // what the commit syncs
     private long _batchBytes;
     private readonly Dictionary<string, (Mono.Unix.Native.Stat Version, byte[] Bytes)> _signatures = new(StringComparer.Ordinal);
     private long _signatureBytes;                    // cached signatures, from the manifest's hash pass
@@ -116,7 +116,11 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
     }
 
     /// <summary>Closes the journal.</summary>
-    public void Dispose() => _journal.Dispose();
+    public void Dispose()
+    {
+        _journal.Dispose();
+        _fileSystems.Dispose();
+    }
 
     private static HashSet<string> ConflictCopies(string stateDirectory)
     {
@@ -355,7 +359,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
     /// <summary>The change is applied; its ack waits for the commit that makes it durable.</summary>
     private void Defer(uint id, string fullPath)
     {
-        _touchedDirectories.Add(Path.GetDirectoryName(fullPath) ?? guard.Root);
+        _fileSystems.Touch(Path.GetDirectoryName(fullPath) ?? guard.Root);
         _deferredAcks.Add((id, AckStatus.Ok, ""));
     }
 
@@ -366,24 +370,45 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
             Commit(writer);
     }
 
-    /// <summary>Makes the batch durable and visible, then sends its acks (see the implementation notes).</summary>
+    /// <summary>Makes the batch durable and visible, then sends its acks (see the implementation notes). Each change gets
+    /// its own outcome: a file system that cannot be flushed fails what was written there, never what was made
+    /// elsewhere, and a change already in place is never reported as not made (the sender would believe the passive
+    /// still holds the old version).</summary>
     private void Commit(FrameWriter writer)
     {
         if (_deferredAcks.Count == 0)
             return;
         var acks = new List<(uint Id, AckStatus Status, string Message)>(_deferredAcks);
+        var puts = _sealed.Select(s => s.Id).ToHashSet();
+        void Fail(Func<uint, bool> which, AckStatus status, Func<uint, string> message)
+        {
+            for (int i = 0; i < acks.Count; i++)
+                if (acks[i].Status == AckStatus.Ok && which(acks[i].Id))
+                    acks[i] = (acks[i].Id, status, message(acks[i].Id));
+        }
         try
         {
             foreach (var (_, entry, _) in _sealed)
                 _journal.Intend(entry);
             _journal.Flush();
-            _touchedDirectories.Add(stateDirectory);
-            SyncFileSystems(); // the temp files and the intents are on disk before any rename
+            _fileSystems.Touch(stateDirectory);
+            try
+            {
+                _fileSystems.SyncAll(); // the temp files and the intents are on disk before any rename
+            }
+            catch (IOException e)
+            {
+                // Nothing of the batch's files is published (a rename made durable before the data would leave an empty
+                // file after a crash); the changes made in place (directories, links, deletes, metadata) stand.
+                log.WriteLine($"hasync serve: commit of {acks.Count} changes: {e.Message}");
+                Fail(puts.Contains, AckStatus.Failed, _ => $"not written: the passive's file system could not be flushed ({e.Message})");
+                Fail(_ => true, AckStatus.Failed, _ => $"made, but the passive's file system could not confirm it is on disk ({e.Message})");
+                return;
+            }
             if (_sealed.Count > 0 && _claim is not null)
                 _epochs.EnsureStillCurrent(_claim); // a later active claimed this node while the batch came in: publish none of it
             foreach (var (id, entry, file) in _sealed)
             {
-                string path = entry.Path;
                 try
                 {
                     file.Publish();
@@ -391,24 +416,31 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
                 }
                 catch (IOException e)
                 {
-                    int index = acks.FindIndex(a => a.Id == id);
-                    acks[index] = (id, AckStatus.Failed, e.Message);
-                    log.WriteLine($"hasync serve: PutFile {path}: {e.Message}");
+                    Fail(a => a == id, AckStatus.Failed, _ => e.Message);
+                    log.WriteLine($"hasync serve: PutFile {entry.Path}: {e.Message}");
                 }
             }
             _journal.Flush();
-            SyncFileSystems();
+            try
+            {
+                _fileSystems.SyncAll();
+            }
+            catch (IOException e)
+            {
+                log.WriteLine($"hasync serve: commit of {acks.Count} changes: {e.Message}");
+                Fail(_ => true, AckStatus.Failed, _ => $"made, but the passive's file system could not confirm it is on disk ({e.Message})");
+            }
         }
         catch (FencedException e)
         {
             log.WriteLine($"hasync serve: {e.Message}");
-            acks = acks.Select(a => a.Status == AckStatus.Ok && _sealed.Any(s => s.Id == a.Id) ? (a.Id, AckStatus.Fenced, e.Message) : a).ToList();
+            Fail(puts.Contains, AckStatus.Fenced, _ => e.Message);
         }
         catch (IOException e)
         {
-            // A failed syncfs means nothing in the batch can be called durable.
+            // The journal could not be written: the sender learns what stands on the passive before it tries again.
             log.WriteLine($"hasync serve: commit of {acks.Count} changes failed: {e.Message}");
-            acks = acks.Select(a => (a.Id, AckStatus.Failed, $"not made durable: {e.Message}")).ToList();
+            Fail(_ => true, AckStatus.Failed, _ => $"not recorded in the passive's journal, may or may not be in place: {e.Message}");
         }
         finally
         {
@@ -416,28 +448,18 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
                 file.Dispose();
             _sealed.Clear();
             _deferredAcks.Clear();
+            _fileSystems.Clear();
             _batchBytes = 0;
-        }
-        WriteAcks(writer, acks);
-        _touchedDirectories.Clear();
-    }
-
-    private void SyncFileSystems()
-    {
-        var synced = new HashSet<ulong>();
-        foreach (string directory in _touchedDirectories)
-        {
-            if (PosixFiles.TryLstat(directory, out var st) && synced.Add(st.st_dev))
-                Libc.SyncFileSystem(directory);
+            WriteAcks(writer, acks);
         }
     }
 
     private void SendManifest(uint id, List<string> paths, FrameWriter writer)
     {
-        foreach (string path in paths)
-            guard.Resolve(path); // refuses paths outside the allowed set or behind a symlink before listing anything
+        // Refuses paths outside the allowed set before listing anything; one behind a file or a symlink has nothing to list.
+        var listed = paths.Where(path => guard.TryResolveExisting(path, out _)).ToList();
         PayloadWriter? batch = null;
-        foreach (var entry in TreeWalker.Walk(guard.Root, paths, PathFilter.None, withHash: true, onSignature: Remember))
+        foreach (var entry in TreeWalker.Walk(guard.Root, listed, PathFilter.None, withHash: true, onSignature: Remember))
         {
             if (batch is null || batch.Length > 60_000)
             {
@@ -677,9 +699,8 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
     {
         if (PathGuard.IsRoot(logicalPath))
             throw new ConfinementException("refusing to delete the root");
-        string full = guard.Resolve(logicalPath);
-        if (!PosixFiles.TryLstat(full, out var st))
-            return full; // already gone: deleting is idempotent
+        if (!guard.TryResolveExisting(logicalPath, out string full) || !PosixFiles.TryLstat(full, out var st))
+            return TreeWalker.FullPath(guard.Root, logicalPath); // already gone (or behind a file or link that replaced its parent): deleting is idempotent
         if (PosixFiles.KindOf(st) == EntryKind.Directory)
         {
             if (Directory.EnumerateFileSystemEntries(full).Any())

@@ -16,7 +16,7 @@ public static class ConfigLoader
     public const string DefaultPath = "/etc/hasync/hasync.yaml";
 
     private static readonly string[] TopKeys = ["source_root", "paths", "exclude", "delete", "redact", "state_dir", "daemon", "role", "targets"];
-    private static readonly string[] DaemonKeys = ["quiet_ms", "max_delay_ms", "audit_minutes", "log_file"];
+    private static readonly string[] DaemonKeys = ["quiet_ms", "max_delay_ms", "audit_minutes", "self_check_ms", "log_file"];
     private static readonly string[] RoleKeys = ["vip", "command", "check_ms", "timeout_ms"];
     private static readonly string[] TargetKeys = ["name", "transport", "host", "port", "user", "identity_file", "ssh_options", "command"];
 
@@ -86,7 +86,7 @@ public static class ConfigLoader
         DaemonConfig ReadDaemon(YamlNode node)
         {
             if (node is not YamlMappingNode map)
-                throw new ConfigException($"{source}:{Line(node)}: 'daemon' must be a mapping (quiet_ms, max_delay_ms, audit_minutes, log_file)");
+                throw new ConfigException($"{source}:{Line(node)}: 'daemon' must be a mapping (quiet_ms, max_delay_ms, audit_minutes, self_check_ms, log_file)");
             var d = reader.Keys(map, DaemonKeys, "daemon");
             var defaults = new DaemonConfig();
             int Ranged(string key, int fallback, int min, int max)
@@ -99,11 +99,13 @@ public static class ConfigLoader
             int quiet = Ranged("quiet_ms", (int)defaults.QuietWindow.TotalMilliseconds, 1, 60_000);
             int maxDelay = Ranged("max_delay_ms", (int)defaults.MaxDelay.TotalMilliseconds, quiet, 600_000);
             int audit = Ranged("audit_minutes", 0, 0, 7 * 24 * 60);
+            int selfCheck = Ranged("self_check_ms", (int)defaults.SelfCheckAfter!.Value.TotalMilliseconds, 0, 3_600_000);
             return new DaemonConfig
             {
                 QuietWindow = TimeSpan.FromMilliseconds(quiet),
                 MaxDelay = TimeSpan.FromMilliseconds(maxDelay),
                 AuditInterval = audit > 0 ? TimeSpan.FromMinutes(audit) : null,
+                SelfCheckAfter = selfCheck > 0 ? TimeSpan.FromMilliseconds(selfCheck) : null,
                 LogFile = d.TryGetValue("log_file", out var lf) ? reader.DirectoryPath(lf, "log_file") : null,
             };
         }

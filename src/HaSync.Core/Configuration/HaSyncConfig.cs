@@ -77,6 +77,9 @@ public sealed record DaemonConfig
     public TimeSpan MaxDelay { get; init; } = TimeSpan.FromSeconds(1);
     /// <summary>A full compare against each passive's manifest this often; null: never.</summary>
     public TimeSpan? AuditInterval { get; init; }
+    /// <summary>After this long without a push, what was pushed since the last self-check is compared with each passive's
+    /// manifest (and the active scanned again); null: never.</summary>
+    public TimeSpan? SelfCheckAfter { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>A log file besides stderr; null: stderr only.</summary>
     public string? LogFile { get; init; }
 }

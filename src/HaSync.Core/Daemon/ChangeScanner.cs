@@ -74,7 +74,7 @@ public sealed class ChangeScanner(HaSyncConfig config, HashCache cache)
 
     /// <summary>The dirty paths, inside the watched set: a directory above listed paths (an aggregator's escalation) stands for
     /// the listed paths below it.</summary>
-    private SortedSet<string> Roots(IReadOnlyCollection<string> paths)
+    public SortedSet<string> Roots(IEnumerable<string> paths)
     {
         var roots = new SortedSet<string>(StringComparer.Ordinal);
         foreach (string path in paths)

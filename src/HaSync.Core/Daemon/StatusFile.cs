@@ -95,6 +95,20 @@ public static class StatusFile
                     json.WriteEndObject();
                 }
                 json.WriteEndArray();
+                json.WriteStartArray("failing");
+                foreach (var f in t.Failing)
+                {
+                    json.WriteStartObject();
+                    json.WriteString("path", f.Path);
+                    json.WriteString("error", f.Error);
+                    json.WriteNumber("attempts", f.Attempts);
+                    json.WriteString("since", f.Since);
+                    json.WriteString("next_try", f.NextTry);
+                    json.WriteEndObject();
+                }
+                json.WriteEndArray();
+                json.WriteNumber("drift_repaired", t.DriftRepaired);
+                WriteTime(json, "last_self_check", t.LastSelfCheck);
                 json.WriteEndObject();
             }
             json.WriteEndArray();
@@ -154,6 +168,11 @@ public static class StatusFile
                     Fenced = t.GetProperty("fenced").GetBoolean(),
                     Conflicts = t.GetProperty("conflicts").EnumerateArray().Select(c => new ConflictStatus(
                         c.GetProperty("path").GetString() ?? "", c.GetProperty("message").GetString() ?? "", c.GetProperty("since").GetDateTimeOffset())).ToList(),
+                    Failing = t.GetProperty("failing").EnumerateArray().Select(f => new FailingStatus(
+                        f.GetProperty("path").GetString() ?? "", f.GetProperty("error").GetString() ?? "", f.GetProperty("attempts").GetInt32(),
+                        f.GetProperty("since").GetDateTimeOffset(), f.GetProperty("next_try").GetDateTimeOffset())).ToList(),
+                    DriftRepaired = t.GetProperty("drift_repaired").GetInt64(),
+                    LastSelfCheck = ReadTime(t, "last_self_check"),
                 }).ToList(),
             };
         }

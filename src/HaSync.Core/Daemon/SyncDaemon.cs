@@ -36,7 +36,7 @@ public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider cl
 
         var cache = new HashCache();
         var options = pusherOptions ?? new PusherOptions();
-        options = options with { AuditInterval = config.Daemon.AuditInterval ?? options.AuditInterval };
+        options = options with { AuditInterval = config.Daemon.AuditInterval ?? options.AuditInterval, SelfCheckAfter = config.Daemon.SelfCheckAfter };
         using var role = new RoleMonitor(config, new EpochStore(config.StateDirectory), log, clock);
         var pushers = config.Targets.Select(t => new TargetPusher(config, t, cache, role, log, clock, options)).ToList();
         (_role, _pushers) = (role, pushers);

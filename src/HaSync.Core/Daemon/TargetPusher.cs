@@ -38,7 +38,17 @@ public sealed record TargetStatus
     public bool Fenced { get; init; }
     /// <summary>Paths the passive changed on its own and kept: each needs an admin (<c>hasync resolve</c>).</summary>
     public IReadOnlyList<ConflictStatus> Conflicts { get; init; } = [];
+    /// <summary>Paths whose last push failed and that wait for another try.</summary>
+    public IReadOnlyList<FailingStatus> Failing { get; init; } = [];
+    /// <summary>Paths where what the daemon believed the passive held was not what it holds, found by the self-check
+    /// after a quiet period and repaired (each one is a bug worth reporting).</summary>
+    public long DriftRepaired { get; init; }
+    /// <summary>When the self-check last compared the daemon's belief with the passive's manifest.</summary>
+    public DateTimeOffset? LastSelfCheck { get; init; }
 }
+
+/// <summary>A path whose push failed: the cause, the attempts so far and when it is tried again.</summary>
+public sealed record FailingStatus(string Path, string Error, int Attempts, DateTimeOffset Since, DateTimeOffset NextTry);
 
 /// <summary>A path the passive refused to overwrite because it changed it on its own.</summary>
 public sealed record ConflictStatus(string Path, string Message, DateTimeOffset Since);
@@ -58,17 +68,30 @@ public sealed record PusherOptions
     public TimeSpan? AuditInterval { get; init; }
     /// <summary>How long the last push may take when the daemon stops.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>After this long without a push, the subtrees pushed since the last self-check are compared with the
+    /// passive's manifest (null: never).</summary>
+    public TimeSpan? SelfCheckAfter { get; init; } = TimeSpan.FromSeconds(5);
 }
 
 /// <summary>
 /// Keeps one target current: one long-lived agent session (ssh started once, not per batch), a start-up
 /// resync, then batches of dirty paths scanned and pushed with many files in flight. If the session dies it
-/// reconnects with doubling backoff and resyncs; changes made meanwhile wait in the dirty set, so none is
-/// lost. Paths that fail (unreadable on the active, refused by the passive) are tried again later. Each
-/// target has its own pusher, so a slow or dead one holds back no other.
+/// reconnects with doubling backoff and resyncs; changes made meanwhile wait in the queue, so none is
+/// lost. Paths that fail (unreadable on the active, refused by the passive) are tried again later, each on its own
+/// doubling schedule. Each target has its own pusher, so a slow or dead one holds back no other.
 /// </summary>
+/// <remarks>
+/// Implementation notes.
+/// The pusher compares each scan with what it believes the passive holds (<see cref="PassiveState"/>), so the
+/// belief must never be wrong for long. Two things keep it right. A path whose push was not acknowledged as done
+/// (failed, refused, a conflict) is not believed either way: before the next round it is learned again from the
+/// passive's manifest. And after each quiet period the subtrees pushed since the last self-check are compared with
+/// the passive's manifest and then with the active: any difference is repaired, and one the belief did not explain
+/// is logged as drift and counted in the status, as the daemon bug it is.
+/// </remarks>
 public sealed class TargetPusher : IDisposable
 {
+    private const int MaxSelfCheckRoots = 256; // more subtrees than this: the self-check covers the whole watched set
     private readonly HaSyncConfig _config;
     private readonly TargetConfig _target;
     private readonly ChangeScanner _scanner;
@@ -77,18 +100,16 @@ public sealed class TargetPusher : IDisposable
     private readonly TimeProvider _clock;
     private readonly PusherOptions _options;
     private readonly SemaphoreSlim _wake = new(0);
+    private readonly PushBacklog _queue;
+    private readonly RoleMonitor _role;
     private readonly Lock _lock = new();
     // Guarded by _lock:
-    private readonly HashSet<string> _dirty = new(StringComparer.Ordinal);
-    private bool _dirtyFullScan;
-    private DateTimeOffset? _dirtySince;
-    private readonly Dictionary<string, Retry> _retries = new(StringComparer.Ordinal);
     private readonly SortedDictionary<string, ConflictStatus> _conflicts = new(StringComparer.Ordinal);
     private bool _standby = true; // not active: changes are not queued (becoming active starts with a resync)
     private TargetStatus _status;
-    private readonly RoleMonitor _role;
-
-    private sealed record Retry(int Attempts, DateTimeOffset Due, DateTimeOffset Since);
+    // The push loop's own:
+    private readonly SortedSet<string> _unverified = new(StringComparer.Ordinal); // subtrees pushed since the last self-check
+    private DateTimeOffset _lastRound;
 
     /// <summary>A pusher for <paramref name="target"/>; nothing happens until <see cref="RunAsync"/>.</summary>
     public TargetPusher(HaSyncConfig config, TargetConfig target, HashCache cache, RoleMonitor role, ILogger log, TimeProvider clock, PusherOptions? options = null)
@@ -101,6 +122,7 @@ public sealed class TargetPusher : IDisposable
         _log = log;
         _clock = clock;
         _options = options ?? new PusherOptions();
+        _queue = new PushBacklog(clock, _options.RetryDelay, _options.MaxRetryDelay);
         _status = new TargetStatus { Name = target.Name, Since = clock.GetUtcNow() };
     }
 
@@ -114,12 +136,10 @@ public sealed class TargetPusher : IDisposable
         {
             lock (_lock)
             {
-                DateTimeOffset? oldest = _status.OldestPending;
-                foreach (var since in _retries.Values.Select(r => r.Since).Append(_dirtySince ?? DateTimeOffset.MaxValue))
-                    if (since != DateTimeOffset.MaxValue && (oldest is null || since < oldest))
-                        oldest = since;
-                int queued = (_dirtyFullScan ? 1 : _dirty.Count) + _retries.Keys.Count(k => !_dirty.Contains(k) && !_conflicts.ContainsKey(k));
-                return _status with { Queue = queued, OldestPending = oldest, Conflicts = [.. _conflicts.Values] };
+                var conflicts = _conflicts.Keys.ToHashSet(StringComparer.Ordinal);
+                var failing = _queue.Retries.Where(r => !conflicts.Contains(r.Key))
+                    .Select(r => new FailingStatus(r.Key, r.Value.Error, r.Value.Attempts, r.Value.Since, r.Value.Due)).OrderBy(f => f.Path, StringComparer.Ordinal).ToList();
+                return _status with { Queue = _queue.Count(conflicts), OldestPending = _queue.OldestPending, Conflicts = [.. _conflicts.Values], Failing = failing };
             }
         }
     }
@@ -133,12 +153,7 @@ public sealed class TargetPusher : IDisposable
         {
             if (_standby)
                 return;
-            if (batch.FullScan)
-                _dirtyFullScan = true;
-            else
-                _dirty.UnionWith(batch.Paths);
-            if (_dirtySince is null || batch.OldestEvent < _dirtySince)
-                _dirtySince = batch.OldestEvent;
+            _queue.Add(batch.Paths, batch.FullScan, batch.OldestEvent);
         }
         Wake();
     }
@@ -146,9 +161,7 @@ public sealed class TargetPusher : IDisposable
     /// <summary>Makes every retry (conflicts included) due now: after an admin settled something (SIGHUP, hasync resolve).</summary>
     public void RetryNow()
     {
-        lock (_lock)
-            foreach (var (path, retry) in _retries.ToList())
-                _retries[path] = retry with { Due = _clock.GetUtcNow() };
+        _queue.RetryNow();
         Wake();
     }
 
@@ -188,12 +201,9 @@ public sealed class TargetPusher : IDisposable
         lock (_lock)
         {
             _standby = true;
-            _dirty.Clear();
-            _dirtyFullScan = false;
-            _dirtySince = null;
-            _retries.Clear();
+            _queue.Clear();
             _conflicts.Clear(); // the other node is the active one now: its own daemon reports what it meets
-            _status = _status with { Connected = false, Since = _clock.GetUtcNow(), AgentPid = null, OldestPending = null };
+            _status = _status with { Connected = false, Since = _clock.GetUtcNow(), AgentPid = null };
         }
     }
 
@@ -270,8 +280,10 @@ public sealed class TargetPusher : IDisposable
                 await ResyncAsync(session, passive, startUp: false).ConfigureAwait(false);
                 nextAudit = _clock.GetUtcNow() + _options.AuditInterval!.Value;
             }
-            else
+            else if (_queue.HasWork)
                 await PushDirtyAsync(session, passive, CancellationToken.None).ConfigureAwait(false);
+            else if (SelfCheckDue(_clock.GetUtcNow()))
+                await SelfCheckAsync(session, passive).ConfigureAwait(false);
         }
         if (term.Ended.IsCancellationRequested)
             return;
@@ -290,7 +302,7 @@ public sealed class TargetPusher : IDisposable
     /// <summary>A full compare against the passive's manifest: everything queued before it is covered.</summary>
     private async Task ResyncAsync(AgentSession session, PassiveState passive, bool startUp)
     {
-        var taken = TakeDirty(allRetries: true);
+        var round = _queue.Take(allRetries: true);
         ResyncStats stats;
         try
         {
@@ -298,35 +310,30 @@ public sealed class TargetPusher : IDisposable
         }
         catch
         {
-            Restore(taken);
+            _queue.GiveBack(round);
             throw;
         }
         if (startUp)
             _log.Resynced(Name, stats.Scanned, stats.FilesSent, stats.OthersCreated, stats.MetadataFixed, stats.Deleted, stats.Failures.Count, stats.Elapsed.TotalSeconds);
         else
             _log.Audited(Name, stats.FilesSent, stats.MetadataFixed, stats.Deleted, stats.Failures.Count);
-        Settle(stats, _clock.GetUtcNow(), resync: true, covered: _ => true);
+        _unverified.Clear(); // the manifest the resync started from is the passive's own word
+        Settle(round, stats, resync: true, covered: _ => true);
     }
 
-    /// <summary>Waits until something is dirty, a retry or the audit is due, or the daemon stops.</summary>
+    /// <summary>Waits until something is dirty, a retry, the audit or the self-check is due, or the daemon stops.</summary>
     private async Task WaitForWorkAsync(AgentSession session, DateTimeOffset nextAudit, ActiveTerm term, CancellationToken stop)
     {
         while (!stop.IsCancellationRequested && !term.Ended.IsCancellationRequested)
         {
             var now = _clock.GetUtcNow();
+            if (_queue.HasWork || now >= nextAudit || SelfCheckDue(now))
+                return;
             DateTimeOffset wakeAt = nextAudit;
-            lock (_lock)
-            {
-                foreach (var (path, retry) in _retries.Where(r => r.Value.Due <= now).ToList())
-                {
-                    _dirty.Add(path);
-                    _dirtySince = _dirtySince is null || retry.Since < _dirtySince ? retry.Since : _dirtySince;
-                }
-                if (_dirty.Count > 0 || _dirtyFullScan || now >= nextAudit)
-                    return;
-                foreach (var retry in _retries.Values)
-                    wakeAt = retry.Due < wakeAt ? retry.Due : wakeAt;
-            }
+            if (_queue.NextRetry is { } retry && retry < wakeAt)
+                wakeAt = retry;
+            if (_unverified.Count > 0 && _options.SelfCheckAfter is { } quiet && _lastRound + quiet < wakeAt)
+                wakeAt = _lastRound + quiet;
             var wait = wakeAt == DateTimeOffset.MaxValue ? Timeout.InfiniteTimeSpan
                 : wakeAt > now ? wakeAt - now : TimeSpan.Zero;
             var woken = _wake.WaitAsync(wait, stop);
@@ -344,83 +351,101 @@ public sealed class TargetPusher : IDisposable
         }
     }
 
+    private bool SelfCheckDue(DateTimeOffset now) => _unverified.Count > 0 && _options.SelfCheckAfter is { } quiet && now >= _lastRound + quiet;
+
     /// <summary>One round: take the dirty set, scan it, push the differences, wait for every ack.</summary>
     private async Task PushDirtyAsync(AgentSession session, PassiveState passive, CancellationToken cancellationToken)
     {
-        var taken = TakeDirty(allRetries: false);
-        if (taken.Paths.Count == 0 && !taken.FullScan)
+        var round = _queue.Take();
+        if (round.IsEmpty)
             return;
-        var clock = Stopwatch.StartNew();
-        var unreadable = new Dictionary<string, string>(StringComparer.Ordinal);
-        List<PathDifference> differences;
-        ResyncStats stats;
-        long scanned;
         try
         {
-            differences = await Task.Run(() => _scanner.Compare(taken.Paths, taken.FullScan, passive, (path, e) => unreadable[path] = e.Message), cancellationToken)
-                .ConfigureAwait(false);
-            scanned = clock.ElapsedMilliseconds;
-            stats = await Resync.PushAsync(_config, session, differences, _config.Delete, passive, cancellationToken: cancellationToken).ConfigureAwait(false);
+            await RelearnAsync(session, passive, [.. passive.Uncertain]).ConfigureAwait(false);
+            await PushAsync(session, passive, round, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
-            Restore(taken); // still to do: counted in the queue and the lag while the session is down
+            _queue.GiveBack(round); // still to do: counted in the queue and the lag while the session is down
             throw;
         }
+    }
+
+    /// <summary>Scans <paramref name="round"/>'s paths, pushes what differs from the belief, settles the outcome.
+    /// Returns the differences that were pushed.</summary>
+    private async Task<List<PathDifference>> PushAsync(AgentSession session, PassiveState passive, PushRound round, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        var unreadable = new Dictionary<string, string>(StringComparer.Ordinal);
+        var differences = await Task.Run(() => _scanner.Compare(round.Paths, round.FullScan, passive, (path, e) => unreadable[path] = e.Message), cancellationToken)
+            .ConfigureAwait(false);
+        long scanned = clock.ElapsedMilliseconds;
+        var stats = await Resync.PushAsync(_config, session, differences, _config.Delete, passive, cancellationToken: cancellationToken).ConfigureAwait(false);
         var changes = differences.Where(d => d.Status != PathStatus.Identical).ToList();
         foreach (var (path, cause) in unreadable)
         {
             stats.Failures.Add($"{path}: {cause}");
-            stats.FailedPaths.Add(path);
+            stats.FailedPaths[path] = $"{path}: {cause}";
         }
         if (changes.Count > 0)
             _log.Pushed(Name, changes.Count, clock.ElapsedMilliseconds, scanned);
+        _unverified.UnionWith(round.FullScan ? _config.Paths : _scanner.Roots(round.Paths));
+        _lastRound = _clock.GetUtcNow();
         var compared = differences.Select(d => d.Path).ToHashSet(StringComparer.Ordinal);
-        Settle(stats, taken.Since ?? _clock.GetUtcNow(), resync: false, covered: compared.Contains);
+        Settle(round, stats, resync: false, covered: compared.Contains);
+        return changes;
     }
 
-    /// <summary>What a round (or a resync) took from the queue, to give back if it fails.</summary>
-    private sealed record Taken(List<string> Paths, bool FullScan, DateTimeOffset? Since, Dictionary<string, Retry> Retries);
-
-    /// <summary>Takes the dirty set (and the retries of its paths, or all of them for a resync); the round in flight
-    /// now carries the oldest change.</summary>
-    private Taken TakeDirty(bool allRetries)
+    /// <summary>Replaces the belief about <paramref name="roots"/> (and what is below them) with the passive's manifest;
+    /// returns where the two differed.</summary>
+    private async Task<List<PathDifference>> RelearnAsync(AgentSession session, PassiveState passive, List<string> roots)
     {
-        lock (_lock)
-        {
-            var paths = _dirty.ToList();
-            var retries = _retries.Where(r => allRetries || _dirty.Contains(r.Key)).ToDictionary(StringComparer.Ordinal);
-            var taken = new Taken(paths, _dirtyFullScan, _dirtySince, retries);
-            foreach (string path in retries.Keys)
-                _retries.Remove(path);
-            _dirty.Clear();
-            _dirtyFullScan = false;
-            _dirtySince = null;
-            _status = _status with { OldestPending = taken.Since ?? (retries.Count > 0 ? retries.Values.Min(r => r.Since) : null) };
-            return taken;
-        }
+        if (roots.Count == 0)
+            return [];
+        var manifest = await Resync.ManifestAsync(_config, session, roots).ConfigureAwait(false);
+        return passive.Relearn(roots, manifest);
     }
 
-    private void Restore(Taken taken)
+    /// <summary>The self-check after a quiet period (see the implementation notes): the subtrees pushed since the last one
+    /// are compared with the passive's manifest, then scanned again on the active, and whatever differs is pushed.</summary>
+    private async Task SelfCheckAsync(AgentSession session, PassiveState passive)
     {
-        lock (_lock)
+        var roots = TreeWalker.Cover(_unverified);
+        _unverified.Clear();
+        if (roots.Count > MaxSelfCheckRoots)
+            roots = [.. _config.Paths];
+        var known = _queue.Retries; // failing paths and conflicts: the belief already doubts them
+        var drift = (await RelearnAsync(session, passive, roots).ConfigureAwait(false))
+            .Where(d => !known.Keys.Any(k => TreeWalker.Within(d.Path, k))).ToList();
+        foreach (var d in drift)
+            _log.DriftRepaired(Name, d.Path, Describe(d.Active), Describe(d.Passive));
+        var round = new PushRound(roots, FullScan: false, Since: null);
+        var unannounced = await PushAsync(session, passive, round, CancellationToken.None).ConfigureAwait(false);
+        var missed = unannounced.Where(d => !drift.Any(x => x.Path == d.Path)).ToList();
+        if (missed.Count > 0)
         {
-            _dirty.UnionWith(taken.Paths);
-            _dirtyFullScan |= taken.FullScan;
-            if (taken.Since is { } since && (_dirtySince is null || since < _dirtySince))
-                _dirtySince = since;
-            foreach (var (path, retry) in taken.Retries)
-                _retries.TryAdd(path, retry);
-            _status = _status with { OldestPending = null };
+            string paths = string.Join(", ", missed.Take(5).Select(d => d.Path));
+            _log.UnannouncedChanges(Name, missed.Count, paths);
         }
+        _unverified.Clear(); // what the self-check pushed was compared just now
+        Update(s => s with { DriftRepaired = s.DriftRepaired + drift.Count, LastSelfCheck = _clock.GetUtcNow() });
     }
 
-    /// <summary>Counts what was done, schedules what failed for another try, and keeps the conflicts standing: those
-    /// met now, and earlier ones that this push did not cover.</summary>
-    private void Settle(ResyncStats stats, DateTimeOffset since, bool resync, Func<string, bool> covered)
+    private static string Describe(FileEntry? entry) => entry is null ? "nothing" : entry.Kind switch
+    {
+        EntryKind.File => $"a file of {entry.Size} bytes ({entry.ModeOctal} {entry.Ownership}, hash {entry.HashHex[..Math.Min(12, entry.HashHex.Length)]})",
+        EntryKind.Symlink => $"a symlink to {entry.LinkTarget}",
+        _ => $"a directory ({entry.ModeOctal} {entry.Ownership})",
+    };
+
+    /// <summary>Counts what was done, schedules what failed for another try (one log line when a path starts failing or its
+    /// cause changes, not one per try), and keeps the conflicts standing: those met now, and earlier ones that this push
+    /// did not cover.</summary>
+    private void Settle(PushRound round, ResyncStats stats, bool resync, Func<string, bool> covered)
     {
         var now = _clock.GetUtcNow();
         var newConflicts = new List<string>();
+        var before = _queue.Retries;
         lock (_lock)
         {
             foreach (string path in _conflicts.Keys.Where(p => covered(p) && !stats.Conflicts.ContainsKey(p)).ToList())
@@ -431,24 +456,19 @@ public sealed class TargetPusher : IDisposable
                     newConflicts.Add(message);
                 _conflicts[path] = new ConflictStatus(path, message, _conflicts.TryGetValue(path, out var known) ? known.Since : now);
             }
-            foreach (string path in stats.FailedPaths)
-            {
-                int attempts = _retries.TryGetValue(path, out var known) ? known.Attempts + 1 : 1;
-                var delay = TimeSpan.FromTicks(Math.Min(_options.RetryDelay.Ticks << Math.Min(attempts - 1, 20), _options.MaxRetryDelay.Ticks));
-                _retries[path] = new Retry(attempts, now + delay, known?.Since ?? since);
-            }
+            _queue.Complete(round, stats.FailedPaths, everything: resync);
             _status = _status with
             {
                 LastSuccess = now,
-                OldestPending = null,
                 Pushed = _status.Pushed + stats.FilesSent + stats.OthersCreated + stats.MetadataFixed + stats.Deleted,
                 Resyncs = _status.Resyncs + (resync ? 1 : 0),
                 LastError = stats.Failures.Count > 0 ? stats.Failures[^1] : _status.LastError,
                 LastErrorAt = stats.Failures.Count > 0 ? now : _status.LastErrorAt,
             };
         }
-        foreach (string failure in stats.Failures)
-            _log.PushFailed(Name, failure);
+        foreach (var (path, failure) in stats.FailedPaths)
+            if (!stats.Conflicts.ContainsKey(path) && !(before.TryGetValue(path, out var known) && known.Error == failure))
+                _log.PushFailed(Name, failure);
         foreach (string conflict in newConflicts)
             _log.Conflict(Name, conflict);
         if (stats.FailedPaths.Count > 0)

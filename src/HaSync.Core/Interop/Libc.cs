@@ -56,8 +56,12 @@ internal static partial class Libc
     /// <summary>fsync of a directory: makes a rename inside it durable.</summary>
     public static void FsyncDirectory(string directory) => OnDirectory(directory, "fsync of directory", fsync);
 
-    /// <summary>syncfs(2) on the file system holding <paramref name="directory"/>: one flush for a whole batch.</summary>
-    public static void SyncFileSystem(string directory) => OnDirectory(directory, "syncfs", syncfs);
+    /// <summary>syncfs(2) on the file system of an open descriptor: one flush for a whole batch.</summary>
+    public static void SyncFileSystem(int fd)
+    {
+        if (syncfs(fd) != 0)
+            throw new IOException($"syncfs failed: {Marshal.GetLastPInvokeErrorMessage()}");
+    }
 
     /// <summary>Opens <paramref name="directory"/>, runs a call on its descriptor, closes it; errors name the directory and errno.</summary>
     private static void OnDirectory(string directory, string what, Func<int, int> call)

@@ -33,6 +33,22 @@ public static class TreeWalker
         ancestor == "/" || path == ancestor
         || (path.Length > ancestor.Length && path[ancestor.Length] == '/' && path.StartsWith(ancestor, StringComparison.Ordinal));
 
+    /// <summary>The fewest of <paramref name="paths"/> that hold them all (none below another), in ordinal order.</summary>
+    public static List<string> Cover(IEnumerable<string> paths)
+    {
+        var kept = new HashSet<string>(StringComparer.Ordinal);
+        var result = new List<string>();
+        foreach (string path in paths.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)) // ancestors sort first
+        {
+            bool below = kept.Contains("/");
+            for (string p = path; !below && p != "/"; p = Parent(p))
+                below = kept.Contains(p);
+            if (!below && kept.Add(path))
+                result.Add(path);
+        }
+        return result;
+    }
+
     /// <summary>The entries of the watched set, parents before children, in ordinal order, excluded names left out.</summary>
     /// <param name="root">The node's root ("/" in production).</param>
     /// <param name="logicalPaths">The listed paths (absolute logical paths).</param>

@@ -12,12 +12,18 @@ public sealed class PassiveState
 {
     private readonly Dictionary<string, FileEntry> _entries = new(StringComparer.Ordinal);
     private readonly SortedSet<string> _paths = new(StringComparer.Ordinal);
+    private readonly SortedSet<string> _uncertain = new(StringComparer.Ordinal); // a push there was not acknowledged as done
+
+    /// <summary>Paths where a push was not acknowledged as done (failed, refused, a conflict): what the passive holds
+    /// there is not known until <see cref="Relearn"/> is told.</summary>
+    public IReadOnlyCollection<string> Uncertain => _uncertain;
 
     /// <summary>Starts over from a manifest.</summary>
     public void Reset(IEnumerable<FileEntry> manifest)
     {
         _entries.Clear();
         _paths.Clear();
+        _uncertain.Clear();
         foreach (var entry in manifest)
             Set(entry);
     }
@@ -44,11 +50,39 @@ public sealed class PassiveState
     public void Record(PathDifference difference, Ack ack)
     {
         if (ack.Status != AckStatus.Ok)
-            return; // the passive kept what it had (writes are atomic)
+        {
+            // Writes are atomic, so the passive most likely kept what it had; but a change can be made and still fail
+            // (its file system could not confirm it), and a conflict is what the passive made of the path itself.
+            _uncertain.Add(difference.Path);
+            return;
+        }
         if (difference.Active is { } now)
             Set(now);
-        else if (_entries.Remove(difference.Path))
-            _paths.Remove(difference.Path);
+        else
+            Remove(difference.Path);
+    }
+
+    /// <summary>Replaces what is known at and below <paramref name="roots"/> with the passive's <paramref name="manifest"/>
+    /// of them; returns where the two differed (<see cref="PathDifference.Active"/>: what was believed,
+    /// <see cref="PathDifference.Passive"/>: what the passive holds).</summary>
+    public List<PathDifference> Relearn(IReadOnlyList<string> roots, IReadOnlyList<FileEntry> manifest)
+    {
+        var cover = TreeWalker.Cover(roots);
+        var believed = cover.SelectMany(Subtree).OrderBy(e => e.Path, StringComparer.Ordinal).ToList();
+        var held = manifest.Where(e => cover.Any(r => TreeWalker.Within(e.Path, r))).OrderBy(e => e.Path, StringComparer.Ordinal).ToList();
+        var drift = Comparison.Compare(believed, held).Where(d => d.Status != PathStatus.Identical).ToList();
+        foreach (var entry in believed)
+            Remove(entry.Path);
+        foreach (var entry in held)
+            Set(entry);
+        _uncertain.RemoveWhere(path => cover.Any(r => TreeWalker.Within(path, r)));
+        return drift;
+    }
+
+    private void Remove(string path)
+    {
+        if (_entries.Remove(path))
+            _paths.Remove(path);
     }
 
     private void Set(FileEntry entry)

@@ -34,8 +34,8 @@ public sealed class ResyncStats
     public TimeSpan Elapsed { get; set; }
     /// <summary>What could not be done, each naming the path and the cause.</summary>
     public List<string> Failures { get; } = [];
-    /// <summary>The paths of <see cref="Failures"/> (the daemon tries them again).</summary>
-    public HashSet<string> FailedPaths { get; } = new(StringComparer.Ordinal);
+    /// <summary>The paths of <see cref="Failures"/> and <see cref="Conflicts"/>, each with its failure (the daemon tries them again).</summary>
+    public Dictionary<string, string> FailedPaths { get; } = new(StringComparer.Ordinal);
 }
 
 /// <summary>One step of a resync, for progress display.</summary>
@@ -72,7 +72,8 @@ public static class Resync
         var stats = await PushAsync(config, session, differences, delete, passive, progress, cancellationToken).ConfigureAwait(false);
         stats.Scanned = differences.Count(d => d.Active is not null);
         stats.Failures.InsertRange(0, unreadable.Values);
-        stats.FailedPaths.UnionWith(unreadable.Keys);
+        foreach (var (path, failure) in unreadable)
+            stats.FailedPaths[path] = failure;
         stats.WireBytes = session.WireBytes - wireBefore; // the manifest too, not only the pushes
         stats.Elapsed = clock.Elapsed;
         return stats;
@@ -130,13 +131,13 @@ public static class Resync
             if (ack.Status == AckStatus.Conflict)
             {
                 stats.Conflicts[d.Path] = ack.Message;
-                stats.FailedPaths.Add(d.Path);
+                stats.FailedPaths[d.Path] = ack.Message;
                 continue;
             }
             if (ack.Status != AckStatus.Ok)
             {
                 stats.Failures.Add($"{d.Path}: {action}: {ack.Message}");
-                stats.FailedPaths.Add(d.Path);
+                stats.FailedPaths[d.Path] = stats.Failures[^1];
                 continue;
             }
             switch (action)
@@ -176,6 +177,14 @@ public static class Resync
         var remote = (await manifest.ConfigureAwait(false))
             .Where(e => !Excluded(exclude, e.Path) && !skipped.Any(s => TreeWalker.Within(e.Path, s))).ToList();
         return Comparison.Compare(local, remote);
+    }
+
+    /// <summary>The passive's manifest of <paramref name="roots"/> (and what is below them), excluded paths left out as
+    /// the active's scan leaves them out.</summary>
+    public static async Task<List<FileEntry>> ManifestAsync(HaSyncConfig config, AgentSession session, IReadOnlyList<string> roots)
+    {
+        var exclude = new PathFilter(config.Exclude);
+        return (await session.RequestManifest(roots).ConfigureAwait(false)).Where(e => !Excluded(exclude, e.Path)).ToList();
     }
 
     /// <summary>How a path the active cannot read is reported (it is left alone on the passive, never deleted).</summary>

@@ -52,9 +52,11 @@ public sealed class InotifyWatcher : IDisposable
     private Thread? _thread;
     private int _watchCount;
 
-    private sealed class WatchedDirectory(string logical)
+    private sealed class WatchedDirectory(string logical, ulong device, ulong inode)
     {
-        public string Logical { get; } = logical;
+        public string Logical { get; set; } = logical; // where the directory is now, as far as the events read so far say
+        public ulong Device { get; } = device;
+        public ulong Inode { get; } = inode;           // the kernel keys a watch by inode: one directory, one watch, wherever it moves
         public bool AllChildren { get; set; }
         public HashSet<string> Names { get; } = new(StringComparer.Ordinal);
     }
@@ -223,9 +225,12 @@ public sealed class InotifyWatcher : IDisposable
         }
         if (!_watches.TryGetValue(wd, out var watched))
         {
-            _watches[wd] = watched = new WatchedDirectory(logical);
+            PosixFiles.TryLstat(full, out var st);
+            _watches[wd] = watched = new WatchedDirectory(logical, st.st_dev, st.st_ino);
             Interlocked.Increment(ref _watchCount);
         }
+        else if (watched.Logical != logical)
+            Moved(watched.Logical, logical);
         watched.AllChildren |= allChildren;
         if (name is not null)
             watched.Names.Add(name);
@@ -249,15 +254,15 @@ public sealed class InotifyWatcher : IDisposable
         }
         if (e.Name.Length == 0)
         {
-            // The watched directory itself. Replaced or removed: drop the watch (a moved one would follow the inode
-            // out of the set) and let the scan and the parent's events say what stands there now.
-            if ((e.Mask & (Inotify.IN_DELETE_SELF | Inotify.IN_MOVE_SELF)) != 0)
+            // The watched directory itself. Moved to where an earlier enumeration already found it (and re-keyed
+            // the watch): keep it. Replaced or removed: drop the watch and those below it (a moved one would follow
+            // the inode out of the set) and let the scan and the parent's events say what stands there now.
+            if ((e.Mask & (Inotify.IN_DELETE_SELF | Inotify.IN_MOVE_SELF)) != 0 && !StillAt(dir))
             {
-                Inotify.RemoveWatch(_fd, e.Wd);
-                Forget(e.Wd);
+                UnwatchTree(dir.Logical);
                 if (InWatchedSet(dir.Logical))
                     Emit(dir.Logical, WatchEventKind.Changed);
-                foreach (string listed in _paths.Where(p => p == dir.Logical || TreeWalker.Parent(p) == dir.Logical))
+                foreach (string listed in _paths.Where(p => TreeWalker.Within(p, dir.Logical)))
                     if (!WatchListed(listed)) // the listed path or its parent went away: watch again when it is back
                         _unwatched.Add(listed);
             }
@@ -276,6 +281,19 @@ public sealed class InotifyWatcher : IDisposable
         }
         Emit(child, removed ? WatchEventKind.Removed : WatchEventKind.Changed);
     }
+
+    /// <summary>A watched directory found at <paramref name="to"/> (inotify_add_watch returned its watch): it and the
+    /// directories below it were moved there from <paramref name="from"/>, before the events that say so were read.
+    /// Those events will name the old path: they must not find this watch there and drop it.</summary>
+    private void Moved(string from, string to)
+    {
+        foreach (var watched in _watches.Values.Where(w => TreeWalker.Within(w.Logical, from)))
+            watched.Logical = watched.Logical.Length == from.Length ? to : TreeWalker.Child(to, watched.Logical[(from.Length + (from == "/" ? 0 : 1))..]);
+    }
+
+    /// <summary>True when the directory of a watch still stands at the path the watch is keyed by.</summary>
+    private bool StillAt(WatchedDirectory dir) =>
+        PosixFiles.TryLstat(TreeWalker.FullPath(_root, dir.Logical), out var st) && st.st_dev == dir.Device && st.st_ino == dir.Inode;
 
     private void UnwatchTree(string logical)
     {

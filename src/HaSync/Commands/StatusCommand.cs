@@ -92,18 +92,24 @@ internal static class StatusCommand
                 : s.Role.State == "passive" ? "standing by (this node is not the active one)"
                 : t.Fenced ? $"REFUSED since {t.Since:u}: it has accepted a later active's epoch"
                 : $"DISCONNECTED since {t.Since:u}";
-            string sync = t.Queue == 0 && lag == TimeSpan.Zero ? "in sync" : $"{t.Queue} queued, lag {lag.TotalSeconds:F1} s";
+            string sync = t.Queue == 0 && lag == TimeSpan.Zero && t.Failing.Count == 0 && t.Conflicts.Count == 0 && s.Aggregating == 0 ? "in sync"
+                : $"{t.Queue} queued, lag {lag.TotalSeconds:F1} s";
             string last = t.LastSuccess is { } ok ? $"last success {Ago(now - ok)} ago" : "no success yet";
             Console.WriteLine($"{t.Name}: {state}; {sync}; {last}; {t.Pushed} pushed, {t.Resyncs} resyncs");
             if (t.LastError is { } error)
                 Console.WriteLine($"  last error ({Ago(now - (t.LastErrorAt ?? now))} ago): {error}");
             foreach (var c in t.Conflicts)
                 Console.WriteLine($"  CONFLICT {c.Path} (since {c.Since:u}): {c.Message}");
+            foreach (var f in t.Failing)
+                Console.WriteLine($"  FAILING {f.Path} ({f.Attempts} {(f.Attempts == 1 ? "try" : "tries")} since {f.Since:u}, next {(f.NextTry > now ? $"in {Ago(f.NextTry - now)}" : "now")}): {f.Error}");
+            if (t.DriftRepaired > 0)
+                Console.WriteLine($"  self-check: {t.DriftRepaired} path(s) found differing from what the daemon believed, and repaired (see the log; please report it)");
         }
         return running ? 0 : 3;
     }
 
-    /// <summary>The plugin's verdict and line. Lag decides (the age of the oldest change not yet on a passive);
+    /// <summary>The plugin's verdict and line. OK only when the daemon has no reason to believe a passive differs: nothing
+    /// queued, in flight or failing. Lag decides how bad it is (the age of the oldest change not yet on a passive);
     /// a dead daemon, a target down for longer than <paramref name="crit"/>, a conflict, or a role check that
     /// cannot run is CRITICAL. A passive node standing by is OK; no role check configured is a WARNING.</summary>
     internal static (int Code, string Line) Check(string configPath, double warn, double crit, DateTimeOffset now)
@@ -142,10 +148,16 @@ internal static class StatusCommand
                 Raise(2, $"{t.Name} lag {lag:F0} s");
             else if (lag >= warn)
                 Raise(1, $"{t.Name} lag {lag:F0} s");
+            else if (t.Connected && Math.Max(0, t.Queue - t.Failing.Count) + s.Aggregating is var moving and > 0)
+                Raise(1, $"{t.Name} not yet in sync: {moving} change(s) queued or being pushed, lag {lag:F1} s"); // OK means nothing is on its way
+            if (t.Failing.Count > 0)
+                Raise(1, $"{t.Name} {t.Failing.Count} path(s) failing, first {t.Failing[0].Path}: {t.Failing[0].Error}");
             // Perfdata is parsed by machines: always a dot for decimals, whatever the locale.
             perfdata.Add(FormattableString.Invariant($"'{label}_lag'={lag:F3}s;{warn};{crit};0"));
             perfdata.Add(FormattableString.Invariant($"'{label}_queue'={t.Queue};;;0"));
             perfdata.Add(FormattableString.Invariant($"'{label}_conflicts'={t.Conflicts.Count};;1;0"));
+            perfdata.Add(FormattableString.Invariant($"'{label}_failing'={t.Failing.Count};1;;0"));
+            perfdata.Add(FormattableString.Invariant($"'{label}_drift_repaired'={t.DriftRepaired}c;;;0"));
             if (t.LastSuccess is { } ok)
                 perfdata.Add(FormattableString.Invariant($"'{label}_last_success_age'={(now - ok).TotalSeconds:F0}s;;;0"));
         }

@@ -1,0 +1,181 @@
+namespace HaSync.Daemon;
+
+/// <summary>A round of work taken from a <see cref="PushBacklog"/>: given back whole if it fails, completed otherwise.</summary>
+public sealed record PushRound(IReadOnlyList<string> Paths, bool FullScan, DateTimeOffset? Since)
+{
+    /// <summary>Nothing to do.</summary>
+    public bool IsEmpty => Paths.Count == 0 && !FullScan;
+}
+
+/// <summary>
+/// What one target still has to push: the dirty paths events named, a pending full scan, the round in flight, and the
+/// paths that failed, each with its own retry schedule. A failed path waits <c>retryDelay</c>, then twice that after
+/// each further failure, up to <c>maxRetryDelay</c>; its record (attempts, first failure, last error) lasts while
+/// it is being retried and goes only when the path succeeds. Thread-safe: events arrive on the aggregator's thread,
+/// status is read on another, the pusher takes and completes rounds.
+/// </summary>
+public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpan maxRetryDelay)
+{
+    private readonly Lock _lock = new();
+    private readonly HashSet<string> _dirty = new(StringComparer.Ordinal);
+    private bool _fullScan;
+    private DateTimeOffset? _dirtySince;                      // the oldest change not taken yet
+    private PushRound? _inFlight;
+    private readonly Dictionary<string, Retry> _retries = new(StringComparer.Ordinal);
+
+    /// <summary>A path that failed: how often, since when its change waits, when it is due again, and why it failed last.</summary>
+    public sealed record Retry(int Attempts, DateTimeOffset Due, DateTimeOffset Since, string Error);
+
+    /// <summary>Paths named by events (or a full scan), the oldest of their changes at <paramref name="since"/>.</summary>
+    public void Add(IEnumerable<string> paths, bool fullScan, DateTimeOffset since)
+    {
+        lock (_lock)
+        {
+            _dirty.UnionWith(paths);
+            _fullScan |= fullScan;
+            if (_dirtySince is null || since < _dirtySince)
+                _dirtySince = since;
+        }
+    }
+
+    /// <summary>Takes the dirty paths and the retries that are due (every retry with <paramref name="allRetries"/>,
+    /// for a resync); they count as in flight until <see cref="Complete"/> or <see cref="GiveBack"/>.</summary>
+    public PushRound Take(bool allRetries = false)
+    {
+        var now = clock.GetUtcNow();
+        lock (_lock)
+        {
+            var since = _dirtySince;
+            foreach (var (path, retry) in _retries)
+                if (allRetries || retry.Due <= now || _dirty.Contains(path))
+                {
+                    _dirty.Add(path);
+                    since = since is null || retry.Since < since ? retry.Since : since;
+                }
+            var round = new PushRound([.. _dirty], _fullScan, since);
+            _dirty.Clear();
+            _fullScan = false;
+            _dirtySince = null;
+            _inFlight = round.IsEmpty ? null : round;
+            return round;
+        }
+    }
+
+    /// <summary>The round could not be done (the session died): all of it is queued again.</summary>
+    public void GiveBack(PushRound round)
+    {
+        lock (_lock)
+        {
+            if (ReferenceEquals(_inFlight, round))
+                _inFlight = null;
+            Add(round.Paths, round.FullScan, round.Since ?? clock.GetUtcNow());
+        }
+    }
+
+    /// <summary>The round is done: what failed (path and cause) is scheduled again, one more attempt each; every other
+    /// path of the round (or, with <paramref name="everything"/>, every path retried so far) succeeded.</summary>
+    public void Complete(PushRound round, IReadOnlyDictionary<string, string> failed, bool everything = false)
+    {
+        var now = clock.GetUtcNow();
+        lock (_lock)
+        {
+            if (ReferenceEquals(_inFlight, round))
+                _inFlight = null;
+            foreach (string path in everything ? _retries.Keys.ToList() : round.Paths)
+                if (!failed.ContainsKey(path))
+                    _retries.Remove(path);
+            foreach (var (path, error) in failed)
+            {
+                _retries.TryGetValue(path, out var known);
+                int attempts = (known?.Attempts ?? 0) + 1;
+                var delay = TimeSpan.FromTicks(Math.Min(retryDelay.Ticks << Math.Min(attempts - 1, 30), maxRetryDelay.Ticks));
+                _retries[path] = new Retry(attempts, now + delay, known?.Since ?? round.Since ?? now, error);
+            }
+        }
+    }
+
+    /// <summary>Every retry is due now (an admin settled something: SIGHUP, hasync resolve).</summary>
+    public void RetryNow()
+    {
+        var now = clock.GetUtcNow();
+        lock (_lock)
+            foreach (var (path, retry) in _retries.ToList())
+                _retries[path] = retry with { Due = now };
+    }
+
+    /// <summary>Forgets everything (the node stopped being active: the next term starts with a resync).</summary>
+    public void Clear()
+    {
+        lock (_lock)
+        {
+            _dirty.Clear();
+            _fullScan = false;
+            _dirtySince = null;
+            _inFlight = null;
+            _retries.Clear();
+        }
+    }
+
+    /// <summary>True when a round would find work now.</summary>
+    public bool HasWork
+    {
+        get
+        {
+            var now = clock.GetUtcNow();
+            lock (_lock)
+                return _dirty.Count > 0 || _fullScan || _retries.Values.Any(r => r.Due <= now);
+        }
+    }
+
+    /// <summary>When the next retry is due; null when none is waiting.</summary>
+    public DateTimeOffset? NextRetry
+    {
+        get
+        {
+            lock (_lock)
+                return _retries.Count == 0 ? null : _retries.Values.Min(r => r.Due);
+        }
+    }
+
+    /// <summary>The failing paths and their records.</summary>
+    public IReadOnlyDictionary<string, Retry> Retries
+    {
+        get
+        {
+            lock (_lock)
+                return new Dictionary<string, Retry>(_retries, StringComparer.Ordinal);
+        }
+    }
+
+    /// <summary>Paths not yet on the passive: dirty, in flight or failing (a full scan counts as one), but for
+    /// <paramref name="except"/> (conflicts, which are counted on their own).</summary>
+    public int Count(IReadOnlySet<string>? except = null)
+    {
+        lock (_lock)
+        {
+            var paths = new HashSet<string>(_dirty, StringComparer.Ordinal);
+            paths.UnionWith(_retries.Keys);
+            if (_inFlight is { } round)
+                paths.UnionWith(round.Paths);
+            if (except is not null)
+                paths.ExceptWith(except);
+            return paths.Count + (_fullScan || _inFlight?.FullScan == true ? 1 : 0);
+        }
+    }
+
+    /// <summary>When the oldest change not yet on the passive happened (queued, in flight or failing); null when none waits.</summary>
+    public DateTimeOffset? OldestPending
+    {
+        get
+        {
+            lock (_lock)
+            {
+                DateTimeOffset? oldest = _dirtySince;
+                foreach (var since in _retries.Values.Select(r => (DateTimeOffset?)r.Since).Append(_inFlight?.Since))
+                    if (since is { } s && (oldest is null || s < oldest))
+                        oldest = s;
+                return oldest;
+            }
+        }
+    }
+}
