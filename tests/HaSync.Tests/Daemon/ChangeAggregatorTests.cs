@@ -1,3 +1,4 @@
+using HaSync.Tests.Support;
 using HaSync.Watching;
 
 namespace HaSync.Tests.Daemon;
@@ -5,13 +6,6 @@ namespace HaSync.Tests.Daemon;
 /// <summary>The aggregator's timing and escalation rules, on a fake clock.</summary>
 public class ChangeAggregatorTests
 {
-    private sealed class FakeClock : TimeProvider
-    {
-        private DateTimeOffset _now = new(2026, 11, 22, 12, 0, 0, TimeSpan.Zero);
-        public override DateTimeOffset GetUtcNow() => _now;
-        public void Advance(int milliseconds) => _now += TimeSpan.FromMilliseconds(milliseconds);
-    }
-
     private readonly FakeClock _clock = new();
     private readonly ChangeAggregator _aggregator;
 
