@@ -68,7 +68,7 @@ internal static partial class DaemonLog
     [LoggerMessage(Level = LogLevel.Information, Message = "SIGHUP: checking the role and retrying failed paths and conflicts now")]
     public static partial void RetryingNow(this ILogger log);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "{Target}: drift repaired: {Path}: the daemon believed the passive held {Believed}, it held {Held} (a HaSync bug: please report it)")]
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Target}: drift repaired: {Path}: the daemon believed the passive held {Believed}, it held {Held}; repaired (unless someone changed the passive by hand, a HaSync bug: please report it)")]
     public static partial void DriftRepaired(this ILogger log, string target, string path, string believed, string held);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "{Target}: self-check: {Count} change(s) on the active that no event had announced yet, pushed: {Paths}")]

@@ -42,6 +42,30 @@ public class DaemonBehaviourTests
     }
 
     [Fact]
+    public async Task TheSelfCheckAfterAQuietPeriodRepairsWhatTheDaemonWronglyBelievedAndCountsIt()
+    {
+        using var dir = new TempDir();
+        TestTree.Build(dir.File("active"));
+        Directory.CreateDirectory(dir.File("passive"));
+        await using var daemon = new DaemonHarness(dir.File("active"), dir.File("passive"), Local(dir.File("passive")), dir.File("state"),
+            configure: c => c with { Daemon = c.Daemon with { SelfCheckAfter = TimeSpan.FromSeconds(3) } });
+        await daemon.WaitConnectedAsync();
+        await daemon.WaitIdenticalAsync();
+
+        // A push the daemon believes done, then undone behind its back before the quiet period ends: what a lost
+        // commit looks like from the active. Only the self-check can see it (no event on the active, no audit).
+        Directory.CreateDirectory(daemon.Active("conf.d/new"));
+        File.WriteAllText(daemon.Active("conf.d/new/pushed.conf"), "pushed\n");
+        await daemon.Eventually(() => File.Exists(daemon.Passive("conf.d/new/pushed.conf")), "the push");
+        File.Delete(daemon.Passive("conf.d/new/pushed.conf"));
+        await daemon.Eventually(() => daemon.Log.Lines.Any(l => l.Contains("drift repaired: /etc/bm/conf.d/new/pushed.conf: the daemon believed the passive held a file of 7 bytes")
+            && l.Contains("it held nothing")), "the self-check to find the drift");
+        await daemon.WaitIdenticalAsync();
+        await daemon.Eventually(() => daemon.Status().Targets[0].DriftRepaired == 1, "the status to count it");
+        await daemon.Eventually(() => daemon.Check().Line.Contains("'local_drift_repaired'=1c"), "check's perfdata to count it");
+    }
+
+    [Fact]
     public async Task ADeadTargetHoldsBackNoOther()
     {
         using var dir = new TempDir();
