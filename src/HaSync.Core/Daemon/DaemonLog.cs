@@ -71,6 +71,9 @@ internal static partial class DaemonLog
     [LoggerMessage(Level = LogLevel.Error, Message = "{Target}: drift repaired: {Path}: the daemon believed the passive held {Believed}, it held {Held}; repaired (unless someone changed the passive by hand, a HaSync bug: please report it)")]
     public static partial void DriftRepaired(this ILogger log, string target, string path, string believed, string held);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Target}: the passive would not list {Paths} to say what it holds there: {Cause}")]
+    public static partial void RelearnRefused(this ILogger log, string target, string paths, string cause);
+
     [LoggerMessage(Level = LogLevel.Information, Message = "{Target}: self-check: {Count} change(s) on the active that no event had announced yet, pushed: {Paths}")]
     public static partial void UnannouncedChanges(this ILogger log, string target, int count, string paths);
 

@@ -361,8 +361,10 @@ public sealed class TargetPusher : IDisposable
             return;
         try
         {
-            await RelearnAsync(session, passive, [.. passive.Uncertain]).ConfigureAwait(false);
-            await PushAsync(session, passive, round, cancellationToken).ConfigureAwait(false);
+            // What the round is about to compare must not rest on a belief an earlier failure left in doubt.
+            var doubted = passive.Uncertain.Where(u => round.FullScan || round.Paths.Any(p => TreeWalker.Within(u, p) || TreeWalker.Within(p, u))).ToList();
+            await RelearnAsync(session, passive, doubted).ConfigureAwait(false);
+            await PushAsync(session, passive, round, cancellationToken: cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -373,12 +375,19 @@ public sealed class TargetPusher : IDisposable
 
     /// <summary>Scans <paramref name="round"/>'s paths, pushes what differs from the belief, settles the outcome.
     /// Returns the differences that were pushed.</summary>
-    private async Task<List<PathDifference>> PushAsync(AgentSession session, PassiveState passive, PushRound round, CancellationToken cancellationToken)
+    private async Task<List<PathDifference>> PushAsync(AgentSession session, PassiveState passive, PushRound round,
+        Func<string, bool>? leaveOut = null, CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
         var unreadable = new Dictionary<string, string>(StringComparer.Ordinal);
         var differences = await Task.Run(() => _scanner.Compare(round.Paths, round.FullScan, passive, (path, e) => unreadable[path] = e.Message), cancellationToken)
             .ConfigureAwait(false);
+        if (leaveOut is not null)
+        {
+            differences.RemoveAll(d => leaveOut(d.Path));
+            foreach (string path in unreadable.Keys.Where(leaveOut).ToList())
+                unreadable.Remove(path);
+        }
         long scanned = clock.ElapsedMilliseconds;
         var stats = await Resync.PushAsync(_config, session, differences, _config.Delete, passive, cancellationToken: cancellationToken).ConfigureAwait(false);
         var changes = differences.Where(d => d.Status != PathStatus.Identical).ToList();
@@ -398,12 +407,21 @@ public sealed class TargetPusher : IDisposable
 
     /// <summary>Replaces the belief about <paramref name="roots"/> (and what is below them) with the passive's manifest;
     /// returns where the two differed.</summary>
-    private async Task<List<PathDifference>> RelearnAsync(AgentSession session, PassiveState passive, List<string> roots)
+    /// <returns>Null when the passive refused to list them (the belief stays in doubt; the pushes say why).</returns>
+    private async Task<List<PathDifference>?> RelearnAsync(AgentSession session, PassiveState passive, List<string> roots)
     {
         if (roots.Count == 0)
             return [];
-        var manifest = await Resync.ManifestAsync(_config, session, roots).ConfigureAwait(false);
-        return passive.Relearn(roots, manifest);
+        try
+        {
+            var manifest = await Resync.ManifestAsync(_config, session, roots).ConfigureAwait(false);
+            return passive.Relearn(roots, manifest);
+        }
+        catch (AgentRequestException e)
+        {
+            _log.RelearnRefused(Name, string.Join(", ", roots.Take(3)), e.Message);
+            return null;
+        }
     }
 
     /// <summary>The self-check after a quiet period (see the implementation notes): the subtrees pushed since the last one
@@ -414,13 +432,17 @@ public sealed class TargetPusher : IDisposable
         _unverified.Clear();
         if (roots.Count > MaxSelfCheckRoots)
             roots = [.. _config.Paths];
-        var known = _queue.Retries; // failing paths and conflicts: the belief already doubts them
-        var drift = (await RelearnAsync(session, passive, roots).ConfigureAwait(false))
-            .Where(d => !known.Keys.Any(k => TreeWalker.Within(d.Path, k))).ToList();
+        // Failing paths and conflicts are known to differ and have their own schedule: neither drift nor pushed here.
+        var known = _queue.Retries;
+        bool Known(string path) => known.Keys.Any(k => TreeWalker.Within(path, k));
+        if (await RelearnAsync(session, passive, roots).ConfigureAwait(false) is not { } differences)
+            return;
+        // A path the passive's journal says it changed on its own is a conflict in the making, not the daemon's error.
+        var drift = differences.Where(d => !Known(d.Path) && d.Passive?.Local is null or Guard.LocalChange.None).ToList();
         foreach (var d in drift)
             _log.DriftRepaired(Name, d.Path, Describe(d.Active), Describe(d.Passive));
-        var round = new PushRound(roots, FullScan: false, Since: null);
-        var unannounced = await PushAsync(session, passive, round, CancellationToken.None).ConfigureAwait(false);
+        var round = new PushRound([.. roots.Where(r => !Known(r))], FullScan: false, Since: null);
+        var unannounced = await PushAsync(session, passive, round, leaveOut: Known).ConfigureAwait(false);
         var missed = unannounced.Where(d => !drift.Any(x => x.Path == d.Path)).ToList();
         if (missed.Count > 0)
         {
