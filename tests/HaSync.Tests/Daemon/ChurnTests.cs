@@ -41,7 +41,8 @@ public class ChurnTests(SshServer server, ITestOutputHelper output) : IClassFixt
         generator.Seed();
 
         TargetConfig target = transport == "ssh" ? server.Target("ssh", "--root", passive) : TestTree.LocalTarget(passive);
-        await using var daemon = new DaemonHarness(active, passive, target, dir.File("state"), exclude: Convergence.Excludes);
+        await using var daemon = new DaemonHarness(active, passive, target, dir.File("state"), exclude: Convergence.Excludes,
+            configure: Convergence.AlwaysActive);
         await daemon.WaitConnectedAsync();
         string Context() => $"transport {transport}, seed {seed} (replay: HASYNC_CHURN_SEED={seed}), {generator.Done} ops; last ops:\n  {string.Join("\n  ", generator.LastOps(50))}";
         await Convergence.WaitAsync(daemon, TimeSpan.FromSeconds(30), () => "start-up resync; " + Context());
@@ -109,7 +110,10 @@ internal sealed class ChurnGenerator(string bm, string outside, int seed)
         var links = tree.Where(e => e.Kind == TreeOracle.Kind.Symlink).Select(e => e.Path).ToList();
         var parents = new List<string> { "" };
         parents.AddRange(dirs);
-        string op = tree.Count > MaxEntries ? Pick(["delete", "rm -r", "rm -r", "move out"]) : PickWeighted();
+        // Bounded both ways: a full tree only shrinks; a small one mostly grows (rm -r drains it fast otherwise).
+        string op = tree.Count > MaxEntries ? Pick(["delete", "rm -r", "rm -r", "move out"])
+            : tree.Count < 80 && _random.Next(2) == 0 ? Pick(["create", "create", "mkdir -p", "move back", "symlink", "editor save"])
+            : PickWeighted();
         string line;
         try
         {
@@ -170,17 +174,25 @@ internal sealed class ChurnGenerator(string bm, string outside, int seed)
                 return $"truncate {files1}";
             case "same-size rewrite" when files1 != null:
             {
-                // Same length, same mtime to the nanosecond: only the content (and the ctime) tells.
+                // Same length, and the mtime put back: to the nanosecond (utimensat) or as .NET can (100 ns ticks, so the
+                // nanoseconds move a little). Only the content and the ctime tell.
                 string full = Full(files1);
-                var before = File.GetLastWriteTimeUtc(full);
+                Check(Syscall.lstat(full, out var before), $"lstat {files1}");
                 byte[] content = File.ReadAllBytes(full);
                 if (content.Length == 0)
                     return $"same-size rewrite {files1}: empty, nothing to change";
                 for (int i = 0; i < content.Length; i += 1 + _random.Next(64))
                     content[i] ^= 0x5a;
+                var ticks = File.GetLastWriteTimeUtc(full);
                 File.WriteAllBytes(full, content);
-                File.SetLastWriteTimeUtc(full, before);
-                return $"same-size rewrite {files1}";
+                if (_random.Next(2) == 0)
+                {
+                    var times = new[] { new Timespec { tv_sec = before.st_atime, tv_nsec = before.st_atime_nsec }, new Timespec { tv_sec = before.st_mtime, tv_nsec = before.st_mtime_nsec } };
+                    Check(Syscall.utimensat(Syscall.AT_FDCWD, full, times, 0), $"utimensat {files1}");
+                    return $"same-size rewrite {files1} (mtime kept to the ns)";
+                }
+                File.SetLastWriteTimeUtc(full, ticks);
+                return $"same-size rewrite {files1} (mtime kept to 100 ns)";
             }
             case "append" when files1 != null:
                 File.AppendAllText(Full(files1), $"appended {_random.Next()}\n");

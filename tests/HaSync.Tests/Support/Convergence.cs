@@ -1,3 +1,4 @@
+using HaSync.Configuration;
 using System.Diagnostics;
 
 namespace HaSync.Tests.Support;
@@ -8,6 +9,9 @@ internal static class Convergence
 {
     /// <summary>The excludes the daemon tests run with.</summary>
     public static readonly string[] Excludes = ["*.swp", "*~"];
+
+    /// <summary>A role that says "active": without one, <c>hasync check</c> warns (exit 1) however healthy the daemon is.</summary>
+    public static HaSyncConfig AlwaysActive(HaSyncConfig config) => config with { Role = new RoleConfig { Kind = RoleKind.Always } };
 
     /// <summary>Polls every 200 ms until the oracle finds no difference below <paramref name="watched"/>; returns how long
     /// that took. On timeout fails with <paramref name="context"/> (seed, last operations...), the differences and the log's tail.</summary>
