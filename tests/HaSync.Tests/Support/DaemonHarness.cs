@@ -108,10 +108,11 @@ internal sealed class DaemonHarness : IAsyncDisposable
         await Eventually(() => File.Exists(Config.StatusFile) && Status().Targets[0].Connected, "the daemon to connect");
     }
 
-    /// <summary>Waits until the passive holds what the active holds; on timeout, fails with the differences and the log.</summary>
+    /// <summary>Waits until the passive holds what the active holds, judged by the test's own oracle (stat and SHA-256, not
+    /// the product's comparison); on timeout, fails with the differences and the log.</summary>
     public async Task WaitIdenticalAsync()
     {
-        await Eventually(() => Differences().Count == 0, "the passive to converge", () => string.Join("\n", Differences()));
+        await Eventually(() => Convergence.Differences(this).Count == 0, "the passive to converge", () => string.Join("\n", Convergence.Differences(this)));
     }
 
     public List<string> Differences()
