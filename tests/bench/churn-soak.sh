@@ -28,9 +28,11 @@ HASYNC_CHURN_SEED=$SEED HASYNC_CHURN_SECONDS=$SECONDS_ HASYNC_CHURN_OPS=$OPS \
 
 ops=$(grep -oE 'churn: [0-9]+ ops done in [0-9.]+ s' "$log" | head -1 || true)
 converge=$(grep -oE 'converged [0-9.]+ s after the last op' "$log" | head -1 || true)
+health=$(grep -oE 'churn: drift repaired .*' "$log" | head -1 || true)
 echo "seed:     $SEED"
 echo "ops:      ${ops#churn: }"
 echo "converge: ${converge:-did not converge}"
+echo "daemon:   ${health#churn: }"
 if [ "$status" -eq 0 ] && grep -q 'churn: PASS' "$log"; then
   echo "result:   PASS"
 else

@@ -54,6 +54,9 @@ public class ChurnTests(SshServer server, ITestOutputHelper output) : IClassFixt
         var converged = await Convergence.WaitAsync(daemon, TimeSpan.FromSeconds(30), Context);
         output.WriteLine($"churn: converged {converged.TotalSeconds:F1} s after the last op");
         await Convergence.AssertHealthyAsync(daemon, TimeSpan.FromSeconds(10), Context);
+        var status = daemon.Status().Targets[0];
+        int unannounced = daemon.Log.Lines.Count(l => l.Contains("self-check: ", StringComparison.Ordinal));
+        output.WriteLine($"churn: drift repaired {status.DriftRepaired}, self-check pushes of unannounced changes {unannounced}, pushed {status.Pushed}, resyncs {status.Resyncs}");
         output.WriteLine($"churn: PASS seed {seed} ops {generator.Done} converge {converged.TotalSeconds:F1} s");
     }
 
