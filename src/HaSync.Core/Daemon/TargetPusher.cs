@@ -41,7 +41,7 @@ public sealed record TargetStatus
     /// <summary>Paths whose last push failed and that wait for another try.</summary>
     public IReadOnlyList<FailingStatus> Failing { get; init; } = [];
     /// <summary>Paths where what the daemon believed the passive held was not what it holds, found by the self-check
-    /// after a quiet period and repaired (each one is a bug worth reporting).</summary>
+    /// after a quiet period and repaired (unless someone changed the passive by hand, each one is a bug to report).</summary>
     public long DriftRepaired { get; init; }
     /// <summary>When the self-check last compared the daemon's belief with the passive's manifest.</summary>
     public DateTimeOffset? LastSelfCheck { get; init; }
@@ -100,7 +100,7 @@ public sealed class TargetPusher : IDisposable
     private readonly TimeProvider _clock;
     private readonly PusherOptions _options;
     private readonly SemaphoreSlim _wake = new(0);
-    private readonly PushBacklog _queue;
+    private readonly PushBacklog _backlog;
     private readonly RoleMonitor _role;
     private readonly Lock _lock = new();
     // Guarded by _lock:
@@ -122,7 +122,7 @@ public sealed class TargetPusher : IDisposable
         _log = log;
         _clock = clock;
         _options = options ?? new PusherOptions();
-        _queue = new PushBacklog(clock, _options.RetryDelay, _options.MaxRetryDelay);
+        _backlog = new PushBacklog(clock, _options.RetryDelay, _options.MaxRetryDelay);
         _status = new TargetStatus { Name = target.Name, Since = clock.GetUtcNow() };
     }
 
@@ -137,9 +137,9 @@ public sealed class TargetPusher : IDisposable
             lock (_lock)
             {
                 var conflicts = _conflicts.Keys.ToHashSet(StringComparer.Ordinal);
-                var failing = _queue.Retries.Where(r => !conflicts.Contains(r.Key))
+                var failing = _backlog.Retries.Where(r => !conflicts.Contains(r.Key))
                     .Select(r => new FailingStatus(r.Key, r.Value.Error, r.Value.Attempts, r.Value.Since, r.Value.Due)).OrderBy(f => f.Path, StringComparer.Ordinal).ToList();
-                return _status with { Queue = _queue.Count(conflicts), OldestPending = _queue.OldestPending, Conflicts = [.. _conflicts.Values], Failing = failing };
+                return _status with { Queue = _backlog.Count(conflicts), OldestPending = _backlog.OldestPending, Conflicts = [.. _conflicts.Values], Failing = failing };
             }
         }
     }
@@ -153,7 +153,7 @@ public sealed class TargetPusher : IDisposable
         {
             if (_standby)
                 return;
-            _queue.Add(batch.Paths, batch.FullScan, batch.OldestEvent);
+            _backlog.Add(batch.Paths, batch.FullScan, batch.OldestEvent);
         }
         Wake();
     }
@@ -161,7 +161,7 @@ public sealed class TargetPusher : IDisposable
     /// <summary>Makes every retry (conflicts included) due now: after an admin settled something (SIGHUP, hasync resolve).</summary>
     public void RetryNow()
     {
-        _queue.RetryNow();
+        _backlog.RetryNow();
         Wake();
     }
 
@@ -201,7 +201,7 @@ public sealed class TargetPusher : IDisposable
         lock (_lock)
         {
             _standby = true;
-            _queue.Clear();
+            _backlog.Clear();
             _conflicts.Clear(); // the other node is the active one now: its own daemon reports what it meets
             _status = _status with { Connected = false, Since = _clock.GetUtcNow(), AgentPid = null };
         }
@@ -280,7 +280,7 @@ public sealed class TargetPusher : IDisposable
                 await ResyncAsync(session, passive, startUp: false).ConfigureAwait(false);
                 nextAudit = _clock.GetUtcNow() + _options.AuditInterval!.Value;
             }
-            else if (_queue.HasWork)
+            else if (_backlog.HasWork)
                 await PushDirtyAsync(session, passive, CancellationToken.None).ConfigureAwait(false);
             else if (SelfCheckDue(_clock.GetUtcNow()))
                 await SelfCheckAsync(session, passive).ConfigureAwait(false);
@@ -302,7 +302,7 @@ public sealed class TargetPusher : IDisposable
     /// <summary>A full compare against the passive's manifest: everything queued before it is covered.</summary>
     private async Task ResyncAsync(AgentSession session, PassiveState passive, bool startUp)
     {
-        var round = _queue.Take(allRetries: true);
+        var round = _backlog.Take(allRetries: true);
         ResyncStats stats;
         try
         {
@@ -310,7 +310,7 @@ public sealed class TargetPusher : IDisposable
         }
         catch
         {
-            _queue.GiveBack(round);
+            _backlog.GiveBack(round);
             throw;
         }
         if (startUp)
@@ -327,10 +327,10 @@ public sealed class TargetPusher : IDisposable
         while (!stop.IsCancellationRequested && !term.Ended.IsCancellationRequested)
         {
             var now = _clock.GetUtcNow();
-            if (_queue.HasWork || now >= nextAudit || SelfCheckDue(now))
+            if (_backlog.HasWork || now >= nextAudit || SelfCheckDue(now))
                 return;
             DateTimeOffset wakeAt = nextAudit;
-            if (_queue.NextRetry is { } retry && retry < wakeAt)
+            if (_backlog.NextRetry is { } retry && retry < wakeAt)
                 wakeAt = retry;
             if (_unverified.Count > 0 && _options.SelfCheckAfter is { } quiet && _lastRound + quiet < wakeAt)
                 wakeAt = _lastRound + quiet;
@@ -356,7 +356,7 @@ public sealed class TargetPusher : IDisposable
     /// <summary>One round: take the dirty set, scan it, push the differences, wait for every ack.</summary>
     private async Task PushDirtyAsync(AgentSession session, PassiveState passive, CancellationToken cancellationToken)
     {
-        var round = _queue.Take();
+        var round = _backlog.Take();
         if (round.IsEmpty)
             return;
         try
@@ -368,7 +368,7 @@ public sealed class TargetPusher : IDisposable
         }
         catch
         {
-            _queue.GiveBack(round); // still to do: counted in the queue and the lag while the session is down
+            _backlog.GiveBack(round); // still to do: counted in the queue and the lag while the session is down
             throw;
         }
     }
@@ -433,7 +433,7 @@ public sealed class TargetPusher : IDisposable
         if (roots.Count > MaxSelfCheckRoots)
             roots = [.. _config.Paths];
         // Failing paths and conflicts are known to differ and have their own schedule: neither drift nor pushed here.
-        var known = _queue.Retries;
+        var known = _backlog.Retries;
         bool Known(string path) => known.Keys.Any(k => TreeWalker.Within(path, k));
         if (await RelearnAsync(session, passive, roots).ConfigureAwait(false) is not { } differences)
             return;
@@ -467,7 +467,7 @@ public sealed class TargetPusher : IDisposable
     {
         var now = _clock.GetUtcNow();
         var newConflicts = new List<string>();
-        var before = _queue.Retries;
+        var before = _backlog.Retries;
         lock (_lock)
         {
             foreach (string path in _conflicts.Keys.Where(p => covered(p) && !stats.Conflicts.ContainsKey(p)).ToList())
@@ -478,7 +478,7 @@ public sealed class TargetPusher : IDisposable
                     newConflicts.Add(message);
                 _conflicts[path] = new ConflictStatus(path, message, _conflicts.TryGetValue(path, out var known) ? known.Since : now);
             }
-            _queue.Complete(round, stats.FailedPaths, everything: resync);
+            _backlog.Complete(round, stats.FailedPaths, everything: resync);
             _status = _status with
             {
                 LastSuccess = now,
