@@ -47,7 +47,7 @@ role: always
 targets:
 $(hasync_target_yaml "$hasync" "$work/$1")
 CFG
-  "$hasync" daemon -c "$work/$1.yaml" 2>"$work/$1.log" &
+  "$hasync" daemon -v -c "$work/$1.yaml" 2>"$work/$1.log" &   # -v: the self-check's cost is a debug line
   daemon_pid=$!
 }
 run_lsyncd() { # NAME DELAY-LINE
@@ -90,6 +90,12 @@ sleep 1; rss=$(rss_kb)
 measure ours "$EDITS"
 sync
 read -r burst_s[ours] burst_after[ours] < <($probe burst "$work/src/burst" "$work/ours/burst" "$BURST")
+# The self-check that follows the burst (after daemon.self_check_ms without a push) covers the burst directory.
+for _ in $(seq 1 300); do
+  grep -oE 'self-check of [0-9]+ subtree\(s\), [0-9]+ entries' "$work/ours.log" | awk -v n="$BURST" '$5 >= n { found = 1 } END { exit !found }' && break
+  sleep 0.1
+done
+self_checks=$(grep -oE 'self-check of [0-9]+ subtree\(s\), [0-9]+ entries: [0-9]+ drifted, [0-9]+ ms' "$work/ours.log" || true)
 stop_daemon
 
 # --- one cold rsync of the same burst set, at once: the file system is in the same state for both ---
@@ -127,4 +133,11 @@ printf '%-40s %12s s %14s s\n' "  hasync daemon, until all on replica" "${burst_
 printf '%-40s %12s s %14s s\n' "  lsyncd delay=0, until all on replica" "${burst_s[theirs0]}" "${burst_after[theirs0]}"
 printf '%-40s %12s %16s s\n' "  one cold rsync of the same files" "" "${burst_s[rsync]}"
 awk -v o="${burst_after[ours]}" -v r="${burst_s[rsync]}" 'BEGIN { printf "%-40s %9.2fx (rsync time / hasync time after the last write)\n", "  burst", r / o }'
+echo "self-checks of the hasync daemon (one after each quiet period, over what was pushed since the last):"
+if [ -n "$self_checks" ]; then
+  echo "$self_checks" | awk '{ n++; e = $5; ms = $9; drift += $7; if (e + 0 > maxe) { maxe = e; maxms = ms } total += ms }
+    END { printf "  %d self-checks, %d ms in all, %d drifted paths; the largest: %d entries in %d ms\n", n, total, drift, maxe, maxms }'
+else
+  echo "  none seen in the log" >&2; exit 1
+fi
 echo "resident memory watching a copy of /etc ($(find "$work/src/etc" -type d | wc -l) directories): hasync daemon $((rss / 1024)) MB, lsyncd $((lsyncd_rss / 1024)) MB"

@@ -74,6 +74,9 @@ internal static partial class DaemonLog
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Target}: the passive would not list {Paths} to say what it holds there: {Cause}")]
     public static partial void RelearnRefused(this ILogger log, string target, string paths, string cause);
 
+    [LoggerMessage(Level = LogLevel.Debug, Message = "{Target}: self-check of {Roots} subtree(s), {Entries} entries: {Drift} drifted, {Milliseconds} ms")]
+    public static partial void SelfChecked(this ILogger log, string target, int roots, int entries, int drift, long milliseconds);
+
     [LoggerMessage(Level = LogLevel.Information, Message = "{Target}: self-check: {Count} change(s) on the active that no event had announced yet, pushed: {Paths}")]
     public static partial void UnannouncedChanges(this ILogger log, string target, int count, string paths);
 

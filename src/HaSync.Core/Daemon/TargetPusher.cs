@@ -428,6 +428,7 @@ public sealed class TargetPusher : IDisposable
     /// are compared with the passive's manifest, then scanned again on the active, and whatever differs is pushed.</summary>
     private async Task SelfCheckAsync(AgentSession session, PassiveState passive)
     {
+        var clock = Stopwatch.StartNew();
         var roots = TreeWalker.Cover(_unverified);
         _unverified.Clear();
         if (roots.Count > MaxSelfCheckRoots)
@@ -451,6 +452,8 @@ public sealed class TargetPusher : IDisposable
         }
         _unverified.Clear(); // what the self-check pushed was compared just now
         Update(s => s with { DriftRepaired = s.DriftRepaired + drift.Count, LastSelfCheck = _clock.GetUtcNow() });
+        if (_log.IsEnabled(LogLevel.Debug))
+            _log.SelfChecked(Name, roots.Count, roots.Sum(r => passive.Subtree(r).Count()), drift.Count, clock.ElapsedMilliseconds);
     }
 
     private static string Describe(FileEntry? entry) => entry is null ? "nothing" : entry.Kind switch
