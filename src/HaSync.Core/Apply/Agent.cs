@@ -566,10 +566,11 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
         }
         catch (Exception e) when (e is ConfinementException or IOException or UnauthorizedAccessException or DeltaFormatException)
         {
+            string message = file?.InTermsOfTarget(e.Message) ?? e.Message;
             file?.Dispose();
             data.Drain();
-            log.WriteLine($"hasync serve: PutFile {entry.Path}: {e.Message}");
-            _deferredAcks.Add((id, AckStatus.Failed, e.Message)); // in order with the batch's other answers
+            log.WriteLine($"hasync serve: PutFile {entry.Path}: {message}");
+            _deferredAcks.Add((id, AckStatus.Failed, message)); // in order with the batch's other answers
         }
     }
 

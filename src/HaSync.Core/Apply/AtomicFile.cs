@@ -26,6 +26,10 @@ public sealed partial class AtomicFile : IDisposable
     /// <summary>Where to write the new content.</summary>
     public FileStream Stream { get; }
 
+    /// <summary>An error's message with the temp file's name replaced by the target's: the admin knows the target, and the
+    /// same cause reads the same at every try.</summary>
+    public string InTermsOfTarget(string message) => message.Replace(_tempPath, TargetPath, StringComparison.Ordinal);
+
     /// <summary>Opens a temp file beside <paramref name="path"/>.</summary>
     /// <param name="path">The file to replace.</param>
     /// <param name="privateUntilCommit">Create the temp file 0600, so content that is secret is never readable by

@@ -18,9 +18,9 @@ internal sealed class BatchFileSystems : IDisposable
     {
         for (string? d = directory; d is not null && _seen.Add(d); d = Path.GetDirectoryName(d))
         {
-            int fd = Libc.open(d, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC);
+            int fd = Libc.open(d, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC);
             if (fd < 0)
-                continue; // gone already: its parent's file system is the one that recorded the removal
+                continue; // gone already, or replaced by a file or a link: its parent's file system recorded that
             if (Mono.Unix.Native.Syscall.fstat(fd, out var st) == 0 && _descriptors.TryAdd(st.st_dev, fd))
                 return;
             Libc.close(fd);

@@ -362,7 +362,9 @@ public sealed class TargetPusher : IDisposable
         try
         {
             // What the round is about to compare must not rest on a belief an earlier failure left in doubt.
-            var doubted = passive.Uncertain.Where(u => round.FullScan || round.Paths.Any(p => TreeWalker.Within(u, p) || TreeWalker.Within(p, u))).ToList();
+            var taken = round.Paths.ToHashSet(StringComparer.Ordinal);
+            var above = TreeWalker.WithAncestors(round.Paths);
+            var doubted = passive.Uncertain.Where(u => round.FullScan || TreeWalker.WithinAny(u, taken) || above.Contains(u)).ToList();
             await RelearnAsync(session, passive, doubted).ConfigureAwait(false);
             await PushAsync(session, passive, round, cancellationToken: cancellationToken).ConfigureAwait(false);
         }
@@ -434,8 +436,8 @@ public sealed class TargetPusher : IDisposable
         if (roots.Count > MaxSelfCheckRoots)
             roots = [.. _config.Paths];
         // Failing paths and conflicts are known to differ and have their own schedule: neither drift nor pushed here.
-        var known = _backlog.Retries;
-        bool Known(string path) => known.Keys.Any(k => TreeWalker.Within(path, k));
+        var known = _backlog.Retries.Keys.ToHashSet(StringComparer.Ordinal);
+        bool Known(string path) => TreeWalker.WithinAny(path, known);
         if (await RelearnAsync(session, passive, roots).ConfigureAwait(false) is not { } differences)
             return;
         // A path the passive's journal says it changed on its own is a conflict in the making, not the daemon's error.

@@ -33,6 +33,28 @@ public static class TreeWalker
         ancestor == "/" || path == ancestor
         || (path.Length > ancestor.Length && path[ancestor.Length] == '/' && path.StartsWith(ancestor, StringComparison.Ordinal));
 
+    /// <summary>True when <paramref name="path"/> is one of <paramref name="ancestors"/> or below one (a walk up the path,
+    /// not a scan of the set).</summary>
+    public static bool WithinAny(string path, IReadOnlySet<string> ancestors)
+    {
+        for (string p = path; ; p = Parent(p))
+        {
+            if (ancestors.Contains(p))
+                return true;
+            if (p == "/")
+                return false;
+        }
+    }
+
+    /// <summary><paramref name="paths"/> and every directory above them, up to "/".</summary>
+    public static HashSet<string> WithAncestors(IEnumerable<string> paths)
+    {
+        var all = new HashSet<string>(StringComparer.Ordinal);
+        foreach (string path in paths)
+            for (string p = path; all.Add(p) && p != "/"; p = Parent(p)) { }
+        return all;
+    }
+
     /// <summary>The fewest of <paramref name="paths"/> that hold them all (none below another), in ordinal order.</summary>
     public static List<string> Cover(IEnumerable<string> paths)
     {
@@ -40,10 +62,7 @@ public static class TreeWalker
         var result = new List<string>();
         foreach (string path in paths.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)) // ancestors sort first
         {
-            bool below = kept.Contains("/");
-            for (string p = path; !below && p != "/"; p = Parent(p))
-                below = kept.Contains(p);
-            if (!below && kept.Add(path))
+            if (!WithinAny(path, kept) && kept.Add(path))
                 result.Add(path);
         }
         return result;

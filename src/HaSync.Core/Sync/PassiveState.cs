@@ -68,14 +68,15 @@ public sealed class PassiveState
     public List<PathDifference> Relearn(IReadOnlyList<string> roots, IReadOnlyList<FileEntry> manifest)
     {
         var cover = TreeWalker.Cover(roots);
+        var covered = cover.ToHashSet(StringComparer.Ordinal);
         var believed = cover.SelectMany(Subtree).OrderBy(e => e.Path, StringComparer.Ordinal).ToList();
-        var held = manifest.Where(e => cover.Any(r => TreeWalker.Within(e.Path, r))).OrderBy(e => e.Path, StringComparer.Ordinal).ToList();
+        var held = manifest.Where(e => TreeWalker.WithinAny(e.Path, covered)).OrderBy(e => e.Path, StringComparer.Ordinal).ToList();
         var drift = Comparison.Compare(believed, held).Where(d => d.Status != PathStatus.Identical).ToList();
         foreach (var entry in believed)
             Remove(entry.Path);
         foreach (var entry in held)
             Set(entry);
-        _uncertain.RemoveWhere(path => cover.Any(r => TreeWalker.Within(path, r)));
+        _uncertain.RemoveWhere(path => TreeWalker.WithinAny(path, covered));
         return drift;
     }
 

@@ -108,5 +108,6 @@ public class ConvergenceReproductionTests
         var retries = daemon.Log.Lines.Skip(before).Where(l => l.StartsWith("Warning:", StringComparison.Ordinal) && l.Contains("conf.d", StringComparison.Ordinal)).ToList();
         Assert.True(retries.Count == 0, $"converged after {converged.TotalSeconds:F1} s, yet in the next 5 s the daemon warned {retries.Count} times about conf.d:\n{string.Join("\n", retries.Take(20))}");
         Assert.Empty(Convergence.Differences(daemon));
+        Assert.Equal((0, 0), (daemon.Status().Targets[0].Queue, daemon.Status().Targets[0].Failing.Count)); // no silent retry either
     }
 }

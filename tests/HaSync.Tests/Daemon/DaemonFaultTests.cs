@@ -76,4 +76,45 @@ public class DaemonFaultTests(SshServer server) : IClassFixture<SshServer>
             Assert.Contains(daemon.Log.Lines, l => l.Contains("inotify queue overflowed (fs.inotify.max_queued_events = "));
         }
     }
+
+    [Fact]
+    public async Task AFullPassiveDiskIsRetriedWithDoublingDelaysLoggedOnceShownAsFailingAndHealsOnceThereIsRoom()
+    {
+        using var dir = new TempDir();
+        TestTree.Build(dir.File("active"));
+        string passive = dir.File("passive");
+        Directory.CreateDirectory(passive);
+        Tools.Check("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", passive);
+        try
+        {
+            await using var daemon = new DaemonHarness(dir.File("active"), passive, TestTree.LocalTarget(passive), dir.File("state"),
+                options: DaemonHarness.FastRetries with { MaxRetryDelay = TimeSpan.FromSeconds(1.6) }, configure: Convergence.AlwaysActive);
+            await daemon.WaitConnectedAsync();
+            await daemon.WaitIdenticalAsync();
+            File.WriteAllBytes(Path.Join(passive, "filler"), new byte[1200 << 10]); // outside the watched set: the disk is nearly full
+
+            File.WriteAllBytes(daemon.Active("big.bin"), TestData.Random(new Random(3), 600 << 10));
+            await daemon.Eventually(() => daemon.Status().Targets[0].Failing is [{ Path: "/etc/bm/big.bin" }], "the push to fail");
+            var (code, line) = daemon.Check();
+            Assert.Equal(1, code);
+            Assert.Contains("local 1 path(s) failing, first /etc/bm/big.bin: /etc/bm/big.bin: whole: ", line);
+            Assert.Contains("No space left on device", line);
+            Assert.DoesNotContain(".hasync-", line); // the file the admin knows, not the agent's temp file
+
+            // Tries at 0.2, 0.4, 0.8, then every 1.6 s: about 7 in 6 s, where a fixed 0.2 s would make 30.
+            await Task.Delay(TimeSpan.FromSeconds(6));
+            var failing = daemon.Status().Targets[0].Failing.Single();
+            Assert.InRange(failing.Attempts, 3, 10);
+            var logged = daemon.Log.Lines.Where(l => l.Contains("/etc/bm/big.bin: whole: ", StringComparison.Ordinal)).ToList();
+            Assert.True(logged.Count == 1, $"logged {logged.Count} times, not once:\n{string.Join("\n", logged)}"); // once, not once per try
+
+            File.Delete(Path.Join(passive, "filler"));
+            await daemon.WaitIdenticalAsync();
+            await Convergence.AssertHealthyAsync(daemon, TimeSpan.FromSeconds(10), () => "after the disk had room again");
+        }
+        finally
+        {
+            Tools.Run("umount", [passive]);
+        }
+    }
 }
