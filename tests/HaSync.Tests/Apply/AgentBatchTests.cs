@@ -47,23 +47,24 @@ public sealed class AgentBatchTests
         string root = dir.File("passive");
         Directory.CreateDirectory(Path.Join(root, "etc/x"));
         File.WriteAllText(Path.Join(root, "etc/x/f.conf"), "in x\n");
-        await using var agent = AgentProcess.Start(TestTree.LocalTarget(root));
-        using var session = AgentSession.Open(agent.Input, agent.Output, "batch", agent.Describe);
-        await TestTree.ClaimAsync(session, adopt: true);
 
         // One batch, as the daemon sends 'mkdir a; echo > a/keep.conf; rm -r x; echo > x': the commit must not look
         // for the file system of etc/x through a path that is now a file.
         byte[] keep = "keep\n"u8.ToArray(), x = "x is a file now\n"u8.ToArray();
-        var acks = new List<Task<Ack>>
+        var acks = await TestTree.WithSession(TestTree.LocalTarget(root), async session =>
         {
-            session.SendDelete("/etc/x/f.conf"), // what stands in the way goes first, as a resync orders it
-            session.SendDelete("/etc/x"),
-            session.SendMakeDirectory(new FileEntry { Path = "/etc/a", Kind = EntryKind.Directory, Mode = 0x1ed }),
-            session.SendPut(TestTree.FileEntry("/etc/a/keep.conf", keep), PutEncoding.Whole, s => s.Write(keep)),
-            session.SendPut(TestTree.FileEntry("/etc/x", x), PutEncoding.Whole, s => s.Write(x)),
-        };
-        await session.SendFlush();
-        foreach (var ack in await Task.WhenAll(acks).WaitAsync(TimeSpan.FromSeconds(30)))
+            var sent = new List<Task<Ack>>
+            {
+                session.SendDelete("/etc/x/f.conf"), // what stands in the way goes first, as a resync orders it
+                session.SendDelete("/etc/x"),
+                session.SendMakeDirectory(new FileEntry { Path = "/etc/a", Kind = EntryKind.Directory, Mode = 0x1ed }),
+                session.SendPut(TestTree.FileEntry("/etc/a/keep.conf", keep), PutEncoding.Whole, s => s.Write(keep)),
+                session.SendPut(TestTree.FileEntry("/etc/x", x), PutEncoding.Whole, s => s.Write(x)),
+            };
+            await session.SendFlush();
+            return await Task.WhenAll(sent);
+        });
+        foreach (var ack in acks)
             Assert.Equal((AckStatus.Ok, ""), (ack.Status, ack.Message));
         Assert.Equal(x, File.ReadAllBytes(Path.Join(root, "etc/x")));
         Assert.Equal(keep, File.ReadAllBytes(Path.Join(root, "etc/a/keep.conf")));
@@ -76,15 +77,11 @@ public sealed class AgentBatchTests
         string root = dir.File("passive");
         Directory.CreateDirectory(Path.Join(root, "etc"));
         File.WriteAllText(Path.Join(root, "etc/conf.d"), "a file where a directory was\n");
-        await using var agent = AgentProcess.Start(TestTree.LocalTarget(root));
-        using var session = AgentSession.Open(agent.Input, agent.Output, "batch", agent.Describe);
-        await TestTree.ClaimAsync(session);
 
-        var delete = session.SendDelete("/etc/conf.d/a.conf");
-        var manifest = session.RequestManifest(["/etc/conf.d/a.conf", "/etc/missing/b.conf"]);
-        await session.SendFlush();
-        Assert.Equal(AckStatus.Ok, (await delete.WaitAsync(TimeSpan.FromSeconds(30))).Status);
-        Assert.Empty(await manifest.WaitAsync(TimeSpan.FromSeconds(30))); // nothing stands there: nothing to list, no refusal
+        var (delete, manifest) = await TestTree.WithSession(TestTree.LocalTarget(root), async session =>
+            (await session.SendDelete("/etc/conf.d/a.conf"), await session.RequestManifest(["/etc/conf.d/a.conf", "/etc/missing/b.conf"])));
+        Assert.Equal(AckStatus.Ok, delete.Status);
+        Assert.Empty(manifest); // nothing stands there: nothing to list, no refusal
         Assert.True(File.Exists(Path.Join(root, "etc/conf.d")));
     }
 }
