@@ -1,4 +1,5 @@
 using HaSync.Delta;
+using Microsoft.Win32.SafeHandles;
 using HaSync.Guard;
 using HaSync.Interop;
 using HaSync.Protocol;
@@ -38,7 +39,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
     private const int MaxBatchFiles = 512;
     private const long MaxBatchBytes = 64L << 20;
 
-    private readonly List<(uint Id, FileEntry Entry, AtomicFile File)> _sealed = []; // complete, owned temp files awaiting rename
+    private readonly List<(uint Id, FileEntry Entry, TreeFile File)> _sealed = []; // complete, owned temp files awaiting rename
     private readonly List<(uint Id, AckStatus Status, string Message)> _deferredAcks = [];
     private readonly BatchFileSystems _fileSystems = new(); // what the commit syncs
     private long _batchBytes;
@@ -167,7 +168,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
                     subject = payload.Text("path");
                     payload.End();
                     Commit(writer);
-                    SendData(id, SignatureOf(subject, guard.Resolve(subject)), writer);
+                    SendData(id, SignatureOf(subject), writer);
                     FlushAnswers(writer);
                     return;
                 case FrameType.ReadRequest:
@@ -175,7 +176,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
                     long max = payload.I64("max");
                     payload.End();
                     Commit(writer);
-                    SendData(id, ReadPrefix(guard.Resolve(subject), max), writer);
+                    SendData(id, ReadPrefix(subject, max), writer);
                     FlushAnswers(writer);
                     return;
                 case FrameType.Flush:
@@ -215,13 +216,12 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
                     CommitIfPending(target.Path, writer);
                     if (Fenced(id, next, put: false))
                         return;
-                    string full = frame.Type switch
+                    DeferAndClose(id, frame.Type switch
                     {
                         FrameType.MakeDirectory => MakeDirectory(target),
                         FrameType.MakeSymlink => MakeSymlink(target),
                         _ => SetMetadata(target),
-                    };
-                    Defer(id, full);
+                    });
                     return;
                 case FrameType.Delete:
                     subject = payload.Text("path");
@@ -229,7 +229,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
                     CommitIfPending(subject, writer);
                     if (Fenced(id, next, put: false))
                         return;
-                    Defer(id, Delete(subject));
+                    DeferAndClose(id, Delete(subject));
                     return;
                 default:
                     throw new ProtocolException($"reading request {id}: a {frame.Type} frame is not a request");
@@ -357,10 +357,17 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
     private const int MaxAckMessage = 2000;
 
     /// <summary>The change is applied; its ack waits for the commit that makes it durable.</summary>
-    private void Defer(uint id, string fullPath)
+    private void Defer(uint id, TreeDirectory directory)
     {
-        _fileSystems.Touch(Path.GetDirectoryName(fullPath) ?? guard.Root);
+        _fileSystems.Touch(directory);
         _deferredAcks.Add((id, AckStatus.Ok, ""));
+    }
+
+    /// <summary><see cref="Defer(uint, TreeDirectory)"/> for a change made in a directory the caller is done with.</summary>
+    private void DeferAndClose(uint id, TreeDirectory directory)
+    {
+        using (directory)
+            Defer(id, directory);
     }
 
     /// <summary>A request about a path whose new content still waits in the batch sees it in place first.</summary>
@@ -497,33 +504,58 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
 
     /// <summary>The signature of the passive's copy: from the cache when that exact version (inode, size, mtime and
     /// ctime to the nanosecond) was hashed for the manifest, else computed now.</summary>
-    private byte[] SignatureOf(string logicalPath, string fullPath)
+    private byte[] SignatureOf(string logicalPath)
     {
+        using var basis = OpenRegularFile(logicalPath, out var version);
         if (_signatures.Remove(logicalPath, out var cached))
         {
             _signatureBytes -= cached.Bytes.Length;
-            if (PosixFiles.TryLstat(fullPath, out var now) && PosixFiles.SameVersion(cached.Version, now))
+            if (PosixFiles.SameVersion(cached.Version, version))
                 return cached.Bytes;
         }
-        using var basis = OpenRegularFile(fullPath);
         var signature = new MemoryStream();
         SignatureGenerator.Generate(basis, signature, SignatureParameters.ForSync(basis.Length));
         return signature.ToArray();
     }
 
-    private static byte[] ReadPrefix(string fullPath, long max)
+    private byte[] ReadPrefix(string logicalPath, long max)
     {
-        using var file = OpenRegularFile(fullPath);
+        using var file = OpenRegularFile(logicalPath, out _);
         var buffer = new byte[(int)Math.Clamp(Math.Min(max, file.Length), 0, 64 << 20)];
         return buffer[..file.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false)];
     }
 
-    private static FileStream OpenRegularFile(string fullPath)
+    /// <summary>The passive's file at <paramref name="logicalPath"/>, opened below the root's descriptor; its fstat in <paramref name="version"/>.</summary>
+    private FileStream OpenRegularFile(string logicalPath, out Mono.Unix.Native.Stat version)
     {
-        if (!PosixFiles.TryLstat(fullPath, out var st) || PosixFiles.KindOf(st) != EntryKind.File)
-            throw new IOException($"{fullPath}: not a regular file on the passive");
-        return new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 16);
+        using var directory = guard.OpenParent(logicalPath, create: false)
+            ?? throw new IOException($"{guard.Locate(logicalPath)}: not a regular file on the passive");
+        return OpenRegularFile(directory, TreeWalker.NameOf(logicalPath), out version);
     }
+
+    /// <summary>The regular file <paramref name="name"/> of <paramref name="directory"/> (O_NOFOLLOW, and checked by fstat on
+    /// the descriptor itself: what is read is what was checked).</summary>
+    private static FileStream OpenRegularFile(TreeDirectory directory, string name, out Mono.Unix.Native.Stat version)
+    {
+        string full = directory.PathOf(name);
+        SafeFileHandle handle;
+        try
+        {
+            handle = directory.Open(name, LibcAt.O_RDONLY | LibcAt.O_NONBLOCK);
+        }
+        catch (IOException)
+        {
+            throw new IOException($"{full}: not a regular file on the passive");
+        }
+        if (Mono.Unix.Native.Syscall.fstat((int)handle.DangerousGetHandle(), out version) != 0 || PosixFiles.KindOf(version) != EntryKind.File)
+        {
+            handle.Dispose();
+            throw new IOException($"{full}: not a regular file on the passive");
+        }
+        return new FileStream(handle, FileAccess.Read, 1 << 16);
+    }
+
+    private static FileStream OpenRegularFile(TreeDirectory directory, string name) => OpenRegularFile(directory, name, out _);
 
     /// <summary>Receives a file's data (whole or a delta against the current copy) into a temp file beside it,
     /// checks length and hash, sets owner, mode and mtime, and adds it to the batch. On any failure the temp
@@ -531,24 +563,26 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
     private void Put(uint id, FileEntry entry, PutEncoding encoding, Func<Frame?> next)
     {
         var data = new DataFrameReadStream(next, id);
-        AtomicFile? file = null;
+        TreeDirectory? directory = null;
+        TreeFile? file = null;
         try
         {
             if (entry.Kind != EntryKind.File || entry.Hash is null)
                 throw new IOException($"{entry.Path}: a PutFile must describe a regular file with its hash");
-            string full = guard.Resolve(entry.Path);
-            Mono.Unix.Native.Stat? existing = PosixFiles.TryLstat(full, out var st) ? st : null;
+            string full = guard.Locate(entry.Path), name = TreeWalker.NameOf(entry.Path);
+            directory = guard.OpenParent(entry.Path, create: true)!;
+            var existing = directory.Entry(name);
             if (existing is { } e && PosixFiles.KindOf(e) == EntryKind.Directory)
                 throw new IOException($"{full}: is a directory on the passive");
             if (LocalChangeAt(entry.Path, full, existing, entry) is { } conflict)
             {
-                KeepIncoming(entry, encoding, data, full, conflict);
+                KeepIncoming(entry, encoding, data, directory, conflict);
                 return;
             }
-            EnsureParent(full);
-            file = AtomicFile.Create(full, privateUntilCommit: true);
+            file = TreeFile.Create(directory, name);
+            directory = null; // the file holds it now, until its rename
             var hashing = new HashingWriteStream(file.Stream, entry.Size);
-            Receive(encoding, data, hashing, full, entry.Size);
+            Receive(encoding, data, hashing, file.Directory, name, entry.Size);
             data.Drain();
             if (hashing.Finish() is not { } received || !received.AsSpan().SequenceEqual(entry.Hash))
             {
@@ -559,10 +593,10 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
                 _deferredAcks.Add((id, AckStatus.HashMismatch, what));
                 return;
             }
-            file.Seal(temp => PosixFiles.ApplyMetadata(temp, entry));
+            file.Seal(entry);
             _sealed.Add((id, entry, file));
             _batchBytes += entry.Size;
-            Defer(id, full);
+            Defer(id, file.Directory);
         }
         catch (Exception e) when (e is ConfinementException or IOException or UnauthorizedAccessException or DeltaFormatException)
         {
@@ -572,25 +606,30 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
             log.WriteLine($"hasync serve: PutFile {entry.Path}: {message}");
             _deferredAcks.Add((id, AckStatus.Failed, message)); // in order with the batch's other answers
         }
+        finally
+        {
+            directory?.Dispose();
+        }
     }
 
-    /// <summary>A PutFile's data into <paramref name="into"/>: as is, or a delta applied to the passive's <paramref name="basisPath"/>.</summary>
-    private static void Receive(PutEncoding encoding, Stream data, Stream into, string basisPath, long size)
+    /// <summary>A PutFile's data into <paramref name="into"/>: as is, or a delta applied to the passive's copy,
+    /// <paramref name="name"/> in <paramref name="directory"/>.</summary>
+    private static void Receive(PutEncoding encoding, Stream data, Stream into, TreeDirectory directory, string name, long size)
     {
         if (encoding == PutEncoding.Delta)
         {
-            using var basis = OpenRegularFile(basisPath);
+            using var basis = OpenRegularFile(directory, name);
             DeltaPatcher.Apply(basis, data, into, maxOutputLength: size);
         }
         else
         {
-            CopyAtMost(data, into, size, basisPath);
+            CopyAtMost(data, into, size, directory.PathOf(name));
         }
     }
 
     /// <summary>A conflict: the passive's file stays as it is; the incoming version is kept under the state directory
     /// (private: it may be secret), for the admin to compare. Always throws the <see cref="ConflictException"/>.</summary>
-    private void KeepIncoming(FileEntry entry, PutEncoding encoding, DataFrameReadStream data, string full, string conflict)
+    private void KeepIncoming(FileEntry entry, PutEncoding encoding, DataFrameReadStream data, TreeDirectory directory, string conflict)
     {
         string copy = ConflictCopyPath(entry.Path);
         string kept;
@@ -599,7 +638,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
             Directory.CreateDirectory(Path.GetDirectoryName(copy)!);
             using var file = AtomicFile.Create(copy, privateUntilCommit: true);
             var hashing = new HashingWriteStream(file.Stream, entry.Size);
-            Receive(encoding, data, hashing, full, entry.Size);
+            Receive(encoding, data, hashing, directory, TreeWalker.NameOf(entry.Path), entry.Size);
             data.Drain();
             if (hashing.Finish() is { } received && received.AsSpan().SequenceEqual(entry.Hash))
             {
@@ -641,82 +680,142 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
         }
     }
 
-    private static void EnsureParent(string fullPath)
+    private TreeDirectory MakeDirectory(FileEntry entry)
     {
-        string parent = Path.GetDirectoryName(fullPath)!;
-        if (!Directory.Exists(parent))
-            Directory.CreateDirectory(parent); // the guard has checked that nothing on the way is a symlink
+        if (PathGuard.IsRoot(entry.Path))
+        {
+            var root = guard.OpenRoot(); // its metadata only: it exists
+            using (var self = root.Open(".", LibcAt.O_RDONLY | LibcAt.O_DIRECTORY))
+                PosixFiles.ApplyMetadata(self, root.FullPath, entry);
+            return root;
+        }
+        string name = TreeWalker.NameOf(entry.Path);
+        var directory = guard.OpenParent(entry.Path, create: true)!;
+        try
+        {
+            if (directory.Entry(name) is { } st)
+            {
+                if (PosixFiles.KindOf(st) != EntryKind.Directory)
+                    throw new IOException($"{directory.PathOf(name)}: exists on the passive and is not a directory");
+            }
+            else
+            {
+                directory.MakeDirectory(name, 0x1c0); // 0700 until its metadata is set
+            }
+            using (var made = directory.Open(name, LibcAt.O_RDONLY | LibcAt.O_DIRECTORY))
+                PosixFiles.ApplyMetadata(made, directory.PathOf(name), entry);
+            return directory;
+        }
+        catch
+        {
+            directory.Dispose();
+            throw;
+        }
     }
 
-    private string MakeDirectory(FileEntry entry)
-    {
-        string full = guard.Resolve(entry.Path);
-        if (PosixFiles.TryLstat(full, out var st))
-        {
-            if (PosixFiles.KindOf(st) != EntryKind.Directory)
-                throw new IOException($"{full}: exists on the passive and is not a directory");
-        }
-        else
-        {
-            EnsureParent(full);
-            Directory.CreateDirectory(full);
-        }
-        PosixFiles.ApplyMetadata(full, entry);
-        return full;
-    }
-
-    private string MakeSymlink(FileEntry entry)
+    private TreeDirectory MakeSymlink(FileEntry entry)
     {
         if (PathGuard.IsRoot(entry.Path))
             throw new ConfinementException("refusing to replace the root with a symlink");
-        string full = guard.Resolve(entry.Path);
-        bool exists = PosixFiles.TryLstat(full, out var st);
-        if (exists && PosixFiles.KindOf(st) == EntryKind.Directory)
-            throw new IOException($"{full}: is a directory on the passive");
-        if (LocalChangeAt(entry.Path, full, exists ? st : null, entry) is { } conflict)
-            throw new ConflictException($"{conflict}; left as it is (the active has a symlink to {entry.LinkTarget})");
-        EnsureParent(full);
-        AtomicFile.PlaceSymlink(full, entry.LinkTarget ?? throw new IOException($"{entry.Path}: symlink without a target"),
-            temp => PosixFiles.ApplyMetadata(temp, entry));
-        Record(entry, full);
-        return full;
+        string full = guard.Locate(entry.Path), name = TreeWalker.NameOf(entry.Path);
+        string target = entry.LinkTarget ?? throw new IOException($"{entry.Path}: symlink without a target");
+        var directory = guard.OpenParent(entry.Path, create: true)!;
+        try
+        {
+            var st = directory.Entry(name);
+            if (st is { } e && PosixFiles.KindOf(e) == EntryKind.Directory)
+                throw new IOException($"{full}: is a directory on the passive");
+            if (LocalChangeAt(entry.Path, full, st, entry) is { } conflict)
+                throw new ConflictException($"{conflict}; left as it is (the active has a symlink to {target})");
+            // Made beside it, owned and timed on the link itself, renamed over whatever stood there.
+            string temp = AtomicFile.TempNameFor(name);
+            directory.Symlink(target, temp);
+            try
+            {
+                directory.SetLinkMetadata(temp, PosixFiles.ResolveUser(entry.Owner, entry.Uid), PosixFiles.ResolveGroup(entry.Group, entry.Gid),
+                    entry.MtimeSeconds, entry.MtimeNanoseconds);
+                directory.Rename(temp, name);
+            }
+            catch
+            {
+                directory.Remove(temp, directory: false);
+                throw;
+            }
+            Record(entry, full);
+            return directory;
+        }
+        catch
+        {
+            directory.Dispose();
+            throw;
+        }
     }
 
-    private string SetMetadata(FileEntry entry)
+    private TreeDirectory SetMetadata(FileEntry entry)
     {
-        string full = guard.Resolve(entry.Path);
-        if (!PosixFiles.TryLstat(full, out var st))
-            throw new IOException($"{full}: does not exist on the passive");
-        if (PosixFiles.KindOf(st) != entry.Kind)
-            throw new IOException($"{full}: is a {PosixFiles.KindOf(st)} on the passive, not a {entry.Kind}");
-        if (LocalChangeAt(entry.Path, full, st, entry) is { } conflict)
-            throw new ConflictException($"{conflict}; left as it is");
-        PosixFiles.ApplyMetadata(full, entry);
-        Record(entry, full); // also adopts a file found identical on first contact
-        return full;
+        if (PathGuard.IsRoot(entry.Path))
+            return MakeDirectory(entry);
+        string full = guard.Locate(entry.Path), name = TreeWalker.NameOf(entry.Path);
+        var directory = guard.OpenParent(entry.Path, create: false) ?? throw new IOException($"{full}: does not exist on the passive");
+        try
+        {
+            if (directory.Entry(name) is not { } st)
+                throw new IOException($"{full}: does not exist on the passive");
+            if (PosixFiles.KindOf(st) != entry.Kind)
+                throw new IOException($"{full}: is a {PosixFiles.KindOf(st)} on the passive, not a {entry.Kind}");
+            if (LocalChangeAt(entry.Path, full, st, entry) is { } conflict)
+                throw new ConflictException($"{conflict}; left as it is");
+            if (entry.Kind == EntryKind.Symlink)
+                directory.SetLinkMetadata(name, PosixFiles.ResolveUser(entry.Owner, entry.Uid), PosixFiles.ResolveGroup(entry.Group, entry.Gid),
+                    entry.MtimeSeconds, entry.MtimeNanoseconds);
+            else
+            {
+                // O_NONBLOCK: opening never waits (a FIFO swapped in); the descriptor must still be the entry looked at.
+                using var self = directory.Open(name, LibcAt.O_RDONLY | LibcAt.O_NONBLOCK);
+                if (Mono.Unix.Native.Syscall.fstat((int)self.DangerousGetHandle(), out var opened) != 0 || opened.st_ino != st.st_ino || opened.st_dev != st.st_dev)
+                    throw new IOException($"{full}: replaced while its metadata was being set; left for the next try");
+                PosixFiles.ApplyMetadata(self, full, entry);
+            }
+            Record(entry, full); // also adopts a file found identical on first contact
+            return directory;
+        }
+        catch
+        {
+            directory.Dispose();
+            throw;
+        }
     }
 
-    private string Delete(string logicalPath)
+    private TreeDirectory Delete(string logicalPath)
     {
         if (PathGuard.IsRoot(logicalPath))
             throw new ConfinementException("refusing to delete the root");
-        if (!guard.TryResolveExisting(logicalPath, out string full) || !PosixFiles.TryLstat(full, out var st))
-            return TreeWalker.FullPath(guard.Root, logicalPath); // already gone (or behind a file or link that replaced its parent): deleting is idempotent
-        if (PosixFiles.KindOf(st) == EntryKind.Directory)
+        string full = guard.Locate(logicalPath), name = TreeWalker.NameOf(logicalPath);
+        // No directory there (a file or a link replaced a parent): no entry of the tree stands at the path, the delete is done.
+        var directory = guard.OpenParent(logicalPath, create: false);
+        if (directory is null)
+            return guard.OpenRoot();
+        try
         {
-            if (Directory.EnumerateFileSystemEntries(full).Any())
-                throw new IOException($"{full}: directory not empty on the passive (it holds excluded or unlisted files); left in place");
-            Directory.Delete(full);
+            if (directory.Entry(name) is not { } st)
+                return directory; // already gone: deleting is idempotent
+            if (PosixFiles.KindOf(st) == EntryKind.Directory)
+                directory.Remove(name, directory: true);
+            else
+            {
+                if (LocalChangeAt(logicalPath, full, st, incoming: null) is { } conflict)
+                    throw new ConflictException($"{conflict}; not deleted, though it is gone on the active");
+                directory.Remove(name, directory: false);
+                _journal.Removed(logicalPath);
+                Settled(logicalPath);
+            }
+            return directory;
         }
-        else
+        catch
         {
-            if (LocalChangeAt(logicalPath, full, st, incoming: null) is { } conflict)
-                throw new ConflictException($"{conflict}; not deleted, though it is gone on the active");
-            File.Delete(full);
-            _journal.Removed(logicalPath);
-            Settled(logicalPath);
+            directory.Dispose();
+            throw;
         }
-        return full;
     }
 }
 

@@ -95,14 +95,12 @@ public sealed partial class AtomicFile : IDisposable
     }
 
     /// <summary>A fresh hidden name in the directory of <paramref name="fullPath"/>: a rename from it stays within one file system.</summary>
-    public static string TempPathBeside(string fullPath)
-    {
-        string directory = Path.GetDirectoryName(fullPath) ?? "/";
-        string name = Path.GetFileName(fullPath);
-        if (name.Length > 100)
-            name = name[..100]; // the temp name must stay under NAME_MAX
-        return Path.Combine(directory, $".{name}.hasync-{Guid.NewGuid():N}.tmp");
-    }
+    public static string TempPathBeside(string fullPath) =>
+        Path.Combine(Path.GetDirectoryName(fullPath) ?? "/", TempNameFor(Path.GetFileName(fullPath)));
+
+    /// <summary>A fresh hidden name for a temp file that will replace <paramref name="name"/>.</summary>
+    public static string TempNameFor(string name) =>
+        $".{(name.Length > 100 ? name[..100] : name)}.hasync-{Guid.NewGuid():N}.tmp"; // the temp name must stay under NAME_MAX
 
     /// <summary>True for a name <see cref="TempPathBeside"/> makes: a temp file of HaSync's own (one a killed agent
     /// left behind is an extra on the passive, never anyone's work).</summary>

@@ -28,6 +28,16 @@ internal sealed class BatchFileSystems : IDisposable
         }
     }
 
+    /// <summary>Remembers the file system holding the open <paramref name="directory"/> (a descriptor of its own is kept).</summary>
+    public void Touch(TreeDirectory directory)
+    {
+        if (Mono.Unix.Native.Syscall.fstat(directory.Descriptor, out var st) != 0 || _descriptors.ContainsKey(st.st_dev))
+            return;
+        int fd = LibcAt.OpenAt(directory.Descriptor, ".", LibcAt.O_RDONLY | LibcAt.O_DIRECTORY);
+        if (fd >= 0)
+            _descriptors[st.st_dev] = fd;
+    }
+
     /// <summary>syncfs(2) on each file system touched.</summary>
     /// <exception cref="IOException">A file system could not be flushed: what was written there may not be on disk.</exception>
     public void SyncAll()

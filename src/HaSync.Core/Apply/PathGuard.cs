@@ -1,3 +1,4 @@
+using HaSync.Interop;
 using HaSync.Scanning;
 
 namespace HaSync.Apply;
@@ -10,24 +11,38 @@ public sealed class ConfinementException(string message) : HaSyncException(messa
 /// authorized_keys forced command), never from the sender. A logical path must be absolute and normalised
 /// (no empty, "." or ".." segment, no NUL), equal to or below an allowed path, and reached without passing
 /// through a symlink or a non-directory below the root: writing through a link could leave the allowed set.
+/// Writes find their directory below a descriptor on the root, held from the start: <see cref="OpenParent"/> resolves
+/// with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), or, where the kernel lacks it, one
+/// openat(O_NOFOLLOW | O_DIRECTORY) per component; either way no link is followed, whatever a local user swaps in.
 /// </summary>
 public sealed class PathGuard
 {
     private const int MaxPathLength = 4096;
+    private const int AT_FDCWD = -100;
+    private readonly int _rootDescriptor; // O_PATH on the root: every write resolves below it
+    private bool _openat2;                // off after the first ENOSYS (a kernel before 5.6), or when told
     private readonly string _root;
     private readonly string[] _allowed;
     private readonly string[] _forbidden;
 
     /// <summary>Creates the guard; the root must be an existing directory. Nothing at or below a
     /// <paramref name="forbidden"/> directory (the agent's own state) is ever written, whatever the allow-list says.</summary>
-    public PathGuard(string root, IReadOnlyList<string> allowed, IReadOnlyList<string>? forbidden = null)
+    /// <param name="root">The passive tree's root.</param>
+    /// <param name="allowed">The allowed logical paths (none: everything below the root).</param>
+    /// <param name="forbidden">Directories never written (the agent's state).</param>
+    /// <param name="useOpenat2">False: resolve by the per-component walk alone (as on a kernel without openat2).</param>
+    public PathGuard(string root, IReadOnlyList<string> allowed, IReadOnlyList<string>? forbidden = null, bool useOpenat2 = true)
     {
+        _openat2 = useOpenat2;
         _forbidden = (forbidden ?? []).Select(f => Path.TrimEndingDirectorySeparator(Path.GetFullPath(f))).ToArray();
         string full = Path.GetFullPath(root);
         if (!Directory.Exists(full))
             throw new ConfinementException($"--root {root}: not an existing directory");
         _root = new DirectoryInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full; // the root itself may be a link
         _allowed = allowed.Count == 0 ? ["/"] : allowed.Select(a => Normalise(a, "--allow")).ToArray();
+        _rootDescriptor = LibcAt.OpenAt(AT_FDCWD, _root, LibcAt.O_PATH | LibcAt.O_DIRECTORY);
+        if (_rootDescriptor < 0)
+            throw new ConfinementException($"--root {root}: cannot open: {LibcAt.Describe(-_rootDescriptor)}");
     }
 
     /// <summary>The root, links resolved.</summary>
@@ -54,7 +69,7 @@ public sealed class PathGuard
 
     /// <summary>Why nothing may be done at <paramref name="logicalPath"/> below the root, or null; throws when it is malformed,
     /// outside the allowed set or in the agent's state.</summary>
-    private string? Check(string logicalPath, out bool missingParent)
+    private string? Check(string logicalPath, out bool missingParent, bool walk = true)
     {
         missingParent = false;
         string path = Normalise(logicalPath, "path");
@@ -63,6 +78,8 @@ public sealed class PathGuard
         string full = TreeWalker.FullPath(_root, path);
         if (_forbidden.FirstOrDefault(f => full == f || full.StartsWith(f + "/", StringComparison.Ordinal)) is { } state)
             throw new ConfinementException($"{logicalPath}: inside the agent's state directory {state}; refusing to write there");
+        if (!walk)
+            return null;
         string current = _root;
         var segments = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
         for (int i = 0; i < segments.Length - 1; i++)
@@ -80,6 +97,90 @@ public sealed class PathGuard
                 return $"{logicalPath}: {current} is not a directory";
         }
         return null;
+    }
+
+    /// <summary>Checks <paramref name="logicalPath"/> (syntax, allow-list, state directory) and returns where it is on this
+    /// node, for messages and the journal: nothing is looked up.</summary>
+    /// <exception cref="ConfinementException">Malformed, outside the allowed set, or in the state directory.</exception>
+    public string Locate(string logicalPath)
+    {
+        Check(logicalPath, out _, walk: false);
+        return TreeWalker.FullPath(_root, logicalPath);
+    }
+
+    /// <summary>The root directory itself, opened anew (the caller disposes it).</summary>
+    public TreeDirectory OpenRoot()
+    {
+        int fd = LibcAt.OpenAt(_rootDescriptor, ".", LibcAt.O_RDONLY | LibcAt.O_DIRECTORY);
+        return fd >= 0 ? new TreeDirectory(fd, _root) : throw new IOException($"{_root}: cannot open the root: {LibcAt.Describe(-fd)}");
+    }
+
+    /// <summary>Checks <paramref name="logicalPath"/> (not the root) and opens the directory that holds it, below the root's
+    /// descriptor. With <paramref name="create"/>, missing directories on the way are made (0755, the sender sets their
+    /// metadata when it gets to them); without, null when no directory stands there (nothing to read, a delete done).</summary>
+    /// <exception cref="ConfinementException">Malformed, outside the allowed set, in the state directory, or (when
+    /// creating) behind a symlink or a file.</exception>
+    public TreeDirectory? OpenParent(string logicalPath, bool create)
+    {
+        Locate(logicalPath);
+        var segments = logicalPath.Split('/', StringSplitOptions.RemoveEmptyEntries)[..^1];
+        if (segments.Length == 0)
+            return OpenRoot();
+        if (_openat2)
+        {
+            int fd = LibcAt.OpenBeneath(_rootDescriptor, string.Join('/', segments), LibcAt.O_RDONLY | LibcAt.O_DIRECTORY);
+            if (fd >= 0)
+                return new TreeDirectory(fd, TreeWalker.FullPath(_root, TreeWalker.Parent(logicalPath)));
+            if (-fd == LibcAt.ENOSYS)
+                _openat2 = false;
+            // Otherwise something is missing or in the way: the walk says what, and makes what is missing.
+        }
+        return Walk(segments, logicalPath, create);
+    }
+
+    /// <summary>One openat(O_NOFOLLOW | O_DIRECTORY) per component, from the root's descriptor.</summary>
+    private TreeDirectory? Walk(string[] segments, string logicalPath, bool create)
+    {
+        var current = OpenRoot();
+        string logical = "/";
+        try
+        {
+            foreach (string segment in segments)
+            {
+                logical = TreeWalker.Child(logical, segment);
+                var next = current.OpenDirectory(segment);
+                if (next is null && create && current.Entry(segment) is null)
+                {
+                    try
+                    {
+                        current.MakeDirectory(segment, 0x1ed); // 0755
+                    }
+                    catch (IOException) when (current.Entry(segment) is not null)
+                    {
+                        // made meanwhile by someone else: look at what stands there now
+                    }
+                    next = current.OpenDirectory(segment);
+                }
+                if (next is null)
+                {
+                    if (!create)
+                        return null;
+                    string full = TreeWalker.FullPath(_root, logical);
+                    throw new ConfinementException(current.Entry(segment) is { } st && PosixFiles.KindOf(st) == EntryKind.Symlink
+                        ? $"{logicalPath}: refusing to write through the symlink {full}"
+                        : $"{logicalPath}: {full} is not a directory");
+                }
+                current.Dispose();
+                current = next;
+            }
+            var found = current;
+            current = null!;
+            return found;
+        }
+        finally
+        {
+            current?.Dispose();
+        }
     }
 
     /// <summary>True for the root of the node ("/"), which the agent never deletes or replaces.</summary>

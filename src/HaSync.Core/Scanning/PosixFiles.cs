@@ -152,6 +152,22 @@ public static class PosixFiles
             SetMtime(path, entry.MtimeSeconds, entry.MtimeNanoseconds);
     }
 
+    /// <summary>Owner, mode and time as <paramref name="entry"/> says, on an open descriptor of the file or directory itself
+    /// (fchown, fchmod, futimens): what is changed is what was opened, whatever a path names meanwhile.
+    /// <paramref name="where"/> names it in errors.</summary>
+    public static void ApplyMetadata(Microsoft.Win32.SafeHandles.SafeFileHandle file, string where, FileEntry entry)
+    {
+        uint uid = ResolveUser(entry.Owner, entry.Uid), gid = ResolveGroup(entry.Group, entry.Gid);
+        int fd = (int)file.DangerousGetHandle();
+        if (Interop.LibcAt.Fchown(fd, uid, gid) is var errno and not 0)
+            throw new IOException($"{where}: chown to {uid}:{gid} failed: {Interop.LibcAt.Describe(errno)}");
+        if (Interop.LibcAt.Fchmod(fd, entry.Mode) is var e2 and not 0)
+            throw new IOException($"{where}: chmod to {entry.ModeOctal} failed: {Interop.LibcAt.Describe(e2)}");
+        if (entry.Kind != EntryKind.Directory
+            && Interop.LibcAt.Futimens(fd, new Interop.LibcAt.Timespec { Seconds = entry.MtimeSeconds, Nanoseconds = entry.MtimeNanoseconds }) is var e3 and not 0)
+            throw new IOException($"{where}: utimensat failed: {Interop.LibcAt.Describe(e3)}");
+    }
+
     /// <summary>Sets atime and mtime to the given time, on the link itself for a symlink.</summary>
     public static void SetMtime(string path, long seconds, uint nanoseconds)
     {

@@ -1,0 +1,111 @@
+using HaSync.Interop;
+using HaSync.Scanning;
+using Microsoft.Win32.SafeHandles;
+using Mono.Unix.Native;
+
+namespace HaSync.Apply;
+
+/// <summary>
+/// A directory of the passive tree, held open by descriptor, and the calls the agent makes in it: every one relative
+/// to the descriptor (openat, mkdirat, unlinkat, renameat, symlinkat, fchownat and utimensat without following the
+/// last link), never a path spelled out again. A directory swapped for a symlink after it was opened changes nothing:
+/// the descriptor still names the directory that was checked. <see cref="FullPath"/> is for messages only.
+/// </summary>
+public sealed class TreeDirectory : IDisposable
+{
+    private int _fd;
+
+    internal TreeDirectory(int fd, string fullPath)
+    {
+        _fd = fd;
+        FullPath = fullPath;
+    }
+
+    /// <summary>Where the directory stood when it was opened (for messages; never opened by this name).</summary>
+    public string FullPath { get; }
+
+    internal int Descriptor => _fd >= 0 ? _fd : throw new ObjectDisposedException(FullPath);
+
+    /// <summary>The full path of <paramref name="name"/> in this directory, for messages.</summary>
+    public string PathOf(string name) => Path.Join(FullPath, name);
+
+    /// <summary>lstat of the entry <paramref name="name"/>; null when there is none.</summary>
+    public Stat? Entry(string name)
+    {
+        if (Syscall.fstatat(Descriptor, name, out var st, AtFlags.AT_SYMLINK_NOFOLLOW) == 0)
+            return st;
+        var errno = Stdlib.GetLastError();
+        return errno is Errno.ENOENT or Errno.ENOTDIR ? null : throw PosixFiles.Failure(PathOf(name), "lstat", errno);
+    }
+
+    /// <summary>Opens the entry <paramref name="name"/> without following a link (O_NOFOLLOW is always added).</summary>
+    public SafeFileHandle Open(string name, int flags, uint mode = 0)
+    {
+        int fd = LibcAt.OpenAt(Descriptor, name, flags | LibcAt.O_NOFOLLOW, mode);
+        if (fd < 0)
+            throw Failure(name, "open", -fd);
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    /// <summary>The subdirectory <paramref name="name"/>; null when absent, or when a file or a link stands there.</summary>
+    public TreeDirectory? OpenDirectory(string name)
+    {
+        int fd = LibcAt.OpenAt(Descriptor, name, LibcAt.O_RDONLY | LibcAt.O_DIRECTORY | LibcAt.O_NOFOLLOW);
+        if (fd >= 0)
+            return new TreeDirectory(fd, PathOf(name));
+        return -fd is LibcAt.ENOENT or LibcAt.ENOTDIR or LibcAt.ELOOP ? null : throw Failure(name, "open directory", -fd);
+    }
+
+    /// <summary>mkdirat(2); an existing entry of that name is the caller's to look at first.</summary>
+    public void MakeDirectory(string name, uint mode)
+    {
+        if (LibcAt.MkdirAt(Descriptor, name, mode) is var errno and not 0)
+            throw Failure(name, "mkdir", errno);
+    }
+
+    /// <summary>unlinkat(2); false when nothing was there.</summary>
+    public bool Remove(string name, bool directory)
+    {
+        int errno = LibcAt.UnlinkAt(Descriptor, name, directory ? LibcAt.AT_REMOVEDIR : 0);
+        return errno switch
+        {
+            0 => true,
+            LibcAt.ENOENT => false,
+            LibcAt.ENOTEMPTY or LibcAt.EEXIST => throw new IOException($"{PathOf(name)}: directory not empty on the passive (it holds excluded or unlisted files); left in place"),
+            _ => throw Failure(name, directory ? "rmdir" : "unlink", errno),
+        };
+    }
+
+    /// <summary>renameat(2) within this directory: <paramref name="to"/> is replaced atomically.</summary>
+    public void Rename(string from, string to)
+    {
+        if (LibcAt.RenameAt(Descriptor, from, to) is var errno and not 0)
+            throw new IOException($"{PathOf(to)}: rename from {from} failed: {LibcAt.Describe(errno)}");
+    }
+
+    /// <summary>symlinkat(2).</summary>
+    public void Symlink(string target, string name)
+    {
+        if (LibcAt.SymlinkAt(target, Descriptor, name) is var errno and not 0)
+            throw Failure(name, "symlink", errno);
+    }
+
+    /// <summary>Owner and mtime of the symlink <paramref name="name"/> itself (fchownat and utimensat, AT_SYMLINK_NOFOLLOW).</summary>
+    public void SetLinkMetadata(string name, uint uid, uint gid, long seconds, uint nanoseconds)
+    {
+        if (LibcAt.ChownLinkAt(Descriptor, name, uid, gid) is var errno and not 0)
+            throw Failure(name, $"lchown to {uid}:{gid}", errno);
+        if (LibcAt.SetLinkTimesAt(Descriptor, name, new LibcAt.Timespec { Seconds = seconds, Nanoseconds = nanoseconds }) is var e2 and not 0)
+            throw Failure(name, "utimensat", e2);
+    }
+
+    private IOException Failure(string name, string call, int errno) => new($"{PathOf(name)}: {call} failed: {LibcAt.Describe(errno)}");
+
+    /// <summary>Closes the descriptor.</summary>
+    public void Dispose()
+    {
+        if (_fd >= 0)
+            LibcAt.Close(_fd);
+        _fd = -1;
+    }
+}

@@ -1,0 +1,90 @@
+using HaSync.Interop;
+using HaSync.Scanning;
+using Microsoft.Win32.SafeHandles;
+
+namespace HaSync.Apply;
+
+/// <summary>
+/// A file being received into the passive tree: a 0600 temp file made beside its target through the parent's
+/// descriptor (O_CREAT | O_EXCL | O_NOFOLLOW: never an existing file, never through a link), its owner, mode and
+/// times set on its own descriptor, and renamed over the target (renameat in the same held directory) only if the
+/// temp name still holds that very inode. Until then a reader sees the old complete file. Disposing without
+/// <see cref="Publish"/> removes the temp file, if it is still ours, and leaves the target untouched.
+/// </summary>
+public sealed class TreeFile : IDisposable
+{
+    private readonly TreeDirectory _directory; // owned, held until the rename
+    private readonly string _name, _tempName;
+    private readonly ulong _device, _inode;    // of the temp file we created
+    private bool _published;
+
+    private TreeFile(TreeDirectory directory, string name, string tempName, FileStream stream, ulong device, ulong inode)
+    {
+        (_directory, _name, _tempName, Stream, _device, _inode) = (directory, name, tempName, stream, device, inode);
+    }
+
+    /// <summary>Where the content goes.</summary>
+    public FileStream Stream { get; }
+
+    /// <summary>The directory the file is received in, held until the rename.</summary>
+    public TreeDirectory Directory => _directory;
+
+    /// <summary>The file <see cref="Publish"/> replaces (for messages and the journal).</summary>
+    public string TargetPath => _directory.PathOf(_name);
+
+    /// <summary>A temp file beside <paramref name="name"/> in <paramref name="directory"/>, which the new file now owns.</summary>
+    public static TreeFile Create(TreeDirectory directory, string name)
+    {
+        string temp = AtomicFile.TempNameFor(name);
+        var handle = directory.Open(temp, LibcAt.O_RDWR | LibcAt.O_CREAT | LibcAt.O_EXCL, mode: 0x180 /* 0600 */);
+        if (Mono.Unix.Native.Syscall.fstat((int)handle.DangerousGetHandle(), out var st) != 0)
+        {
+            handle.Dispose();
+            throw PosixFiles.Failure(directory.PathOf(temp), "fstat", Mono.Unix.Native.Stdlib.GetLastError());
+        }
+        return new TreeFile(directory, name, temp, new FileStream(handle, FileAccess.ReadWrite, bufferSize: 0), st.st_dev, st.st_ino);
+    }
+
+    /// <summary>Sets owner, mode and times on the complete file's own descriptor and closes it; the rename comes with
+    /// <see cref="Publish"/> (the agent's group commit flushes a whole batch before renaming any of it).</summary>
+    public void Seal(FileEntry entry)
+    {
+        try
+        {
+            PosixFiles.ApplyMetadata(Stream.SafeFileHandle, TargetPath, entry);
+        }
+        finally
+        {
+            Stream.Dispose();
+        }
+    }
+
+    /// <summary>Renames the sealed temp file over the target, if the temp name still holds the file received.</summary>
+    public void Publish()
+    {
+        if (_directory.Entry(_tempName) is not { } now || now.st_dev != _device || now.st_ino != _inode)
+            throw new IOException($"{TargetPath}: its temp file {_tempName} was replaced or removed before the rename; not published");
+        _directory.Rename(_tempName, _name);
+        _published = true;
+    }
+
+    /// <summary>An error's message with the temp file's name replaced by the target's: the admin knows the target, and the
+    /// same cause reads the same at every try.</summary>
+    public string InTermsOfTarget(string message) => message.Replace(_directory.PathOf(_tempName), TargetPath, StringComparison.Ordinal);
+
+    /// <summary>Removes the temp file unless published (and only if it is still the one made here); closes the directory.</summary>
+    public void Dispose()
+    {
+        Stream.Dispose();
+        try
+        {
+            if (!_published && _directory.Entry(_tempName) is { } st && st.st_dev == _device && st.st_ino == _inode)
+                _directory.Remove(_tempName, directory: false);
+        }
+        catch (IOException)
+        {
+            // The temp file stays: it is a hidden name of HaSync's own, an extra the next resync removes.
+        }
+        _directory.Dispose();
+    }
+}

@@ -1,0 +1,108 @@
+using System.Runtime.InteropServices;
+
+namespace HaSync.Interop;
+
+/// <summary>The *at(2) calls the agent makes below a held directory descriptor, and openat2(2). Raw errno-returning
+/// bindings: the caller words the error (which file, which call).</summary>
+internal static partial class LibcAt
+{
+    public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_EXCL = 0x80, O_NONBLOCK = 0x800,
+        O_DIRECTORY = 0x10000, O_NOFOLLOW = 0x20000, O_CLOEXEC = 0x80000, O_PATH = 0x200000;
+    public const int AT_SYMLINK_NOFOLLOW = 0x100, AT_REMOVEDIR = 0x200;
+    public const ulong RESOLVE_NO_XDEV = 0x01, RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04, RESOLVE_BENEATH = 0x08;
+    public const int ENOENT = 2, EINTR = 4, EAGAIN = 11, EEXIST = 17, ENOTDIR = 20, EINVAL = 22, ELOOP = 40, ENOSYS = 38, EXDEV = 18,
+        ENOTEMPTY = 39, EPERM = 1;
+    private const long SYS_openat2 = 437; // x86-64 and arm64 alike (the unified syscall table)
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct OpenHow
+    {
+        public ulong Flags;
+        public ulong Mode;
+        public ulong Resolve;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Timespec
+    {
+        public long Seconds;
+        public long Nanoseconds;
+    }
+
+    [LibraryImport("libc", EntryPoint = "openat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int openat_(int dirfd, string path, int flags, uint mode);
+
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial long syscall_openat2(long number, int dirfd, string path, ref OpenHow how, nuint size);
+
+    [LibraryImport("libc", EntryPoint = "mkdirat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int mkdirat_(int dirfd, string path, uint mode);
+
+    [LibraryImport("libc", EntryPoint = "unlinkat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int unlinkat_(int dirfd, string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "renameat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int renameat_(int olddirfd, string oldpath, int newdirfd, string newpath);
+
+    [LibraryImport("libc", EntryPoint = "symlinkat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int symlinkat_(string target, int dirfd, string path);
+
+    [LibraryImport("libc", EntryPoint = "fchownat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int fchownat_(int dirfd, string path, uint uid, uint gid, int flags);
+
+    [LibraryImport("libc", EntryPoint = "utimensat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int utimensat_(int dirfd, string path, [In] Timespec[] times, int flags);
+
+    [LibraryImport("libc", EntryPoint = "fchown", SetLastError = true)]
+    private static partial int fchown_(int fd, uint uid, uint gid);
+
+    [LibraryImport("libc", EntryPoint = "fchmod", SetLastError = true)]
+    private static partial int fchmod_(int fd, uint mode);
+
+    [LibraryImport("libc", EntryPoint = "futimens", SetLastError = true)]
+    private static partial int futimens_(int fd, [In] Timespec[] times);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
+    private static int Errno(long result) => result < 0 ? Marshal.GetLastPInvokeError() : 0;
+
+    /// <summary>openat(2), retried on EINTR: the descriptor, or -errno.</summary>
+    public static int OpenAt(int dirfd, string path, int flags, uint mode = 0)
+    {
+        while (true)
+        {
+            int fd = openat_(dirfd, path, flags | O_CLOEXEC, mode);
+            int errno = Errno(fd);
+            if (errno != EINTR)
+                return fd >= 0 ? fd : -errno;
+        }
+    }
+
+    /// <summary>openat2(2) with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS: the descriptor, or -errno
+    /// (-ENOSYS where the kernel predates it, 5.6).</summary>
+    public static int OpenBeneath(int dirfd, string path, int flags)
+    {
+        var how = new OpenHow { Flags = (ulong)(flags | O_CLOEXEC), Resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+        while (true)
+        {
+            long fd = syscall_openat2(SYS_openat2, dirfd, path, ref how, (nuint)Marshal.SizeOf<OpenHow>());
+            int errno = Errno(fd);
+            if (errno != EINTR && errno != EAGAIN) // EAGAIN: a rename raced the lookup (RESOLVE_BENEATH is strict about it)
+                return fd >= 0 ? (int)fd : -errno;
+        }
+    }
+
+    public static int MkdirAt(int dirfd, string name, uint mode) => Errno(mkdirat_(dirfd, name, mode));
+    public static int UnlinkAt(int dirfd, string name, int flags) => Errno(unlinkat_(dirfd, name, flags));
+    public static int RenameAt(int dirfd, string from, string to) => Errno(renameat_(dirfd, from, dirfd, to));
+    public static int SymlinkAt(string target, int dirfd, string name) => Errno(symlinkat_(target, dirfd, name));
+    public static int ChownLinkAt(int dirfd, string name, uint uid, uint gid) => Errno(fchownat_(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW));
+    public static int SetLinkTimesAt(int dirfd, string name, Timespec time) => Errno(utimensat_(dirfd, name, [time, time], AT_SYMLINK_NOFOLLOW));
+    public static int Fchown(int fd, uint uid, uint gid) => Errno(fchown_(fd, uid, gid));
+    public static int Fchmod(int fd, uint mode) => Errno(fchmod_(fd, mode));
+    public static int Futimens(int fd, Timespec time) => Errno(futimens_(fd, [time, time]));
+
+    /// <summary>The errno's text, as strerror gives it.</summary>
+    public static string Describe(int errno) => Marshal.GetPInvokeErrorMessage(errno);
+}
