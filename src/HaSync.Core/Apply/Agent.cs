@@ -463,10 +463,10 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
 
     private void SendManifest(uint id, List<string> paths, FrameWriter writer)
     {
-        // Refuses paths outside the allowed set before listing anything; one behind a file or a symlink has nothing to list.
-        var listed = paths.Where(path => guard.TryResolveExisting(path, out _)).ToList();
+        foreach (string path in paths)
+            guard.Locate(path); // refuses paths outside the allowed set before listing anything
         PayloadWriter? batch = null;
-        foreach (var entry in TreeWalker.Walk(guard.Root, listed, PathFilter.None, withHash: true, onSignature: Remember))
+        foreach (var entry in WalkBelowRoot(paths))
         {
             if (batch is null || batch.Length > 60_000)
             {
@@ -480,6 +480,36 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
         if (batch is not null)
             writer.Write(FrameType.ManifestEntries, batch);
         writer.Write(FrameType.ManifestEnd, new PayloadWriter().U32(id));
+    }
+
+    /// <summary>The entries at and below <paramref name="paths"/>, in path order, each read through its directory's
+    /// descriptor from the root down (no link followed, whatever is swapped in meanwhile); a path behind a file or a
+    /// link has nothing to list.</summary>
+    private List<FileEntry> WalkBelowRoot(IEnumerable<string> paths)
+    {
+        var entries = new List<FileEntry>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        void Visit(TreeDirectory directory, string name, string logical)
+        {
+            if (!seen.Add(logical) || directory.Describe(name, logical, Remember) is not { } entry)
+                return;
+            entries.Add(entry);
+            if (entry.Kind != EntryKind.Directory)
+                return;
+            using var below = name == "." ? guard.OpenRoot() : directory.OpenDirectory(name);
+            if (below is null)
+                return; // replaced since its lstat: the next manifest sees what stands there
+            foreach (string child in below.Names().Order(StringComparer.Ordinal))
+                Visit(below, child, TreeWalker.Child(logical, child));
+        }
+        foreach (string path in paths.Order(StringComparer.Ordinal))
+        {
+            using var directory = PathGuard.IsRoot(path) ? guard.OpenRoot() : guard.OpenParent(path, create: false);
+            if (directory is not null)
+                Visit(directory, PathGuard.IsRoot(path) ? "." : TreeWalker.NameOf(path), path);
+        }
+        entries.Sort((a, b) => string.CompareOrdinal(a.Path, b.Path));
+        return entries;
     }
 
     private static void SendData(uint id, byte[] data, FrameWriter writer)

@@ -51,61 +51,18 @@ public sealed class PathGuard
     /// <summary>The allowed logical paths.</summary>
     public IReadOnlyList<string> Allowed => _allowed;
 
-    /// <summary>Checks <paramref name="logicalPath"/> and returns where it is on this node.</summary>
-    /// <exception cref="ConfinementException">Malformed, outside the allowed set, or behind a symlink.</exception>
-    public string Resolve(string logicalPath) => Check(logicalPath, out _) is { } blocked ? throw new ConfinementException(blocked) : TreeWalker.FullPath(_root, logicalPath);
-
-    /// <summary>For a path that is only read or removed: false when no entry of the tree can stand there (a parent is
-    /// missing, or is a file or a symlink): there is nothing to read, and a delete is already done.</summary>
-    /// <exception cref="ConfinementException">Malformed or outside the allowed set.</exception>
-    public bool TryResolveExisting(string logicalPath, out string fullPath)
+    /// <summary>Checks <paramref name="logicalPath"/> (syntax, allow-list, state directory) and returns where it is on this
+    /// node, for messages and the journal: nothing is looked up (<see cref="OpenParent"/> does that, below the root's descriptor).</summary>
+    /// <exception cref="ConfinementException">Malformed, outside the allowed set, or in the state directory.</exception>
+    public string Locate(string logicalPath)
     {
-        fullPath = "";
-        if (Check(logicalPath, out bool missingParent) is not null || missingParent)
-            return false;
-        fullPath = TreeWalker.FullPath(_root, logicalPath);
-        return true;
-    }
-
-    /// <summary>Why nothing may be done at <paramref name="logicalPath"/> below the root, or null; throws when it is malformed,
-    /// outside the allowed set or in the agent's state.</summary>
-    private string? Check(string logicalPath, out bool missingParent, bool walk = true)
-    {
-        missingParent = false;
         string path = Normalise(logicalPath, "path");
         if (!_allowed.Any(a => a == "/" || path == a || path.StartsWith(a + "/", StringComparison.Ordinal)))
             throw new ConfinementException($"{logicalPath}: outside the allowed paths ({string.Join(", ", _allowed)})");
         string full = TreeWalker.FullPath(_root, path);
         if (_forbidden.FirstOrDefault(f => full == f || full.StartsWith(f + "/", StringComparison.Ordinal)) is { } state)
             throw new ConfinementException($"{logicalPath}: inside the agent's state directory {state}; refusing to write there");
-        if (!walk)
-            return null;
-        string current = _root;
-        var segments = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
-        for (int i = 0; i < segments.Length - 1; i++)
-        {
-            current = Path.Join(current, segments[i]);
-            if (!PosixFiles.TryLstat(current, out var st))
-            {
-                missingParent = true;
-                return null; // missing parents are created as directories, never followed
-            }
-            var kind = PosixFiles.KindOf(st);
-            if (kind == EntryKind.Symlink)
-                return $"{logicalPath}: refusing to write through the symlink {current}";
-            if (kind != EntryKind.Directory)
-                return $"{logicalPath}: {current} is not a directory";
-        }
-        return null;
-    }
-
-    /// <summary>Checks <paramref name="logicalPath"/> (syntax, allow-list, state directory) and returns where it is on this
-    /// node, for messages and the journal: nothing is looked up.</summary>
-    /// <exception cref="ConfinementException">Malformed, outside the allowed set, or in the state directory.</exception>
-    public string Locate(string logicalPath)
-    {
-        Check(logicalPath, out _, walk: false);
-        return TreeWalker.FullPath(_root, logicalPath);
+        return full;
     }
 
     /// <summary>The root directory itself, opened anew (the caller disposes it).</summary>

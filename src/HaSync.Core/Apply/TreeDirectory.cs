@@ -56,6 +56,46 @@ public sealed class TreeDirectory : IDisposable
         return -fd is LibcAt.ENOENT or LibcAt.ENOTDIR or LibcAt.ELOOP ? null : throw Failure(name, "open directory", -fd);
     }
 
+    /// <summary>The names in this directory ("." and ".." left out), read from its descriptor.</summary>
+    public List<string> Names()
+    {
+        int fd = LibcAt.OpenAt(Descriptor, ".", LibcAt.O_RDONLY | LibcAt.O_DIRECTORY); // closedir closes what fdopendir takes
+        if (fd < 0)
+            throw Failure(".", "open directory", -fd);
+        var dir = Syscall.fdopendir(fd);
+        if (dir == IntPtr.Zero)
+        {
+            LibcAt.Close(fd);
+            throw PosixFiles.Failure(FullPath, "fdopendir", Stdlib.GetLastError());
+        }
+        try
+        {
+            var names = new List<string>();
+            while (Syscall.readdir(dir) is { } entry)
+                if (entry.d_name is not ("." or ".."))
+                    names.Add(entry.d_name);
+            return names;
+        }
+        finally
+        {
+            _ = Syscall.closedir(dir); // a read-only stream: nothing is lost if closing fails
+        }
+    }
+
+    /// <summary>Describes the entry <paramref name="name"/> as <paramref name="logicalPath"/>, read through this directory's
+    /// descriptor (lstat by fstatat, content from an O_NOFOLLOW descriptor, link by readlinkat); null when absent.</summary>
+    public FileEntry? Describe(string name, string logicalPath, Action<FileEntry, Stat, Delta.Signature>? onSignature = null) =>
+        PosixFiles.Describe(new PosixFiles.EntryAccess(PathOf(name), () => Entry(name), () => OpenForReading(name),
+            () => LibcAt.ReadLinkAt(Descriptor, name, out _)), logicalPath, withHash: true, onSignature);
+
+    private FileStream OpenForReading(string name)
+    {
+        int fd = LibcAt.OpenAt(Descriptor, name, LibcAt.O_RDONLY | LibcAt.O_NOFOLLOW | LibcAt.O_NONBLOCK);
+        if (fd < 0)
+            throw -fd == LibcAt.ENOENT ? new FileNotFoundException($"{PathOf(name)}: gone") : Failure(name, "open", -fd);
+        return new FileStream(new SafeFileHandle(fd, ownsHandle: true), FileAccess.Read, bufferSize: 1);
+    }
+
     /// <summary>mkdirat(2); an existing entry of that name is the caller's to look at first.</summary>
     public void MakeDirectory(string name, uint mode)
     {

@@ -62,6 +62,18 @@ internal static partial class LibcAt
     [LibraryImport("libc", EntryPoint = "futimens", SetLastError = true)]
     private static partial int futimens_(int fd, [In] Timespec[] times);
 
+    [LibraryImport("libc", EntryPoint = "readlinkat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial nint readlinkat_(int dirfd, string path, Span<byte> buffer, nuint size);
+
+    /// <summary>readlinkat(2): the link's target, or null with <paramref name="errno"/>.</summary>
+    public static string? ReadLinkAt(int dirfd, string name, out int errno)
+    {
+        Span<byte> buffer = stackalloc byte[4097];
+        nint length = readlinkat_(dirfd, name, buffer, (nuint)buffer.Length);
+        errno = length < 0 ? Marshal.GetLastPInvokeError() : 0;
+        return length < 0 ? null : System.Text.Encoding.UTF8.GetString(buffer[..(int)length]);
+    }
+
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
 

@@ -28,11 +28,24 @@ public static class PosixFiles
     /// the lstat of the version hashed (so a cache can tell when it is stale).</param>
     /// <param name="cache">Hashes of versions already read (the daemon's); consulted and filled.</param>
     public static FileEntry? Describe(string fullPath, string logicalPath, bool withHash = true, Action<FileEntry, Stat, Signature>? onSignature = null,
+        HashCache? cache = null) =>
+        Describe(new EntryAccess(fullPath, Lstat: () => TryLstat(fullPath, out var st) ? st : null,
+                OpenRead: () => new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.SequentialScan),
+                ReadLink: () => new FileInfo(fullPath).LinkTarget),
+            logicalPath, withHash, onSignature, cache);
+
+    /// <summary>How <see cref="Describe(EntryAccess, string, bool, Action{FileEntry, Stat, Signature}?, HashCache?)"/> reaches
+    /// one entry: by its path (the active's scan) or through a held directory's descriptor (the agent's manifest).
+    /// <paramref name="OpenRead"/> throws <see cref="FileNotFoundException"/> when the entry is gone.</summary>
+    public sealed record EntryAccess(string Where, Func<Stat?> Lstat, Func<Stream> OpenRead, Func<string?> ReadLink);
+
+    /// <summary>Describes the entry <paramref name="access"/> reaches, as <paramref name="logicalPath"/> (see the path overload).</summary>
+    public static FileEntry? Describe(EntryAccess access, string logicalPath, bool withHash = true, Action<FileEntry, Stat, Signature>? onSignature = null,
         HashCache? cache = null)
     {
         for (int attempt = 1; ; attempt++)
         {
-            if (!TryLstat(fullPath, out var before))
+            if (access.Lstat() is not { } before)
             {
                 cache?.Forget(logicalPath);
                 return null;
@@ -53,7 +66,7 @@ public static class PosixFiles
                 ContentHasher hasher;
                 try
                 {
-                    hasher = HashFile(fullPath, before.st_size, collectSignature: onSignature is not null && before.st_size >= SignatureFormat.DeltaMinimumFileSize);
+                    hasher = HashFile(access, before.st_size, collectSignature: onSignature is not null && before.st_size >= SignatureFormat.DeltaMinimumFileSize);
                 }
                 catch (FileNotFoundException)
                 {
@@ -61,17 +74,17 @@ public static class PosixFiles
                 }
                 hash = hasher.Finish();
                 signature = hasher.Signature;
-                if (hash is null || !TryLstat(fullPath, out var after) || !SameVersion(before, after))
+                if (hash is null || access.Lstat() is not { } after || !SameVersion(before, after))
                 {
                     if (attempt < HashAttempts)
                         continue;
-                    throw new FileChangedException($"{fullPath}: changed while being read, {HashAttempts} times in a row; it will be read again later");
+                    throw new FileChangedException($"{access.Where}: changed while being read, {HashAttempts} times in a row; it will be read again later");
                 }
                 cache?.Remember(logicalPath, before, hash, started);
             }
             else if (kind == EntryKind.Symlink)
             {
-                target = new FileInfo(fullPath).LinkTarget ?? throw new IOException($"{fullPath}: cannot read the symlink's target");
+                target = access.ReadLink() ?? throw new IOException($"{access.Where}: cannot read the symlink's target");
             }
             var entry = Entry(logicalPath, kind.Value, before, hash, target);
             if (signature is not null)
@@ -121,10 +134,10 @@ public static class PosixFiles
     };
 
     /// <summary>Reads a file through a <see cref="ContentHasher"/> (which also builds its signature when asked).</summary>
-    private static ContentHasher HashFile(string path, long length, bool collectSignature)
+    private static ContentHasher HashFile(EntryAccess access, long length, bool collectSignature)
     {
         var hasher = new ContentHasher(length, collectSignature);
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.SequentialScan);
+        using var stream = access.OpenRead();
         byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 16);
         try
         {

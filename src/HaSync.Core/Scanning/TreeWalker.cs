@@ -73,7 +73,7 @@ public static class TreeWalker
     /// <param name="logicalPaths">The listed paths (absolute logical paths).</param>
     /// <param name="exclude">Names and paths never listed.</param>
     /// <param name="withHash">Hash file content.</param>
-    /// <param name="onSignature">Receives the signatures the hash pass yields (see <see cref="PosixFiles.Describe"/>).</param>
+    /// <param name="onSignature">Receives the signatures the hash pass yields (see <c>PosixFiles.Describe</c>).</param>
     /// <param name="cancellationToken">Observed per entry.</param>
     /// <param name="cache">Hashes already known (see <see cref="HashCache"/>).</param>
     /// <param name="onUnreadable">When given, a path that cannot be read is reported here and left out (with what is
