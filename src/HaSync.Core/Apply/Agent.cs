@@ -276,14 +276,16 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
         return true;
     }
 
-    /// <summary>Null when <paramref name="fullPath"/> (whose lstat the caller has: <paramref name="st"/>, null when absent)
-    /// may be overwritten or deleted: absent, as HaSync last wrote it, already holding <paramref name="incoming"/>'s
-    /// content, or the sender adopts (--force). Otherwise what the passive's own change is, in words.</summary>
-    private string? LocalChangeAt(string logicalPath, string fullPath, Mono.Unix.Native.Stat? st, FileEntry? incoming)
+    /// <summary>Null when the entry <paramref name="logicalPath"/> of <paramref name="directory"/> (whose lstat the caller has:
+    /// <paramref name="st"/>, null when absent) may be overwritten or deleted: absent, as HaSync last wrote it, already
+    /// holding <paramref name="incoming"/>'s content, or the sender adopts (--force). Otherwise what the passive's own
+    /// change is, in words.</summary>
+    private string? LocalChangeAt(TreeDirectory directory, string logicalPath, Mono.Unix.Native.Stat? st, FileEntry? incoming)
     {
-        if (st is null || AtomicFile.IsTempName(Path.GetFileName(fullPath)))
+        string name = TreeWalker.NameOf(logicalPath), fullPath = directory.PathOf(name);
+        if (st is null || AtomicFile.IsTempName(name))
             return null; // nothing there, or a temp file left by a killed agent: HaSync's own
-        var change = _journal.Check(logicalPath, fullPath, st.Value, out var current);
+        var change = _journal.Check(logicalPath, st.Value, () => directory.Describe(name, logicalPath), out var current);
         if (change == LocalChange.None)
             return null;
         if (incoming is not null && current is not null && Journal.FingerprintOf(current) == Journal.FingerprintOf(incoming))
@@ -298,11 +300,11 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
             : $"{fullPath}: differs from the active's and was never written by HaSync (first contact; seed with 'hasync resync --force')";
     }
 
-    /// <summary>HaSync wrote <paramref name="entry"/> at <paramref name="fullPath"/>: the journal says so, and a conflict
-    /// that stood there is settled.</summary>
-    private void Record(FileEntry entry, string fullPath)
+    /// <summary>HaSync wrote <paramref name="entry"/> in <paramref name="directory"/>: the journal says so (with the version
+    /// now there), and a conflict that stood there is settled.</summary>
+    private void Record(FileEntry entry, TreeDirectory directory)
     {
-        _journal.Wrote(entry, fullPath);
+        _journal.Wrote(entry, directory.Entry(TreeWalker.NameOf(entry.Path)));
         Settled(entry.Path);
     }
 
@@ -419,7 +421,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
                 try
                 {
                     file.Publish();
-                    Record(entry, file.TargetPath);
+                    Record(entry, file.Directory);
                 }
                 catch (IOException e)
                 {
@@ -604,7 +606,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
             var existing = directory.Entry(name);
             if (existing is { } e && PosixFiles.KindOf(e) == EntryKind.Directory)
                 throw new IOException($"{full}: is a directory on the passive");
-            if (LocalChangeAt(entry.Path, full, existing, entry) is { } conflict)
+            if (LocalChangeAt(directory, entry.Path, existing, entry) is { } conflict)
             {
                 KeepIncoming(entry, encoding, data, directory, conflict);
                 return;
@@ -755,7 +757,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
             var st = directory.Entry(name);
             if (st is { } e && PosixFiles.KindOf(e) == EntryKind.Directory)
                 throw new IOException($"{full}: is a directory on the passive");
-            if (LocalChangeAt(entry.Path, full, st, entry) is { } conflict)
+            if (LocalChangeAt(directory, entry.Path, st, entry) is { } conflict)
                 throw new ConflictException($"{conflict}; left as it is (the active has a symlink to {target})");
             // Made beside it, owned and timed on the link itself, renamed over whatever stood there.
             string temp = AtomicFile.TempNameFor(name);
@@ -771,7 +773,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
                 directory.Remove(temp, directory: false);
                 throw;
             }
-            Record(entry, full);
+            Record(entry, directory);
             return directory;
         }
         catch
@@ -793,7 +795,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
                 throw new IOException($"{full}: does not exist on the passive");
             if (PosixFiles.KindOf(st) != entry.Kind)
                 throw new IOException($"{full}: is a {PosixFiles.KindOf(st)} on the passive, not a {entry.Kind}");
-            if (LocalChangeAt(entry.Path, full, st, entry) is { } conflict)
+            if (LocalChangeAt(directory, entry.Path, st, entry) is { } conflict)
                 throw new ConflictException($"{conflict}; left as it is");
             if (entry.Kind == EntryKind.Symlink)
                 directory.SetLinkMetadata(name, PosixFiles.ResolveUser(entry.Owner, entry.Uid), PosixFiles.ResolveGroup(entry.Group, entry.Gid),
@@ -806,7 +808,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
                     throw new IOException($"{full}: replaced while its metadata was being set; left for the next try");
                 PosixFiles.ApplyMetadata(self, full, entry);
             }
-            Record(entry, full); // also adopts a file found identical on first contact
+            Record(entry, directory); // also adopts a file found identical on first contact
             return directory;
         }
         catch
@@ -833,7 +835,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
                 directory.Remove(name, directory: true);
             else
             {
-                if (LocalChangeAt(logicalPath, full, st, incoming: null) is { } conflict)
+                if (LocalChangeAt(directory, logicalPath, st, incoming: null) is { } conflict)
                     throw new ConflictException($"{conflict}; not deleted, though it is gone on the active");
                 directory.Remove(name, directory: false);
                 _journal.Removed(logicalPath);

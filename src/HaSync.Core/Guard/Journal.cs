@@ -107,18 +107,20 @@ public sealed class Journal : IDisposable
     public LocalChange Check(string logicalPath, string fullPath, out FileEntry? current)
     {
         current = null;
-        return PosixFiles.TryLstat(fullPath, out var st) ? Check(logicalPath, fullPath, st, out current) : LocalChange.None;
+        return PosixFiles.TryLstat(fullPath, out var st) ? Check(logicalPath, st, () => PosixFiles.Describe(fullPath, logicalPath), out current) : LocalChange.None;
     }
 
-    /// <summary>As <see cref="Check(string, string, out FileEntry?)"/>, with the path's lstat already taken.</summary>
-    public LocalChange Check(string logicalPath, string fullPath, Stat st, out FileEntry? current)
+    /// <summary>As <see cref="Check(string, string, out FileEntry?)"/>, with the entry's lstat already taken and
+    /// <paramref name="describe"/> to read it when its version is not the one HaSync left (the agent reads through
+    /// the entry's directory descriptor).</summary>
+    public LocalChange Check(string logicalPath, Stat st, Func<FileEntry?> describe, out FileEntry? current)
     {
         current = null;
         if (PosixFiles.KindOf(st) is not (EntryKind.File or EntryKind.Symlink))
             return LocalChange.None;
         if (_records.TryGetValue(logicalPath, out var recorded) && recorded.Version is { } version && PosixFiles.SameVersion(version, st))
             return LocalChange.None;
-        current = PosixFiles.Describe(fullPath, logicalPath);
+        current = describe();
         return current is null ? LocalChange.None : Check(current);
     }
 
@@ -136,13 +138,13 @@ public sealed class Journal : IDisposable
         _unwritten.Add(line);
     }
 
-    /// <summary>Records that <paramref name="entry"/> now stands at <paramref name="fullPath"/>, as HaSync wrote it.</summary>
-    public void Wrote(FileEntry entry, string fullPath)
+    /// <summary>Records that <paramref name="entry"/> now stands on the passive, as HaSync wrote it, in the version
+    /// <paramref name="version"/> (its lstat just after the write; null if it could not be taken).</summary>
+    public void Wrote(FileEntry entry, Stat? version)
     {
         string? fingerprint = FingerprintOf(entry);
         if (fingerprint is null)
             return;
-        Stat? version = PosixFiles.TryLstat(fullPath, out var st) ? st : null;
         _records[entry.Path] = new Recorded(fingerprint, null, version);
         _unwritten.Add(Line("wrote", entry.Path, fingerprint, version));
     }

@@ -20,6 +20,8 @@ public sealed class JournalTests : IDisposable
 
     private string Full(string name) => _dir.File("root/" + name);
 
+    private Mono.Unix.Native.Stat? Version(string name) => HaSync.Scanning.PosixFiles.TryLstat(Full(name), out var st) ? st : null;
+
     /// <summary>Writes a file as the agent would, and returns its entry.</summary>
     private FileEntry Write(string name, string content)
     {
@@ -33,7 +35,7 @@ public sealed class JournalTests : IDisposable
     public void WrittenThenEditedThenNeverWritten()
     {
         using var journal = new Journal(_state);
-        journal.Wrote(Write("a.conf", "from the active\n"), Full("a.conf"));
+        journal.Wrote(Write("a.conf", "from the active\n"), Version("a.conf"));
         Write("b.conf", "made on the passive\n");
         journal.Flush();
 
@@ -59,10 +61,10 @@ public sealed class JournalTests : IDisposable
     {
         using var first = new Journal(_state);
         using var second = new Journal(_state);                  // another agent session on the same node
-        first.Wrote(Write("a.conf", "one\n"), Full("a.conf"));
+        first.Wrote(Write("a.conf", "one\n"), Version("a.conf"));
         first.Flush();
         Assert.Equal(LocalChange.None, Check(second, "a.conf"));
-        second.Wrote(Write("a.conf", "two\n"), Full("a.conf"));
+        second.Wrote(Write("a.conf", "two\n"), Version("a.conf"));
         second.Flush();
         Assert.Equal(LocalChange.None, Check(first, "a.conf"));  // not a conflict: the other session wrote it
 
@@ -75,7 +77,7 @@ public sealed class JournalTests : IDisposable
     {
         using (var journal = new Journal(_state))
         {
-            journal.Wrote(Write("a.conf", "old\n"), Full("a.conf"));
+            journal.Wrote(Write("a.conf", "old\n"), Version("a.conf"));
             journal.Flush();
             var incoming = TestTree.FileEntry("/a.conf", "new\n"u8.ToArray());
             journal.Intend(incoming);
@@ -95,8 +97,8 @@ public sealed class JournalTests : IDisposable
         using var journal = new Journal(_state);
         var entry = Write("a.conf", "the same file, written again and again\n");
         for (int i = 0; i < 10_001; i++)
-            journal.Wrote(entry, Full("a.conf"));
-        journal.Wrote(Write("b.conf", "last\n"), Full("b.conf"));
+            journal.Wrote(entry, Version("a.conf"));
+        journal.Wrote(Write("b.conf", "last\n"), Version("b.conf"));
         journal.Flush();
         Assert.Equal(2, File.ReadAllLines(Path.Combine(_state, "journal.jsonl")).Length);
         Assert.Equal(LocalChange.None, Check(other, "b.conf")); // it reopens the compacted file
@@ -109,7 +111,7 @@ public sealed class JournalTests : IDisposable
     {
         using (var journal = new Journal(_state))
         {
-            journal.Wrote(Write("a.conf", "kept\n"), Full("a.conf"));
+            journal.Wrote(Write("a.conf", "kept\n"), Version("a.conf"));
             journal.Flush();
         }
         File.AppendAllText(Path.Combine(_state, "journal.jsonl"), "{\"op\":\"wrote\",\"path\":\"/b.co\n");
