@@ -19,6 +19,9 @@ command -v ip >/dev/null || missing+=(iproute2)   # the VIP failover test moves 
 command -v rsync >/dev/null || missing+=(rsync)
 command -v lsyncd >/dev/null || missing+=(lsyncd)
 command -v python3 >/dev/null || missing+=(python3)
+[ -x /usr/bin/python3 ] || missing+=(python3)      # the agent race test runs its racer as an unprivileged user: Debian's python3, not one under /root
+command -v setpriv >/dev/null || missing+=(util-linux)
+command -v useradd >/dev/null || missing+=(passwd)  # the race test creates its unprivileged user
 if ((${#missing[@]})); then
   [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]}: run as root, or: sudo apt-get install -y ${missing[*]}"
   echo "test.sh: installing ${missing[*]}"

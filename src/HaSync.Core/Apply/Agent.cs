@@ -493,7 +493,20 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
         var seen = new HashSet<string>(StringComparer.Ordinal);
         void Visit(TreeDirectory directory, string name, string logical)
         {
-            if (!seen.Add(logical) || directory.Describe(name, logical, Remember) is not { } entry)
+            if (!seen.Add(logical))
+                return;
+            FileEntry? entry;
+            try
+            {
+                entry = directory.Describe(name, logical, Remember);
+            }
+            catch (FileChangedException e)
+            {
+                // Left out: the sender then sends it, and the write checks what stands there at that moment.
+                log.WriteLine($"hasync serve: manifest: {e.Message}; left out of this answer");
+                return;
+            }
+            if (entry is null)
                 return;
             entries.Add(entry);
             if (entry.Kind != EntryKind.Directory)

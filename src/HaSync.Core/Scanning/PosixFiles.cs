@@ -72,6 +72,10 @@ public static class PosixFiles
                 {
                     return null; // removed while we looked: the next event or scan says what came instead
                 }
+                catch (IOException) when (attempt < HashAttempts && Replaced(access, before))
+                {
+                    continue; // replaced by a link or another kind of entry while we opened it: look again
+                }
                 hash = hasher.Finish();
                 signature = hasher.Signature;
                 if (hash is null || access.Lstat() is not { } after || !SameVersion(before, after))
@@ -84,7 +88,11 @@ public static class PosixFiles
             }
             else if (kind == EntryKind.Symlink)
             {
-                target = access.ReadLink() ?? throw new IOException($"{access.Where}: cannot read the symlink's target");
+                target = access.ReadLink();
+                if (target is null && attempt < HashAttempts && Replaced(access, before))
+                    continue; // no longer a link: look again
+                if (target is null)
+                    throw new IOException($"{access.Where}: cannot read the symlink's target");
             }
             var entry = Entry(logicalPath, kind.Value, before, hash, target);
             if (signature is not null)
@@ -92,6 +100,8 @@ public static class PosixFiles
             return entry;
         }
     }
+
+    private static bool Replaced(EntryAccess access, Stat before) => access.Lstat() is not { } now || !SameVersion(before, now) || now.st_mode != before.st_mode;
 
     private static FileEntry Entry(string logicalPath, EntryKind kind, Stat st, byte[]? hash, string? target) => new()
     {

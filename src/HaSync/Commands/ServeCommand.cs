@@ -17,13 +17,17 @@ internal static class ServeCommand
         var root = new Option<string>("--root") { Description = "Directory under which every path is written", Required = true };
         var allow = new Option<string[]>("--allow") { Description = "A path (under the root) that may be written; repeat it; default: everything under the root", AllowMultipleArgumentsPerToken = false };
         var state = new Option<string>("--state") { Description = "The node's state directory: journal of what HaSync wrote, epochs, conflict copies (never written through the protocol)", DefaultValueFactory = _ => HaSyncConfig.DefaultStateDirectory };
-        var command = new Command("serve", "Run the receiving agent on stdin/stdout (started by ssh or the local transport)") { root, allow, state };
+        var walk = new Option<bool>("--resolve-by-walk")
+        {
+            Description = "Resolve paths below the root one component at a time (openat with O_NOFOLLOW), as on a kernel without openat2 (before 5.6); equally safe, a little slower",
+        };
+        var command = new Command("serve", "Run the receiving agent on stdin/stdout (started by ssh or the local transport)") { root, allow, state, walk };
         command.SetAction((r, cancellationToken) =>
         {
             PathGuard guard;
             try
             {
-                guard = new PathGuard(r.GetValue(root)!, r.GetValue(allow) ?? [], forbidden: [r.GetValue(state)!]);
+                guard = new PathGuard(r.GetValue(root)!, r.GetValue(allow) ?? [], forbidden: [r.GetValue(state)!], useOpenat2: !r.GetValue(walk));
             }
             catch (ConfinementException e)
             {
