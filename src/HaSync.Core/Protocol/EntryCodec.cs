@@ -17,6 +17,10 @@ public sealed class EntryCodec
     private enum Same : byte { None = 0, Owner = 1, Group = 2, MtimeSeconds = 4, HasHash = 8, HasTarget = 16 }
 
     private const int HashLength = 32;
+    /// <summary>PATH_MAX: no path or link target is longer, so no decoded one may be (a chain of shared prefixes could
+    /// otherwise grow one without bound from little input).</summary>
+    public const int MaxPathBytes = 4096;
+    private const int MaxNameBytes = 256; // a user or group name
     private static readonly UTF8Encoding StrictUtf8 = new(false, throwOnInvalidBytes: true);
 
     private FileEntry? _previous;
@@ -68,9 +72,9 @@ public sealed class EntryCodec
         if (size > long.MaxValue || mode > 0xFFF)
             throw new ProtocolException($"entry {path}: impossible size {size} or mode {mode}");
         uint uid = flags.HasFlag(Same.Owner) ? _previous!.Uid : Id(reader.VarU("uid"), path);
-        string owner = flags.HasFlag(Same.Owner) ? _previous!.Owner : Decode(reader.VarBytes("owner"), "owner");
+        string owner = flags.HasFlag(Same.Owner) ? _previous!.Owner : Decode(Name(reader.VarBytes("owner"), "owner"), "owner");
         uint gid = flags.HasFlag(Same.Group) ? _previous!.Gid : Id(reader.VarU("gid"), path);
-        string group = flags.HasFlag(Same.Group) ? _previous!.Group : Decode(reader.VarBytes("group"), "group");
+        string group = flags.HasFlag(Same.Group) ? _previous!.Group : Decode(Name(reader.VarBytes("group"), "group"), "group");
         long seconds = flags.HasFlag(Same.MtimeSeconds) ? _previous!.MtimeSeconds : reader.VarS("mtime");
         ulong nanoseconds = reader.VarU("mtime_nsec");
         if (nanoseconds >= 1_000_000_000)
@@ -106,8 +110,13 @@ public sealed class EntryCodec
         if (shared > previous.Length)
             throw new ProtocolException($"entry field '{field}': shares {shared} bytes with a previous value of {previous.Length}");
         var rest = reader.VarBytes(field);
+        if ((long)shared + rest.Length > MaxPathBytes)
+            throw new ProtocolException($"entry field '{field}': {(long)shared + rest.Length} bytes, more than the {MaxPathBytes} a path may have");
         return [.. previous.AsSpan(0, shared), .. rest];
     }
+
+    private static ReadOnlySpan<byte> Name(ReadOnlySpan<byte> bytes, string field) =>
+        bytes.Length <= MaxNameBytes ? bytes : throw new ProtocolException($"entry field '{field}': {bytes.Length} bytes, more than the {MaxNameBytes} a name may have");
 
     private static uint Id(ulong value, string path) =>
         value <= uint.MaxValue ? (uint)value : throw new ProtocolException($"entry {path}: id {value} out of range");
