@@ -1,9 +1,9 @@
 using HaSync.Delta;
-using Microsoft.Win32.SafeHandles;
 using HaSync.Guard;
 using HaSync.Interop;
 using HaSync.Protocol;
 using HaSync.Scanning;
+using Microsoft.Win32.SafeHandles;
 
 namespace HaSync.Apply;
 
@@ -288,7 +288,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
         var change = _journal.Check(logicalPath, st.Value, () => directory.Describe(name, logicalPath), out var current);
         if (change == LocalChange.None)
             return null;
-        if (incoming is not null && current is not null && Journal.FingerprintOf(current) == Journal.FingerprintOf(incoming))
+        if (incoming is not null && current is not null && _journal.FingerprintOf(current) == _journal.FingerprintOf(incoming))
             return null; // the same content arrived by another way: nothing of the passive's own is lost
         if (_adopt)
         {
@@ -680,7 +680,7 @@ public sealed class Agent(PathGuard guard, string stateDirectory, TextWriter log
         string kept;
         try
         {
-            Directory.CreateDirectory(Path.GetDirectoryName(copy)!);
+            StateDirectory.EnsurePrivate(Path.GetDirectoryName(copy)!);
             using var file = AtomicFile.Create(copy, privateUntilCommit: true);
             var hashing = new HashingWriteStream(file.Stream, entry.Size);
             Receive(encoding, data, hashing, directory, TreeWalker.NameOf(entry.Path), entry.Size);

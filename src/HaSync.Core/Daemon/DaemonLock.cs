@@ -19,7 +19,7 @@ public sealed class DaemonLock : IDisposable
         string path = LockPath(config);
         try
         {
-            Directory.CreateDirectory(config.StateDirectory);
+            Guard.StateDirectory.Ensure(config.StateDirectory);
             var file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
             if (!Interop.Libc.TryLockExclusive(file.SafeFileHandle, path))
             {

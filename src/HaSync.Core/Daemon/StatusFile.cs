@@ -35,7 +35,7 @@ public static class StatusFile
     /// <summary>Writes the snapshot: temp file and rename, so readers never see half of it.</summary>
     public static void Write(string path, DaemonSnapshot snapshot)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        Guard.StateDirectory.Ensure(Path.GetDirectoryName(path)!);
         using var file = AtomicFile.Create(path);
         using (var json = new Utf8JsonWriter(file.Stream, new JsonWriterOptions { Indented = true }))
         {

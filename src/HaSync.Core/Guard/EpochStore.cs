@@ -61,8 +61,8 @@ public sealed class EpochStore
         {
             if (File.Exists(path) && File.ReadAllText(path).Trim() is { Length: > 0 } id)
                 return id;
-            Directory.CreateDirectory(_directory);
-            using var file = AtomicFile.Create(path);
+            StateDirectory.Ensure(_directory);
+            using var file = AtomicFile.Create(path, privateUntilCommit: true); // 0600, as all in the state directory
             file.Stream.Write(System.Text.Encoding.ASCII.GetBytes(Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) + "\n"));
             file.Commit();
             return File.ReadAllText(path).Trim();
@@ -101,7 +101,7 @@ public sealed class EpochStore
     /// <summary>Replaces <paramref name="path"/> with <paramref name="epoch"/>: temp file, fsync, rename.</summary>
     private static void WriteEpochFile(string path, Epoch epoch)
     {
-        using var file = AtomicFile.Create(path);
+        using var file = AtomicFile.Create(path, privateUntilCommit: true); // 0600, as all in the state directory
         file.Stream.Write(GuardJson.Write(epoch));
         file.Commit();
     }
@@ -200,7 +200,7 @@ public sealed class EpochStore
         string lockPath = Path.Combine(_directory, "epoch.lock");
         try
         {
-            Directory.CreateDirectory(_directory);
+            StateDirectory.Ensure(_directory);
             using var lockFile = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
             Libc.LockExclusive(lockFile.SafeFileHandle, lockPath);
             var (result, write) = change(Known());

@@ -51,6 +51,8 @@ public sealed class Journal : IDisposable
     private readonly Dictionary<string, Recorded> _records = new(StringComparer.Ordinal);
     private readonly List<JournalLine> _unwritten = [];
     private FileStream _file;
+    private readonly byte[] _key = [];  // keys the fingerprints: see FingerprintOf
+    private bool _upgraded; // lines of an older hasync were read: compact, so the file holds keyed fingerprints only
     private long _readTo;  // bytes of the file taken in
     private int _lines;    // lines in the file, for compaction
 
@@ -61,11 +63,12 @@ public sealed class Journal : IDisposable
         _lockPath = System.IO.Path.Combine(stateDirectory, "journal.lock");
         try
         {
-            Directory.CreateDirectory(stateDirectory);
+            StateDirectory.Ensure(stateDirectory);
             using var held = Lock();
+            _key = LoadKey(System.IO.Path.Combine(stateDirectory, "journal.key"));
             _file = Open();
             ReadNew();
-            if (MostlySuperseded)
+            if (MostlySuperseded || _upgraded)
                 Compact();
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -82,13 +85,45 @@ public sealed class Journal : IDisposable
     /// <summary>Paths recorded.</summary>
     public int Count => _records.Count;
 
-    /// <summary>The fingerprint the journal compares: a file's hash, a symlink's target; null for a directory.</summary>
-    public static string? FingerprintOf(FileEntry entry) => entry.Kind switch
+    /// <summary>The fingerprint the journal compares: a file's hash keyed with this node's secret (so the journal says
+    /// nothing of a small secret file's content, even to someone who reads it), a symlink's target; null for a directory.</summary>
+    public string? FingerprintOf(FileEntry entry) => entry.Kind switch
     {
-        EntryKind.File => entry.Hash is null ? null : Convert.ToHexStringLower(entry.Hash),
+        EntryKind.File => entry.Hash is null ? null : Keyed(entry.Hash),
         EntryKind.Symlink => "-> " + entry.LinkTarget,
         _ => null,
     };
+
+    private const string KeyedPrefix = "k1:";
+
+    private string Keyed(ReadOnlySpan<byte> contentHash) =>
+        KeyedPrefix + Convert.ToHexStringLower(System.Security.Cryptography.HMACSHA256.HashData(_key, contentHash));
+
+    /// <summary>A fingerprint as an older hasync wrote it (the bare content hash) keyed as this one does; true when it was.</summary>
+    private bool Upgrade(ref string fingerprint)
+    {
+        if (fingerprint.Length != 64 || !fingerprint.All(Uri.IsHexDigit))
+            return false;
+        fingerprint = Keyed(Convert.FromHexString(fingerprint));
+        return true;
+    }
+
+    /// <summary>This node's secret for the fingerprints (state_dir/journal.key, 0600), made on first use; under the lock.</summary>
+    private static byte[] LoadKey(string path)
+    {
+        if (File.Exists(path))
+        {
+            byte[] key = File.ReadAllBytes(path);
+            return key.Length == 32 ? key : throw new IOException($"{path}: not a journal key ({key.Length} bytes, expected 32): remove it, the journal starts over");
+        }
+        byte[] fresh = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);
+        using (var file = HaSync.Apply.AtomicFile.Create(path, privateUntilCommit: true))
+        {
+            file.Stream.Write(fresh);
+            file.Commit();
+        }
+        return fresh;
+    }
 
     /// <summary>How <paramref name="current"/> (the passive's entry, hashed) stands against the journal.</summary>
     public LocalChange Check(FileEntry current)
@@ -230,6 +265,11 @@ public sealed class Journal : IDisposable
 
     private void Take(JournalLine line)
     {
+        if (line.Fingerprint is { } fingerprint && Upgrade(ref fingerprint))
+        {
+            line = line with { Fingerprint = fingerprint };
+            _upgraded = true;
+        }
         switch (line.Op)
         {
             case "intent" when line.Fingerprint is not null:
@@ -257,7 +297,7 @@ public sealed class Journal : IDisposable
         var lines = _records.SelectMany(r => r.Value.Pending is { } pending // a rename in flight keeps its intent
             ? [Line("wrote", r.Key, r.Value.Fingerprint, r.Value.Version), new JournalLine { Op = "intent", Path = r.Key, Fingerprint = pending }]
             : new[] { Line("wrote", r.Key, r.Value.Fingerprint, r.Value.Version) });
-        using (var file = HaSync.Apply.AtomicFile.Create(_path))
+        using (var file = HaSync.Apply.AtomicFile.Create(_path, privateUntilCommit: true))
         {
             file.Stream.Write(GuardJson.Write(lines));
             file.Commit();
@@ -268,7 +308,17 @@ public sealed class Journal : IDisposable
         _lines = _records.Count;
     }
 
-    private FileStream Open() => new(_path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, 0);
+    private FileStream Open()
+    {
+        var file = new FileStream(_path, new FileStreamOptions
+        {
+            Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.ReadWrite | FileShare.Delete, BufferSize = 0,
+            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite, // its fingerprints are keyed, but they are nobody's business
+        });
+        if ((File.GetUnixFileMode(file.SafeFileHandle) & ~(UnixFileMode.UserRead | UnixFileMode.UserWrite)) != 0)
+            File.SetUnixFileMode(file.SafeFileHandle, UnixFileMode.UserRead | UnixFileMode.UserWrite); // one an older hasync made 0644
+        return file;
+    }
 
     private bool ReopenIfReplaced()
     {

@@ -119,4 +119,38 @@ public sealed class JournalTests : IDisposable
         Assert.Equal(LocalChange.None, Check(reopened, "a.conf"));
         Assert.Equal(1, reopened.Count);
     }
+
+    /// <summary>A 0600 "pin=NNNN" file was recovered from its unkeyed fingerprint in 0.01 s: the journal is private, in a
+    /// state directory no other user can list, and its fingerprints are keyed with this node's secret.</summary>
+    [Fact]
+    public void TheJournalIsPrivateAndItsFingerprintsSayNothingOfTheContent()
+    {
+        var pin = Write("pin.conf", "pin=4242\n");
+        using (var journal = new Journal(_state))
+        {
+            journal.Wrote(pin, Version("pin.conf"));
+            journal.Flush();
+        }
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(_state, "journal.jsonl")));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(_state, "journal.key")));
+        Assert.Equal((UnixFileMode)0x1c9 /* 0711 */, File.GetUnixFileMode(_state));
+        string text = File.ReadAllText(Path.Combine(_state, "journal.jsonl"));
+        Assert.DoesNotContain(pin.HashHex, text, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("\"k1:", text);
+    }
+
+    [Fact]
+    public void AJournalAnOlderHasyncWroteIsKeyedOnOpeningWithoutMakingAnyFileAConflict()
+    {
+        var entry = Write("a.conf", "from the active\n");
+        Directory.CreateDirectory(_state);
+        Assert.True(PosixFiles.TryLstat(Full("a.conf"), out var st));
+        File.WriteAllText(Path.Combine(_state, "journal.jsonl"), // as 2026-11 versions wrote it: the bare content hash, 0644
+            $"{{\"op\":\"wrote\",\"path\":\"/a.conf\",\"fingerprint\":\"{entry.HashHex}\",\"ino\":{st.st_ino},\"size\":{st.st_size},\"mtime\":{st.st_mtime},\"mtime_ns\":{st.st_mtime_nsec},\"ctime\":{st.st_ctime},\"ctime_ns\":{st.st_ctime_nsec}}}\n");
+        using var journal = new Journal(_state);
+        File.SetLastWriteTimeUtc(Full("a.conf"), new DateTime(2020, 1, 1)); // a new version: the fingerprint is compared
+        Assert.Equal(LocalChange.None, Check(journal, "a.conf"));
+        Assert.DoesNotContain(entry.HashHex, File.ReadAllText(Path.Combine(_state, "journal.jsonl")), StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(_state, "journal.jsonl")));
+    }
 }
