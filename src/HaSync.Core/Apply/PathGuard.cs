@@ -34,7 +34,8 @@ public sealed class PathGuard
     public PathGuard(string root, IReadOnlyList<string> allowed, IReadOnlyList<string>? forbidden = null, bool useOpenat2 = true)
     {
         _openat2 = useOpenat2;
-        _forbidden = (forbidden ?? []).Select(f => Path.TrimEndingDirectorySeparator(Path.GetFullPath(f))).ToArray();
+        // Links resolved, as the root's are: a state directory spelled through a link to the root is still found inside it.
+        _forbidden = (forbidden ?? []).Select(f => LibcAt.RealPath(f) ?? Path.TrimEndingDirectorySeparator(Path.GetFullPath(f))).ToArray();
         string full = Path.GetFullPath(root);
         if (!Directory.Exists(full))
             throw new ConfinementException($"--root {root}: not an existing directory");

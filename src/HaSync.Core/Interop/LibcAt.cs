@@ -74,6 +74,28 @@ internal static partial class LibcAt
         return length < 0 ? null : System.Text.Encoding.UTF8.GetString(buffer[..(int)length]);
     }
 
+    [LibraryImport("libc", EntryPoint = "realpath", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial nint realpath_(string path, nint resolved);
+
+    [LibraryImport("libc", EntryPoint = "free")]
+    private static partial void free_(nint pointer);
+
+    /// <summary>realpath(3): <paramref name="path"/> with every link resolved, or null when it does not exist.</summary>
+    public static string? RealPath(string path)
+    {
+        nint resolved = realpath_(path, 0);
+        if (resolved == 0)
+            return null;
+        try
+        {
+            return Marshal.PtrToStringUTF8(resolved);
+        }
+        finally
+        {
+            free_(resolved);
+        }
+    }
+
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
 

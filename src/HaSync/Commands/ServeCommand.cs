@@ -27,11 +27,17 @@ internal static class ServeCommand
             PathGuard guard;
             try
             {
+                HaSync.Guard.StateDirectory.Ensure(r.GetValue(state)!); // before the guard: it forbids it by its real path
                 guard = new PathGuard(r.GetValue(root)!, r.GetValue(allow) ?? [], forbidden: [r.GetValue(state)!], useOpenat2: !r.GetValue(walk));
             }
             catch (ConfinementException e)
             {
                 Console.Error.WriteLine($"hasync serve: {e.Message}");
+                return Task.FromResult(2);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"hasync serve: --state {r.GetValue(state)}: {e.Message}");
                 return Task.FromResult(2);
             }
             // Console streams are unbuffered on Linux: without this, every frame header and payload is its own read(2).

@@ -165,6 +165,28 @@ public sealed class AgentHostileTests : IDisposable
         AssertNothingChanged();
     }
 
+    /// <summary>With --root a symlink and --state spelled through that link, the state directory is still found inside the
+    /// root (by its real path), and the sender can neither rewrite the epoch nor empty the journal.</summary>
+    [Fact]
+    public async Task AStateDirectorySpelledThroughALinkedRootIsStillNeverWritten()
+    {
+        string link = _dir.File("linked-root");
+        File.CreateSymbolicLink(link, _root);
+        string state = Path.Join(link, "var/lib/hasync");
+        byte[] content = "pwned\n"u8.ToArray();
+        var target = TestTree.LocalTarget(link, "--state", state);
+        var (journal, epoch) = await TestTree.WithSession(target, async s => (
+            await Put(s, TestTree.FileEntry("/var/lib/hasync/journal.jsonl", content), content),
+            await Put(s, TestTree.FileEntry("/var/lib/hasync/epoch.json", content), content)));
+        foreach (var ack in new[] { journal, epoch })
+        {
+            Assert.Equal(AckStatus.Failed, ack.Status);
+            Assert.Contains("inside the agent's state directory", ack.Message);
+        }
+        Assert.DoesNotContain("pwned", File.ReadAllText(Path.Join(_root, "var/lib/hasync/epoch.json")));
+        Assert.DoesNotContain("pwned", File.ReadAllText(Path.Join(_root, "var/lib/hasync/journal.jsonl")));
+    }
+
     [Fact]
     public async Task MoreDataThanAnnouncedLeavesTheExistingFileIntact()
     {
