@@ -1,0 +1,149 @@
+using HaSync.Delta;
+using HaSync.Guard;
+using HaSync.Interop;
+using HaSync.Protocol;
+using HaSync.Scanning;
+using Microsoft.Win32.SafeHandles;
+
+namespace HaSync.Apply;
+
+/// <summary>The group commit: answers held until their batch is on disk, then sent (see the implementation notes).</summary>
+public sealed partial class Agent
+{
+    private static void Ack(FrameWriter writer, uint id, AckStatus status, string message) => WriteAcks(writer, [(id, status, message)]);
+
+    private static void FlushAnswers(FrameWriter writer) => writer.Flush();
+
+    /// <summary>One frame for many answers: ids as differences, messages only for failures (a message is at most
+    /// <see cref="MaxAckMessage"/> characters: it names a path and where a conflict's copy went).</summary>
+    private static void WriteAcks(FrameWriter writer, List<(uint Id, AckStatus Status, string Message)> acks)
+    {
+        const int budget = Wire.MaxFrameLength / 2; // bytes per frame, far from the limit even when the last answer is the longest
+        int start = 0;
+        while (start < acks.Count)
+        {
+            int end = start, bytes = 0;
+            for (; end < acks.Count && bytes < budget; end++)
+                bytes += 16 + (acks[end].Status == AckStatus.Ok ? 0 : 3 * Math.Min(acks[end].Message.Length, MaxAckMessage)); // UTF-8: at most 3 bytes a char
+            var payload = new PayloadWriter();
+            payload.VarU((ulong)(end - start));
+            long previous = 0;
+            foreach (var (id, status, message) in acks.Skip(start).Take(end - start))
+            {
+                payload.VarS(id - previous).U8((byte)status);
+                if (status != AckStatus.Ok)
+                    payload.Text(message.Length > MaxAckMessage ? message[..MaxAckMessage] : message);
+                previous = id;
+            }
+            writer.Write(FrameType.Acks, payload);
+            start = end;
+        }
+    }
+
+    private const int MaxAckMessage = 2000;
+
+    /// <summary>The change is applied; its ack waits for the commit that makes it durable.</summary>
+    private void Defer(uint id, TreeDirectory directory)
+    {
+        _fileSystems.Touch(directory);
+        _deferredAcks.Add((id, AckStatus.Ok, ""));
+    }
+
+    /// <summary><see cref="Defer(uint, TreeDirectory)"/> for a change made in a directory the caller is done with.</summary>
+    private void DeferAndClose(uint id, TreeDirectory directory)
+    {
+        using (directory)
+            Defer(id, directory);
+    }
+
+    /// <summary>A request about a path whose new content still waits in the batch sees it in place first.</summary>
+    private void CommitIfPending(string logicalPath, FrameWriter writer)
+    {
+        if (_sealed.Any(s => s.Entry.Path == logicalPath || s.Entry.Path.StartsWith(logicalPath + "/", StringComparison.Ordinal)))
+            Commit(writer);
+    }
+
+    /// <summary>Makes the batch durable and visible, then sends its acks (see the implementation notes). Each change gets
+    /// its own outcome: a file system that cannot be flushed fails what was written there, never what was made
+    /// elsewhere, and a change already in place is never reported as not made (the sender would believe the passive
+    /// still holds the old version).</summary>
+    private void Commit(FrameWriter writer)
+    {
+        if (_deferredAcks.Count == 0)
+            return;
+        var acks = new List<(uint Id, AckStatus Status, string Message)>(_deferredAcks);
+        var puts = _sealed.Select(s => s.Id).ToHashSet();
+        void Fail(Func<uint, bool> which, AckStatus status, Func<uint, string> message)
+        {
+            for (int i = 0; i < acks.Count; i++)
+                if (acks[i].Status == AckStatus.Ok && which(acks[i].Id))
+                    acks[i] = (acks[i].Id, status, message(acks[i].Id));
+        }
+        try
+        {
+            foreach (var (_, entry, _) in _sealed)
+                _journal.Intend(entry);
+            _journal.Flush();
+            _fileSystems.Touch(stateDirectory);
+            try
+            {
+                _fileSystems.SyncAll(); // the temp files and the intents are on disk before any rename
+            }
+            catch (IOException e)
+            {
+                // Nothing of the batch's files is published (a rename made durable before the data would leave an empty
+                // file after a crash); the changes made in place (directories, links, deletes, metadata) stand.
+                log.WriteLine($"hasync serve: commit of {acks.Count} changes: {e.Message}");
+                Fail(puts.Contains, AckStatus.Failed, _ => $"not written: the passive's file system could not be flushed ({e.Message})");
+                Fail(_ => true, AckStatus.Failed, _ => $"made, but the passive's file system could not confirm it is on disk ({e.Message})");
+                return;
+            }
+            if (_sealed.Count > 0 && _claim is not null)
+                _epochs.EnsureStillCurrent(_claim); // a later active claimed this node while the batch came in: publish none of it
+            foreach (var (id, entry, file) in _sealed)
+            {
+                try
+                {
+                    file.Publish();
+                    Record(entry, file.Directory);
+                }
+                catch (IOException e)
+                {
+                    Fail(a => a == id, AckStatus.Failed, _ => e.Message);
+                    log.WriteLine($"hasync serve: PutFile {entry.Path}: {e.Message}");
+                }
+            }
+            _journal.Flush();
+            try
+            {
+                _fileSystems.SyncAll();
+            }
+            catch (IOException e)
+            {
+                log.WriteLine($"hasync serve: commit of {acks.Count} changes: {e.Message}");
+                Fail(_ => true, AckStatus.Failed, _ => $"made, but the passive's file system could not confirm it is on disk ({e.Message})");
+            }
+        }
+        catch (FencedException e)
+        {
+            log.WriteLine($"hasync serve: {e.Message}");
+            Fail(puts.Contains, AckStatus.Fenced, _ => e.Message);
+        }
+        catch (IOException e)
+        {
+            // The journal could not be written: the sender learns what stands on the passive before it tries again.
+            log.WriteLine($"hasync serve: commit of {acks.Count} changes failed: {e.Message}");
+            Fail(_ => true, AckStatus.Failed, _ => $"not recorded in the passive's journal, may or may not be in place: {e.Message}");
+        }
+        finally
+        {
+            foreach (var (_, _, file) in _sealed)
+                file.Dispose();
+            _sealed.Clear();
+            _deferredAcks.Clear();
+            _fileSystems.Clear();
+            _batchBytes = 0;
+            WriteAcks(writer, acks);
+        }
+    }
+}

@@ -1,0 +1,151 @@
+using HaSync.Delta;
+using HaSync.Guard;
+using HaSync.Interop;
+using HaSync.Protocol;
+using HaSync.Scanning;
+using Microsoft.Win32.SafeHandles;
+
+namespace HaSync.Apply;
+
+/// <summary>Answers that read the passive (manifests, signatures, content), all below the root's descriptor.</summary>
+public sealed partial class Agent
+{
+    private void SendManifest(uint id, List<string> paths, FrameWriter writer)
+    {
+        foreach (string path in paths)
+            guard.Locate(path); // refuses paths outside the allowed set before listing anything
+        PayloadWriter? batch = null;
+        foreach (var entry in WalkBelowRoot(paths))
+        {
+            if (batch is null || batch.Length > 60_000)
+            {
+                if (batch is not null)
+                    writer.Write(FrameType.ManifestEntries, batch);
+                batch = new PayloadWriter().U32(id);
+            }
+            _manifests.Write(batch, entry);
+            batch.U8((byte)(AtomicFile.IsTempName(Path.GetFileName(entry.Path)) ? LocalChange.None : _journal.Check(entry)));
+        }
+        if (batch is not null)
+            writer.Write(FrameType.ManifestEntries, batch);
+        writer.Write(FrameType.ManifestEnd, new PayloadWriter().U32(id));
+    }
+
+    /// <summary>The entries at and below <paramref name="paths"/>, in path order, each read through its directory's
+    /// descriptor from the root down (no link followed, whatever is swapped in meanwhile); a path behind a file or a
+    /// link has nothing to list.</summary>
+    private List<FileEntry> WalkBelowRoot(IEnumerable<string> paths)
+    {
+        var entries = new List<FileEntry>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        void Visit(TreeDirectory directory, string name, string logical)
+        {
+            if (!seen.Add(logical))
+                return;
+            FileEntry? entry;
+            try
+            {
+                entry = directory.Describe(name, logical, Remember);
+            }
+            catch (FileChangedException e)
+            {
+                // Left out: the sender then sends it, and the write checks what stands there at that moment.
+                log.WriteLine($"hasync serve: manifest: {e.Message}; left out of this answer");
+                return;
+            }
+            if (entry is null)
+                return;
+            entries.Add(entry);
+            if (entry.Kind != EntryKind.Directory)
+                return;
+            using var below = name == "." ? guard.OpenRoot() : directory.OpenDirectory(name);
+            if (below is null)
+                return; // replaced since its lstat: the next manifest sees what stands there
+            foreach (string child in below.Names().Order(StringComparer.Ordinal))
+                Visit(below, child, TreeWalker.Child(logical, child));
+        }
+        foreach (string path in paths.Order(StringComparer.Ordinal))
+        {
+            using var directory = PathGuard.IsRoot(path) ? guard.OpenRoot() : guard.OpenParent(path, create: false);
+            if (directory is not null)
+                Visit(directory, PathGuard.IsRoot(path) ? "." : TreeWalker.NameOf(path), path);
+        }
+        entries.Sort((a, b) => string.CompareOrdinal(a.Path, b.Path));
+        return entries;
+    }
+
+    private static void SendData(uint id, byte[] data, FrameWriter writer)
+    {
+        using var frames = new DataFrameWriteStream(writer, id);
+        frames.Write(data);
+        frames.Flush();
+        writer.Write(FrameType.DataEnd, new PayloadWriter().U32(id));
+    }
+
+    /// <summary>Keeps the signature the manifest's hash pass produced, for the delta request that usually follows.</summary>
+    private void Remember(FileEntry entry, Mono.Unix.Native.Stat version, Signature signature)
+    {
+        long length = signature.SerializedLength(SignatureParameters.SyncStrongLength);
+        if (_signatureBytes + length > MaxCachedSignatureBytes)
+            return;
+        var bytes = new MemoryStream((int)length);
+        signature.WriteTo(bytes, SignatureParameters.SyncStrongLength);
+        _signatures[entry.Path] = (version, bytes.ToArray());
+        _signatureBytes += bytes.Length;
+    }
+
+    /// <summary>The signature of the passive's copy: from the cache when that exact version (inode, size, mtime and
+    /// ctime to the nanosecond) was hashed for the manifest, else computed now.</summary>
+    private byte[] SignatureOf(string logicalPath)
+    {
+        using var basis = OpenRegularFile(logicalPath, out var version);
+        if (_signatures.Remove(logicalPath, out var cached))
+        {
+            _signatureBytes -= cached.Bytes.Length;
+            if (PosixFiles.SameVersion(cached.Version, version))
+                return cached.Bytes;
+        }
+        var signature = new MemoryStream();
+        SignatureGenerator.Generate(basis, signature, SignatureParameters.ForSync(basis.Length));
+        return signature.ToArray();
+    }
+
+    private byte[] ReadPrefix(string logicalPath, long max)
+    {
+        using var file = OpenRegularFile(logicalPath, out _);
+        var buffer = new byte[(int)Math.Clamp(Math.Min(max, file.Length), 0, 64 << 20)];
+        return buffer[..file.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false)];
+    }
+
+    /// <summary>The passive's file at <paramref name="logicalPath"/>, opened below the root's descriptor; its fstat in <paramref name="version"/>.</summary>
+    private FileStream OpenRegularFile(string logicalPath, out Mono.Unix.Native.Stat version)
+    {
+        using var directory = guard.OpenParent(logicalPath, create: false)
+            ?? throw new IOException($"{guard.Locate(logicalPath)}: not a regular file on the passive");
+        return OpenRegularFile(directory, TreeWalker.NameOf(logicalPath), out version);
+    }
+
+    /// <summary>The regular file <paramref name="name"/> of <paramref name="directory"/> (O_NOFOLLOW, and checked by fstat on
+    /// the descriptor itself: what is read is what was checked).</summary>
+    private static FileStream OpenRegularFile(TreeDirectory directory, string name, out Mono.Unix.Native.Stat version)
+    {
+        string full = directory.PathOf(name);
+        SafeFileHandle handle;
+        try
+        {
+            handle = directory.Open(name, LibcAt.O_RDONLY | LibcAt.O_NONBLOCK);
+        }
+        catch (IOException)
+        {
+            throw new IOException($"{full}: not a regular file on the passive");
+        }
+        if (Mono.Unix.Native.Syscall.fstat((int)handle.DangerousGetHandle(), out version) != 0 || PosixFiles.KindOf(version) != EntryKind.File)
+        {
+            handle.Dispose();
+            throw new IOException($"{full}: not a regular file on the passive");
+        }
+        return new FileStream(handle, FileAccess.Read, 1 << 16);
+    }
+
+    private static FileStream OpenRegularFile(TreeDirectory directory, string name) => OpenRegularFile(directory, name, out _);
+}

@@ -1,0 +1,241 @@
+using HaSync.Delta;
+using HaSync.Guard;
+using HaSync.Interop;
+using HaSync.Protocol;
+using HaSync.Scanning;
+using Microsoft.Win32.SafeHandles;
+
+namespace HaSync.Apply;
+
+/// <summary>Requests that change the passive (files, directories, links, metadata, deletes), all below the root's descriptor.</summary>
+public sealed partial class Agent
+{
+    /// <summary>Receives a file's data (whole or a delta against the current copy) into a temp file beside it,
+    /// checks length and hash, sets owner, mode and mtime, and adds it to the batch. On any failure the temp
+    /// file goes, the current file stays, the request's remaining data is drained, and the ack says why.</summary>
+    private void Put(uint id, FileEntry entry, PutEncoding encoding, Func<Frame?> next)
+    {
+        var data = new DataFrameReadStream(next, id);
+        TreeDirectory? directory = null;
+        TreeFile? file = null;
+        try
+        {
+            if (entry.Kind != EntryKind.File || entry.Hash is null)
+                throw new IOException($"{entry.Path}: a PutFile must describe a regular file with its hash");
+            string full = guard.Locate(entry.Path), name = TreeWalker.NameOf(entry.Path);
+            directory = guard.OpenParent(entry.Path, create: true)!;
+            var existing = directory.Entry(name);
+            if (existing is { } e && PosixFiles.KindOf(e) == EntryKind.Directory)
+                throw new IOException($"{full}: is a directory on the passive");
+            if (LocalChangeAt(directory, entry.Path, existing, entry) is { } conflict)
+            {
+                KeepIncoming(entry, encoding, data, directory, conflict);
+                return;
+            }
+            file = TreeFile.Create(directory, name);
+            directory = null; // the file holds it now, until its rename
+            var hashing = new HashingWriteStream(file.Stream, entry.Size);
+            Receive(encoding, data, hashing, file.Directory, name, entry.Size);
+            data.Drain();
+            if (hashing.Finish() is not { } received || !received.AsSpan().SequenceEqual(entry.Hash))
+            {
+                // A delta that did not rebuild the file, or a file that changed on the active while it was sent.
+                string what = $"{full}: received {hashing.Written} bytes whose hash differs from the active's ({entry.Size} bytes, {entry.HashHex})";
+                log.WriteLine($"hasync serve: {what}");
+                file.Dispose();
+                _deferredAcks.Add((id, AckStatus.HashMismatch, what));
+                return;
+            }
+            file.Seal(entry);
+            _sealed.Add((id, entry, file));
+            _batchBytes += entry.Size;
+            Defer(id, file.Directory);
+        }
+        catch (Exception e) when (e is ConfinementException or IOException or UnauthorizedAccessException or DeltaFormatException)
+        {
+            string message = file?.InTermsOfTarget(e.Message) ?? e.Message;
+            file?.Dispose();
+            data.Drain();
+            log.WriteLine($"hasync serve: PutFile {entry.Path}: {message}");
+            _deferredAcks.Add((id, AckStatus.Failed, message)); // in order with the batch's other answers
+        }
+        finally
+        {
+            directory?.Dispose();
+        }
+    }
+
+    /// <summary>A PutFile's data into <paramref name="into"/>: as is, or a delta applied to the passive's copy,
+    /// <paramref name="name"/> in <paramref name="directory"/>.</summary>
+    private static void Receive(PutEncoding encoding, Stream data, Stream into, TreeDirectory directory, string name, long size)
+    {
+        if (encoding == PutEncoding.Delta)
+        {
+            using var basis = OpenRegularFile(directory, name);
+            DeltaPatcher.Apply(basis, data, into, maxOutputLength: size);
+        }
+        else
+        {
+            CopyAtMost(data, into, size, directory.PathOf(name));
+        }
+    }
+
+    private static void CopyAtMost(Stream from, Stream to, long limit, string target)
+    {
+        byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(Wire.DataChunk); // not 256 KiB of garbage per file
+        try
+        {
+            long total = 0;
+            int read;
+            while ((read = from.Read(buffer, 0, Wire.DataChunk)) > 0)
+            {
+                total += read;
+                if (total > limit)
+                    throw new IOException($"{target}: more data than the announced {limit} bytes");
+                to.Write(buffer, 0, read);
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private TreeDirectory MakeDirectory(FileEntry entry)
+    {
+        if (PathGuard.IsRoot(entry.Path))
+        {
+            var root = guard.OpenRoot(); // its metadata only: it exists
+            using (var self = root.Open(".", LibcAt.O_RDONLY | LibcAt.O_DIRECTORY))
+                PosixFiles.ApplyMetadata(self, root.FullPath, entry);
+            return root;
+        }
+        string name = TreeWalker.NameOf(entry.Path);
+        var directory = guard.OpenParent(entry.Path, create: true)!;
+        try
+        {
+            if (directory.Entry(name) is { } st)
+            {
+                if (PosixFiles.KindOf(st) != EntryKind.Directory)
+                    throw new IOException($"{directory.PathOf(name)}: exists on the passive and is not a directory");
+            }
+            else
+            {
+                directory.MakeDirectory(name, 0x1c0); // 0700 until its metadata is set
+            }
+            using (var made = directory.Open(name, LibcAt.O_RDONLY | LibcAt.O_DIRECTORY))
+                PosixFiles.ApplyMetadata(made, directory.PathOf(name), entry);
+            return directory;
+        }
+        catch
+        {
+            directory.Dispose();
+            throw;
+        }
+    }
+
+    private TreeDirectory MakeSymlink(FileEntry entry)
+    {
+        if (PathGuard.IsRoot(entry.Path))
+            throw new ConfinementException("refusing to replace the root with a symlink");
+        string full = guard.Locate(entry.Path), name = TreeWalker.NameOf(entry.Path);
+        string target = entry.LinkTarget ?? throw new IOException($"{entry.Path}: symlink without a target");
+        var directory = guard.OpenParent(entry.Path, create: true)!;
+        try
+        {
+            var st = directory.Entry(name);
+            if (st is { } e && PosixFiles.KindOf(e) == EntryKind.Directory)
+                throw new IOException($"{full}: is a directory on the passive");
+            if (LocalChangeAt(directory, entry.Path, st, entry) is { } conflict)
+                throw new ConflictException($"{conflict}; left as it is (the active has a symlink to {target})");
+            // Made beside it, owned and timed on the link itself, renamed over whatever stood there.
+            string temp = AtomicFile.TempNameFor(name);
+            directory.Symlink(target, temp);
+            try
+            {
+                directory.SetLinkMetadata(temp, PosixFiles.ResolveUser(entry.Owner, entry.Uid), PosixFiles.ResolveGroup(entry.Group, entry.Gid),
+                    entry.MtimeSeconds, entry.MtimeNanoseconds);
+                directory.Rename(temp, name);
+            }
+            catch
+            {
+                directory.Remove(temp, directory: false);
+                throw;
+            }
+            Record(entry, directory);
+            return directory;
+        }
+        catch
+        {
+            directory.Dispose();
+            throw;
+        }
+    }
+
+    private TreeDirectory SetMetadata(FileEntry entry)
+    {
+        if (PathGuard.IsRoot(entry.Path))
+            return MakeDirectory(entry);
+        string full = guard.Locate(entry.Path), name = TreeWalker.NameOf(entry.Path);
+        var directory = guard.OpenParent(entry.Path, create: false) ?? throw new IOException($"{full}: does not exist on the passive");
+        try
+        {
+            if (directory.Entry(name) is not { } st)
+                throw new IOException($"{full}: does not exist on the passive");
+            if (PosixFiles.KindOf(st) != entry.Kind)
+                throw new IOException($"{full}: is a {PosixFiles.KindOf(st)} on the passive, not a {entry.Kind}");
+            if (LocalChangeAt(directory, entry.Path, st, entry) is { } conflict)
+                throw new ConflictException($"{conflict}; left as it is");
+            if (entry.Kind == EntryKind.Symlink)
+                directory.SetLinkMetadata(name, PosixFiles.ResolveUser(entry.Owner, entry.Uid), PosixFiles.ResolveGroup(entry.Group, entry.Gid),
+                    entry.MtimeSeconds, entry.MtimeNanoseconds);
+            else
+            {
+                // O_NONBLOCK: opening never waits (a FIFO swapped in); the descriptor must still be the entry looked at.
+                using var self = directory.Open(name, LibcAt.O_RDONLY | LibcAt.O_NONBLOCK);
+                if (Mono.Unix.Native.Syscall.fstat((int)self.DangerousGetHandle(), out var opened) != 0 || opened.st_ino != st.st_ino || opened.st_dev != st.st_dev)
+                    throw new IOException($"{full}: replaced while its metadata was being set; left for the next try");
+                PosixFiles.ApplyMetadata(self, full, entry);
+            }
+            Record(entry, directory); // also adopts a file found identical on first contact
+            return directory;
+        }
+        catch
+        {
+            directory.Dispose();
+            throw;
+        }
+    }
+
+    private TreeDirectory Delete(string logicalPath)
+    {
+        if (PathGuard.IsRoot(logicalPath))
+            throw new ConfinementException("refusing to delete the root");
+        string full = guard.Locate(logicalPath), name = TreeWalker.NameOf(logicalPath);
+        // No directory there (a file or a link replaced a parent): no entry of the tree stands at the path, the delete is done.
+        var directory = guard.OpenParent(logicalPath, create: false);
+        if (directory is null)
+            return guard.OpenRoot();
+        try
+        {
+            if (directory.Entry(name) is not { } st)
+                return directory; // already gone: deleting is idempotent
+            if (PosixFiles.KindOf(st) == EntryKind.Directory)
+                directory.Remove(name, directory: true);
+            else
+            {
+                if (LocalChangeAt(directory, logicalPath, st, incoming: null) is { } conflict)
+                    throw new ConflictException($"{conflict}; not deleted, though it is gone on the active");
+                directory.Remove(name, directory: false);
+                _journal.Removed(logicalPath);
+                Settled(logicalPath);
+            }
+            return directory;
+        }
+        catch
+        {
+            directory.Dispose();
+            throw;
+        }
+    }
+}
