@@ -1,9 +1,5 @@
-using HaSync.Delta;
 using HaSync.Guard;
-using HaSync.Interop;
 using HaSync.Protocol;
-using HaSync.Scanning;
-using Microsoft.Win32.SafeHandles;
 
 namespace HaSync.Apply;
 
