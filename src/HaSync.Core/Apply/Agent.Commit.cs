@@ -6,37 +6,9 @@ namespace HaSync.Apply;
 /// <summary>The group commit: answers held until their batch is on disk, then sent (see the implementation notes).</summary>
 public sealed partial class Agent
 {
-    private static void Ack(FrameWriter writer, uint id, AckStatus status, string message) => WriteAcks(writer, [(id, status, message)]);
+    private static void Ack(FrameWriter writer, uint id, AckStatus status, string message) => AckFrames.Write(writer, [(id, status, message)]);
 
     private static void FlushAnswers(FrameWriter writer) => writer.Flush();
-
-    /// <summary>One frame for many answers: ids as differences, messages only for failures (a message is at most
-    /// <see cref="MaxAckMessage"/> characters: it names a path and where a conflict's copy went).</summary>
-    private static void WriteAcks(FrameWriter writer, List<(uint Id, AckStatus Status, string Message)> acks)
-    {
-        const int budget = Wire.MaxFrameLength / 2; // bytes per frame, far from the limit even when the last answer is the longest
-        int start = 0;
-        while (start < acks.Count)
-        {
-            int end = start, bytes = 0;
-            for (; end < acks.Count && bytes < budget; end++)
-                bytes += 16 + (acks[end].Status == AckStatus.Ok ? 0 : 3 * Math.Min(acks[end].Message.Length, MaxAckMessage)); // UTF-8: at most 3 bytes a char
-            var payload = new PayloadWriter();
-            payload.VarU((ulong)(end - start));
-            long previous = 0;
-            foreach (var (id, status, message) in acks.Skip(start).Take(end - start))
-            {
-                payload.VarS(id - previous).U8((byte)status);
-                if (status != AckStatus.Ok)
-                    payload.Text(message.Length > MaxAckMessage ? message[..MaxAckMessage] : message);
-                previous = id;
-            }
-            writer.Write(FrameType.Acks, payload);
-            start = end;
-        }
-    }
-
-    private const int MaxAckMessage = 2000;
 
     /// <summary>The change is applied; its ack waits for the commit that makes it durable.</summary>
     private void Defer(uint id, TreeDirectory directory)
@@ -139,7 +111,7 @@ public sealed partial class Agent
             _deferredAcks.Clear();
             _fileSystems.Clear();
             _batchBytes = 0;
-            WriteAcks(writer, acks);
+            AckFrames.Write(writer, acks);
         }
     }
 }

@@ -72,15 +72,8 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
         try
         {
             var hello = reader.Read() ?? throw new ProtocolException("reading hello: connection closed before the first frame");
-            CheckHello(hello);
-            var welcome = new PayloadWriter().U32(Wire.Magic).U16(Wire.Version).Text(guard.Root).U32((uint)guard.Allowed.Count);
-            foreach (string allowed in guard.Allowed)
-                welcome.Text(allowed);
-            if (known is null)
-                welcome.U8(0);
-            else
-                EpochWire.Write(welcome.U8(1), known);
-            writer.Write(FrameType.Welcome, welcome);
+            Hello.Check(hello);
+            writer.Write(FrameType.Welcome, new Welcome(guard.Root, guard.Allowed, known).Write());
             writer.Flush();
         }
         catch (ProtocolException e)
@@ -125,20 +118,6 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
     {
         _journal.Dispose();
         _fileSystems.Dispose();
-    }
-
-    private static void CheckHello(Frame hello)
-    {
-        if (hello.Type != FrameType.Hello)
-            throw new ProtocolException($"reading hello: got a {hello.Type} frame first");
-        var payload = hello.Reader();
-        uint magic = payload.U32("magic");
-        ushort version = payload.U16("version");
-        if (magic != Wire.Magic)
-            throw new ProtocolException($"reading hello: bad magic 0x{magic:x8} (is the other side hasync?)");
-        if (version != Wire.Version)
-            throw new ProtocolException($"reading hello: protocol version {version}, this agent speaks {Wire.Version}: install the same hasync on both nodes");
-        payload.End();
     }
 
     private void Handle(Frame frame, Func<Frame?> next, FrameWriter writer)

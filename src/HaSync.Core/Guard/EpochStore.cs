@@ -214,20 +214,3 @@ public sealed class EpochStore
         }
     }
 }
-
-/// <summary>An epoch on the wire: number, node, host, time taken (Unix milliseconds).</summary>
-internal static class EpochWire
-{
-    public static PayloadWriter Write(PayloadWriter payload, Epoch epoch) =>
-        payload.I64(epoch.Number).Text(epoch.Node).Text(epoch.Host).I64(epoch.At.ToUnixTimeMilliseconds());
-
-    public static Epoch Read(ref PayloadReader payload)
-    {
-        long number = payload.I64("epoch");
-        string node = payload.Text("epoch node"), host = payload.Text("epoch host");
-        long at = payload.I64("epoch time");
-        if (number < 1 || node.Length == 0 || at < 0 || at > DateTimeOffset.MaxValue.ToUnixTimeMilliseconds())
-            throw new ProtocolException($"impossible epoch {number} of node '{node}' at {at}");
-        return new Epoch(number, node, host, DateTimeOffset.FromUnixTimeMilliseconds(at));
-    }
-}

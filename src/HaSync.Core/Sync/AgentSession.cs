@@ -82,24 +82,10 @@ public sealed class AgentSession : IDisposable
         var session = new AgentSession(toAgent, fromAgent, target, describePeer);
         try
         {
-            session._writer.Write(FrameType.Hello, new PayloadWriter().U32(Wire.Magic).U16(Wire.Version));
+            session._writer.Write(FrameType.Hello, Hello.Write());
             session._writer.Flush();
-            var welcome = session._reader.Read();
-            if (welcome is not { Type: FrameType.Welcome })
-                throw new ProtocolException(welcome is null ? "the agent closed the connection before its welcome" : $"expected a welcome, got {welcome.Value.Type}");
-            var payload = welcome.Value.Reader();
-            uint magic = payload.U32("magic");
-            ushort version = payload.U16("version");
-            if (magic != Wire.Magic || version != Wire.Version)
-                throw new ProtocolException($"the agent speaks magic 0x{magic:x8} version {version}, we speak version {Wire.Version}");
-            session.RemoteRoot = payload.Text("root");
-            var allowed = new List<string>();
-            for (uint i = payload.U32("allowed count"); i > 0; i--)
-                allowed.Add(payload.Text("allowed"));
-            if (payload.U8("has epoch") == 1)
-                session.AgentEpoch = EpochWire.Read(ref payload);
-            payload.End();
-            session.RemoteAllowed = allowed;
+            var welcome = Welcome.Read(session._reader.Read());
+            (session.RemoteRoot, session.RemoteAllowed, session.AgentEpoch) = (welcome.Root, welcome.Allowed, welcome.Epoch);
         }
         catch (Exception e) when (e is ProtocolException or IOException)
         {
@@ -260,22 +246,14 @@ public sealed class AgentSession : IDisposable
         var payload = frame.Reader();
         if (frame.Type == FrameType.Acks)
         {
-            long id = 0;
-            for (ulong count = payload.VarU("count"); count > 0; count--)
+            AckFrames.Read(ref payload, (id, status, message) =>
             {
-                id += payload.VarS("id");
-                var status = (AckStatus)payload.U8("status");
-                string message = status == AckStatus.Ok ? "" : payload.Text("message");
-                var pending = PendingFor((uint)id, frame.Type);
+                var pending = PendingFor(id, frame.Type);
                 if (pending.Entries is not null || pending.Data is not null)
-                {
-                    // A read request answered with an ack: it failed.
-                    Complete((uint)id, null, new AgentRequestException($"target {Target}: {message}"));
-                    continue;
-                }
-                Complete((uint)id, new Ack(status, message));
-            }
-            payload.End();
+                    Complete(id, null, new AgentRequestException($"target {Target}: {message}")); // a read request answered with an ack: it failed
+                else
+                    Complete(id, new Ack(status, message));
+            });
             return;
         }
         uint requestId = payload.U32("id");
