@@ -32,20 +32,20 @@ public sealed partial class Agent
     }
 
     /// <summary>Makes the batch durable and visible, then sends its acks (see the implementation notes). Each change gets
-    /// its own outcome: a file system that cannot be flushed fails what was written there, never what was made
-    /// elsewhere, and a change already in place is never reported as not made (the sender would believe the passive
-    /// still holds the old version).</summary>
+    /// its own outcome: a flush that fails before the renames fails the files not yet published, and a change already in
+    /// place is never reported as not made, only as not confirmed on disk (the sender then learns what stands there
+    /// rather than believing the passive still holds the old version).</summary>
     private void Commit(FrameWriter writer)
     {
         if (_deferredAcks.Count == 0)
             return;
         var acks = new List<(uint Id, AckStatus Status, string Message)>(_deferredAcks);
         var puts = _sealed.Select(s => s.Id).ToHashSet();
-        void Fail(Func<uint, bool> which, AckStatus status, Func<uint, string> message)
+        void Fail(Func<uint, bool> which, AckStatus status, string message)
         {
             for (int i = 0; i < acks.Count; i++)
                 if (acks[i].Status == AckStatus.Ok && which(acks[i].Id))
-                    acks[i] = (acks[i].Id, status, message(acks[i].Id));
+                    acks[i] = (acks[i].Id, status, message);
         }
         try
         {
@@ -62,8 +62,8 @@ public sealed partial class Agent
                 // Nothing of the batch's files is published (a rename made durable before the data would leave an empty
                 // file after a crash); the changes made in place (directories, links, deletes, metadata) stand.
                 log.WriteLine($"hasync serve: commit of {acks.Count} changes: {e.Message}");
-                Fail(puts.Contains, AckStatus.Failed, _ => $"not written: the passive's file system could not be flushed ({e.Message})");
-                Fail(_ => true, AckStatus.Failed, _ => $"made, but the passive's file system could not confirm it is on disk ({e.Message})");
+                Fail(puts.Contains, AckStatus.Failed, $"not written: the passive's file system could not be flushed ({e.Message})");
+                Fail(_ => true, AckStatus.Failed, $"made, but the passive's file system could not confirm it is on disk ({e.Message})");
                 return;
             }
             if (_sealed.Count > 0 && _claim is not null)
@@ -77,7 +77,7 @@ public sealed partial class Agent
                 }
                 catch (IOException e)
                 {
-                    Fail(a => a == id, AckStatus.Failed, _ => e.Message);
+                    Fail(a => a == id, AckStatus.Failed, e.Message);
                     log.WriteLine($"hasync serve: PutFile {entry.Path}: {e.Message}");
                 }
             }
@@ -89,19 +89,19 @@ public sealed partial class Agent
             catch (IOException e)
             {
                 log.WriteLine($"hasync serve: commit of {acks.Count} changes: {e.Message}");
-                Fail(_ => true, AckStatus.Failed, _ => $"made, but the passive's file system could not confirm it is on disk ({e.Message})");
+                Fail(_ => true, AckStatus.Failed, $"made, but the passive's file system could not confirm it is on disk ({e.Message})");
             }
         }
         catch (FencedException e)
         {
             log.WriteLine($"hasync serve: {e.Message}");
-            Fail(puts.Contains, AckStatus.Fenced, _ => e.Message);
+            Fail(puts.Contains, AckStatus.Fenced, e.Message);
         }
         catch (IOException e)
         {
             // The journal could not be written: the sender learns what stands on the passive before it tries again.
             log.WriteLine($"hasync serve: commit of {acks.Count} changes failed: {e.Message}");
-            Fail(_ => true, AckStatus.Failed, _ => $"not recorded in the passive's journal, may or may not be in place: {e.Message}");
+            Fail(_ => true, AckStatus.Failed, $"not recorded in the passive's journal, may or may not be in place: {e.Message}");
         }
         finally
         {

@@ -3,7 +3,6 @@ using HaSync.Guard;
 using HaSync.Interop;
 using HaSync.Protocol;
 using HaSync.Scanning;
-using Microsoft.Win32.SafeHandles;
 
 namespace HaSync.Apply;
 
@@ -129,20 +128,11 @@ public sealed partial class Agent
     /// the descriptor itself: what is read is what was checked).</summary>
     private static FileStream OpenRegularFile(TreeDirectory directory, string name, out Mono.Unix.Native.Stat version)
     {
-        string full = directory.PathOf(name);
-        SafeFileHandle handle;
-        try
-        {
-            handle = directory.Open(name, LibcAt.O_RDONLY | LibcAt.O_NONBLOCK);
-        }
-        catch (IOException)
-        {
-            throw new IOException($"{full}: not a regular file on the passive");
-        }
+        var handle = directory.Open(name, LibcAt.O_RDONLY | LibcAt.O_NONBLOCK); // its error names the file and the cause (a link: ELOOP)
         if (Mono.Unix.Native.Syscall.fstat((int)handle.DangerousGetHandle(), out version) != 0 || PosixFiles.KindOf(version) != EntryKind.File)
         {
             handle.Dispose();
-            throw new IOException($"{full}: not a regular file on the passive");
+            throw new IOException($"{directory.PathOf(name)}: not a regular file on the passive");
         }
         return new FileStream(handle, FileAccess.Read, 1 << 16);
     }

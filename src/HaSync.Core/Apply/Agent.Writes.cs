@@ -20,8 +20,9 @@ public sealed partial class Agent
         {
             if (entry.Kind != EntryKind.File || entry.Hash is null)
                 throw new IOException($"{entry.Path}: a PutFile must describe a regular file with its hash");
-            string full = guard.Locate(entry.Path), name = TreeWalker.NameOf(entry.Path);
+            string name = TreeWalker.NameOf(entry.Path);
             directory = guard.OpenParent(entry.Path, create: true)!;
+            string full = directory.PathOf(name);
             var existing = directory.Entry(name);
             if (existing is { } e && PosixFiles.KindOf(e) == EntryKind.Directory)
                 throw new IOException($"{full}: is a directory on the passive");
@@ -99,18 +100,36 @@ public sealed partial class Agent
         }
     }
 
+    /// <summary>Runs <paramref name="change"/> in <paramref name="directory"/> and hands the directory on (its file system is
+    /// synced at the commit); closes it if the change fails.</summary>
+    private static TreeDirectory Changed(TreeDirectory directory, Action change)
+    {
+        try
+        {
+            change();
+            return directory;
+        }
+        catch
+        {
+            directory.Dispose();
+            throw;
+        }
+    }
+
     private TreeDirectory MakeDirectory(FileEntry entry)
     {
         if (PathGuard.IsRoot(entry.Path))
         {
             var root = guard.OpenRoot(); // its metadata only: it exists
-            using (var self = root.Open(".", LibcAt.O_RDONLY | LibcAt.O_DIRECTORY))
+            return Changed(root, () =>
+            {
+                using var self = root.Open(".", LibcAt.O_RDONLY | LibcAt.O_DIRECTORY);
                 PosixFiles.ApplyMetadata(self, root.FullPath, entry);
-            return root;
+            });
         }
         string name = TreeWalker.NameOf(entry.Path);
         var directory = guard.OpenParent(entry.Path, create: true)!;
-        try
+        return Changed(directory, () =>
         {
             if (directory.Entry(name) is { } st)
             {
@@ -121,29 +140,23 @@ public sealed partial class Agent
             {
                 directory.MakeDirectory(name, 0x1c0); // 0700 until its metadata is set
             }
-            using (var made = directory.Open(name, LibcAt.O_RDONLY | LibcAt.O_DIRECTORY))
-                PosixFiles.ApplyMetadata(made, directory.PathOf(name), entry);
-            return directory;
-        }
-        catch
-        {
-            directory.Dispose();
-            throw;
-        }
+            using var made = directory.Open(name, LibcAt.O_RDONLY | LibcAt.O_DIRECTORY);
+            PosixFiles.ApplyMetadata(made, directory.PathOf(name), entry);
+        });
     }
 
     private TreeDirectory MakeSymlink(FileEntry entry)
     {
         if (PathGuard.IsRoot(entry.Path))
             throw new ConfinementException("refusing to replace the root with a symlink");
-        string full = guard.Locate(entry.Path), name = TreeWalker.NameOf(entry.Path);
+        string name = TreeWalker.NameOf(entry.Path);
         string target = entry.LinkTarget ?? throw new IOException($"{entry.Path}: symlink without a target");
         var directory = guard.OpenParent(entry.Path, create: true)!;
-        try
+        return Changed(directory, () =>
         {
             var st = directory.Entry(name);
             if (st is { } e && PosixFiles.KindOf(e) == EntryKind.Directory)
-                throw new IOException($"{full}: is a directory on the passive");
+                throw new IOException($"{directory.PathOf(name)}: is a directory on the passive");
             if (LocalChangeAt(directory, entry.Path, st, entry) is { } conflict)
                 throw new ConflictException($"{conflict}; left as it is (the active has a symlink to {target})");
             // Made beside it, owned and timed on the link itself, renamed over whatever stood there.
@@ -151,8 +164,7 @@ public sealed partial class Agent
             directory.Symlink(target, temp);
             try
             {
-                directory.SetLinkMetadata(temp, PosixFiles.ResolveUser(entry.Owner, entry.Uid), PosixFiles.ResolveGroup(entry.Group, entry.Gid),
-                    entry.MtimeSeconds, entry.MtimeNanoseconds);
+                directory.SetLinkMetadata(temp, entry);
                 directory.Rename(temp, name);
             }
             catch
@@ -161,23 +173,18 @@ public sealed partial class Agent
                 throw;
             }
             Record(entry, directory);
-            return directory;
-        }
-        catch
-        {
-            directory.Dispose();
-            throw;
-        }
+        });
     }
 
     private TreeDirectory SetMetadata(FileEntry entry)
     {
         if (PathGuard.IsRoot(entry.Path))
             return MakeDirectory(entry);
-        string full = guard.Locate(entry.Path), name = TreeWalker.NameOf(entry.Path);
-        var directory = guard.OpenParent(entry.Path, create: false) ?? throw new IOException($"{full}: does not exist on the passive");
-        try
+        string name = TreeWalker.NameOf(entry.Path);
+        var directory = guard.OpenParent(entry.Path, create: false) ?? throw new IOException($"{guard.Locate(entry.Path)}: does not exist on the passive");
+        return Changed(directory, () =>
         {
+            string full = directory.PathOf(name);
             if (directory.Entry(name) is not { } st)
                 throw new IOException($"{full}: does not exist on the passive");
             if (PosixFiles.KindOf(st) != entry.Kind)
@@ -185,8 +192,7 @@ public sealed partial class Agent
             if (LocalChangeAt(directory, entry.Path, st, entry) is { } conflict)
                 throw new ConflictException($"{conflict}; left as it is");
             if (entry.Kind == EntryKind.Symlink)
-                directory.SetLinkMetadata(name, PosixFiles.ResolveUser(entry.Owner, entry.Uid), PosixFiles.ResolveGroup(entry.Group, entry.Gid),
-                    entry.MtimeSeconds, entry.MtimeNanoseconds);
+                directory.SetLinkMetadata(name, entry);
             else
             {
                 // O_NONBLOCK: opening never waits (a FIFO swapped in); the descriptor must still be the entry looked at.
@@ -196,28 +202,22 @@ public sealed partial class Agent
                 PosixFiles.ApplyMetadata(self, full, entry);
             }
             Record(entry, directory); // also adopts a file found identical on first contact
-            return directory;
-        }
-        catch
-        {
-            directory.Dispose();
-            throw;
-        }
+        });
     }
 
     private TreeDirectory Delete(string logicalPath)
     {
         if (PathGuard.IsRoot(logicalPath))
             throw new ConfinementException("refusing to delete the root");
-        string full = guard.Locate(logicalPath), name = TreeWalker.NameOf(logicalPath);
+        string name = TreeWalker.NameOf(logicalPath);
         // No directory there (a file or a link replaced a parent): no entry of the tree stands at the path, the delete is done.
         var directory = guard.OpenParent(logicalPath, create: false);
         if (directory is null)
             return guard.OpenRoot();
-        try
+        return Changed(directory, () =>
         {
             if (directory.Entry(name) is not { } st)
-                return directory; // already gone: deleting is idempotent
+                return; // already gone: deleting is idempotent
             if (PosixFiles.KindOf(st) == EntryKind.Directory)
                 directory.Remove(name, directory: true);
             else
@@ -228,12 +228,6 @@ public sealed partial class Agent
                 _journal.Removed(logicalPath);
                 Settled(logicalPath);
             }
-            return directory;
-        }
-        catch
-        {
-            directory.Dispose();
-            throw;
-        }
+        });
     }
 }

@@ -26,10 +26,6 @@ public sealed partial class AtomicFile : IDisposable
     /// <summary>Where to write the new content.</summary>
     public FileStream Stream { get; }
 
-    /// <summary>An error's message with the temp file's name replaced by the target's: the admin knows the target, and the
-    /// same cause reads the same at every try.</summary>
-    public string InTermsOfTarget(string message) => message.Replace(_tempPath, TargetPath, StringComparison.Ordinal);
-
     /// <summary>Opens a temp file beside <paramref name="path"/>.</summary>
     /// <param name="path">The file to replace.</param>
     /// <param name="privateUntilCommit">Create the temp file 0600, so content that is secret is never readable by
@@ -54,25 +50,12 @@ public sealed partial class AtomicFile : IDisposable
     {
         if (durable)
             Stream.Flush(flushToDisk: true);
-        Seal(beforeRename);
-        Publish();
-        if (durable)
-            Libc.FsyncDirectory(Path.GetDirectoryName(TargetPath) ?? "/");
-    }
-
-    /// <summary>Closes the complete temp file and runs <paramref name="beforeRename"/> on it; <see cref="Publish"/> comes later
-    /// (the agent's group commit makes a whole batch durable with one syncfs before renaming any of it).</summary>
-    public void Seal(Action<string>? beforeRename = null)
-    {
         Stream.Dispose();
         beforeRename?.Invoke(_tempPath);
-    }
-
-    /// <summary>Renames the sealed temp file over the target.</summary>
-    public void Publish()
-    {
         Libc.Rename(_tempPath, TargetPath);
         _committed = true;
+        if (durable)
+            Libc.FsyncDirectory(Path.GetDirectoryName(TargetPath) ?? "/");
     }
 
     /// <summary>Puts a symlink to <paramref name="target"/> at <paramref name="fullPath"/> the same way: made beside it,

@@ -1,4 +1,5 @@
 using HaSync.Interop;
+using HaSync.Scanning;
 
 namespace HaSync.Apply;
 
@@ -10,32 +11,26 @@ namespace HaSync.Apply;
 /// </summary>
 internal sealed class BatchFileSystems : IDisposable
 {
-    private readonly HashSet<string> _seen = new(StringComparer.Ordinal); // directories already looked at in this batch
-    private readonly Dictionary<ulong, int> _descriptors = [];            // st_dev -> an open directory on it
+    private readonly Dictionary<ulong, int> _descriptors = []; // st_dev -> an open directory on it
 
-    /// <summary>Remembers the file system holding <paramref name="directory"/> (or its nearest existing parent).</summary>
+    /// <summary>Remembers the file system holding <paramref name="directory"/> (the agent's state directory, root's own).</summary>
     public void Touch(string directory)
     {
-        for (string? d = directory; d is not null && _seen.Add(d); d = Path.GetDirectoryName(d))
-        {
-            int fd = Libc.open(d, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC);
-            if (fd < 0)
-                continue; // gone already, or replaced by a file or a link: its parent's file system recorded that
-            if (Mono.Unix.Native.Syscall.fstat(fd, out var st) == 0 && _descriptors.TryAdd(st.st_dev, fd))
-                return;
-            Libc.close(fd);
-            return;
-        }
+        if (PosixFiles.TryLstat(directory, out var st) && !_descriptors.ContainsKey(st.st_dev))
+            Keep(st.st_dev, LibcAt.OpenAt(LibcAt.AT_FDCWD, directory, LibcAt.O_RDONLY | LibcAt.O_DIRECTORY | LibcAt.O_NOFOLLOW));
     }
 
     /// <summary>Remembers the file system holding the open <paramref name="directory"/> (a descriptor of its own is kept).</summary>
     public void Touch(TreeDirectory directory)
     {
-        if (Mono.Unix.Native.Syscall.fstat(directory.Descriptor, out var st) != 0 || _descriptors.ContainsKey(st.st_dev))
-            return;
-        int fd = LibcAt.OpenAt(directory.Descriptor, ".", LibcAt.O_RDONLY | LibcAt.O_DIRECTORY);
+        if (Mono.Unix.Native.Syscall.fstat(directory.Descriptor, out var st) == 0 && !_descriptors.ContainsKey(st.st_dev))
+            Keep(st.st_dev, LibcAt.OpenAt(directory.Descriptor, ".", LibcAt.O_RDONLY | LibcAt.O_DIRECTORY));
+    }
+
+    private void Keep(ulong device, int fd)
+    {
         if (fd >= 0)
-            _descriptors[st.st_dev] = fd;
+            _descriptors[device] = fd;
     }
 
     /// <summary>syncfs(2) on each file system touched.</summary>
@@ -52,7 +47,6 @@ internal sealed class BatchFileSystems : IDisposable
         foreach (int fd in _descriptors.Values)
             Libc.close(fd);
         _descriptors.Clear();
-        _seen.Clear();
     }
 
     /// <inheritdoc cref="Clear"/>

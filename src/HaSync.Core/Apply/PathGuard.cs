@@ -18,7 +18,6 @@ public sealed class ConfinementException(string message) : HaSyncException(messa
 public sealed class PathGuard
 {
     private const int MaxPathLength = 4096;
-    private const int AT_FDCWD = -100;
     private readonly int _rootDescriptor; // O_PATH on the root: every write resolves below it
     private bool _openat2;                // off after the first ENOSYS (a kernel before 5.6), or when told
     private readonly string _root;
@@ -41,7 +40,7 @@ public sealed class PathGuard
             throw new ConfinementException($"--root {root}: not an existing directory");
         _root = new DirectoryInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full; // the root itself may be a link
         _allowed = allowed.Count == 0 ? ["/"] : allowed.Select(a => Normalise(a, "--allow")).ToArray();
-        _rootDescriptor = LibcAt.OpenAt(AT_FDCWD, _root, LibcAt.O_PATH | LibcAt.O_DIRECTORY);
+        _rootDescriptor = LibcAt.OpenAt(LibcAt.AT_FDCWD, _root, LibcAt.O_PATH | LibcAt.O_DIRECTORY);
         if (_rootDescriptor < 0)
             throw new ConfinementException($"--root {root}: cannot open: {LibcAt.Describe(-_rootDescriptor)}");
     }

@@ -65,7 +65,7 @@ public sealed class TreeDirectory : IDisposable
         var dir = Syscall.fdopendir(fd);
         if (dir == IntPtr.Zero)
         {
-            LibcAt.Close(fd);
+            Libc.close(fd);
             throw PosixFiles.Failure(FullPath, "fdopendir", Stdlib.GetLastError());
         }
         try
@@ -130,12 +130,14 @@ public sealed class TreeDirectory : IDisposable
             throw Failure(name, "symlink", errno);
     }
 
-    /// <summary>Owner and mtime of the symlink <paramref name="name"/> itself (fchownat and utimensat, AT_SYMLINK_NOFOLLOW).</summary>
-    public void SetLinkMetadata(string name, uint uid, uint gid, long seconds, uint nanoseconds)
+    /// <summary>Owner and mtime of the symlink <paramref name="name"/> itself as <paramref name="entry"/> says (fchownat and
+    /// utimensat, AT_SYMLINK_NOFOLLOW); names are resolved on this node, the numeric id is the fallback.</summary>
+    public void SetLinkMetadata(string name, FileEntry entry)
     {
+        uint uid = PosixFiles.ResolveUser(entry.Owner, entry.Uid), gid = PosixFiles.ResolveGroup(entry.Group, entry.Gid);
         if (LibcAt.ChownLinkAt(Descriptor, name, uid, gid) is var errno and not 0)
             throw Failure(name, $"lchown to {uid}:{gid}", errno);
-        if (LibcAt.SetLinkTimesAt(Descriptor, name, new LibcAt.Timespec { Seconds = seconds, Nanoseconds = nanoseconds }) is var e2 and not 0)
+        if (LibcAt.SetLinkTimesAt(Descriptor, name, new LibcAt.Timespec { Seconds = entry.MtimeSeconds, Nanoseconds = entry.MtimeNanoseconds }) is var e2 and not 0)
             throw Failure(name, "utimensat", e2);
     }
 
@@ -145,7 +147,7 @@ public sealed class TreeDirectory : IDisposable
     public void Dispose()
     {
         if (_fd >= 0)
-            LibcAt.Close(_fd);
+            Libc.close(_fd);
         _fd = -1;
     }
 }

@@ -361,11 +361,15 @@ public sealed class TargetPusher : IDisposable
             return;
         try
         {
-            // What the round is about to compare must not rest on a belief an earlier failure left in doubt.
-            var taken = round.Paths.ToHashSet(StringComparer.Ordinal);
-            var above = TreeWalker.WithAncestors(round.Paths);
-            var doubted = passive.Uncertain.Where(u => round.FullScan || TreeWalker.WithinAny(u, taken) || above.Contains(u)).ToList();
-            await RelearnAsync(session, passive, doubted).ConfigureAwait(false);
+            // What the round is about to compare must not rest on a belief an earlier failure left in doubt (the sets are
+            // built only then: a burst of thousands of paths with nothing in doubt pays nothing here).
+            if (passive.Uncertain.Count > 0)
+            {
+                var taken = round.Paths.ToHashSet(StringComparer.Ordinal);
+                var above = TreeWalker.WithAncestors(round.Paths);
+                var doubted = passive.Uncertain.Where(u => round.FullScan || TreeWalker.WithinAny(u, taken) || above.Contains(u)).ToList();
+                await RelearnAsync(session, passive, doubted).ConfigureAwait(false);
+            }
             await PushAsync(session, passive, round, cancellationToken: cancellationToken).ConfigureAwait(false);
         }
         catch

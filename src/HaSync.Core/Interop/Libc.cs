@@ -8,7 +8,6 @@ internal static partial class Libc
     public const int O_RDONLY = 0x0000;
     public const int O_DIRECTORY = 0x10000;
     public const int O_CLOEXEC = 0x80000;
-    public const int O_NOFOLLOW = 0x20000;
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int open(string path, int flags);

@@ -8,7 +8,7 @@ internal static partial class LibcAt
 {
     public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_EXCL = 0x80, O_NONBLOCK = 0x800,
         O_DIRECTORY = 0x10000, O_NOFOLLOW = 0x20000, O_CLOEXEC = 0x80000, O_PATH = 0x200000;
-    public const int AT_SYMLINK_NOFOLLOW = 0x100, AT_REMOVEDIR = 0x200;
+    public const int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100, AT_REMOVEDIR = 0x200;
     public const ulong RESOLVE_NO_XDEV = 0x01, RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04, RESOLVE_BENEATH = 0x08;
     public const int ENOENT = 2, EINTR = 4, EAGAIN = 11, EEXIST = 17, ENOTDIR = 20, EINVAL = 22, ELOOP = 40, ENOSYS = 38, EXDEV = 18,
         ENOTEMPTY = 39, EPERM = 1;
@@ -95,9 +95,6 @@ internal static partial class LibcAt
             free_(resolved);
         }
     }
-
-    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
-    public static partial int Close(int fd);
 
     private static int Errno(long result) => result < 0 ? Marshal.GetLastPInvokeError() : 0;
 

@@ -288,7 +288,7 @@ public sealed class InotifyWatcher : IDisposable
     private void Moved(string from, string to)
     {
         foreach (var watched in _watches.Values.Where(w => TreeWalker.Within(w.Logical, from)))
-            watched.Logical = watched.Logical.Length == from.Length ? to : TreeWalker.Child(to, watched.Logical[(from.Length + (from == "/" ? 0 : 1))..]);
+            watched.Logical = watched.Logical.Length == from.Length ? to : TreeWalker.Child(to, watched.Logical[(from.Length + 1)..]); // "/" never moves
     }
 
     /// <summary>True when the directory of a watch still stands at the path the watch is keyed by.</summary>
