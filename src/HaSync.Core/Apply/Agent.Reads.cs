@@ -54,10 +54,15 @@ public sealed partial class Agent
             }
             if (entry is null)
                 return;
-            entries.Add(entry);
             if (entry.Kind != EntryKind.Directory)
+            {
+                entries.Add(entry);
                 return;
+            }
             using var below = name == "." ? guard.OpenRoot() : directory.OpenDirectory(name);
+            if (below is not null && guard.IsForbidden(below))
+                return; // the agent's own state is not part of the tree it serves
+            entries.Add(entry);
             if (below is null)
                 return; // replaced since its lstat: the next manifest sees what stands there
             foreach (string child in below.Names().Order(StringComparer.Ordinal))

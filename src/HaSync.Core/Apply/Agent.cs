@@ -30,9 +30,16 @@ namespace HaSync.Apply;
 /// deletes), Agent.Commit.cs (the group commit and its answers), Agent.Reads.cs (manifests, signatures, content),
 /// Agent.Guard.cs (fencing, local changes, conflict copies).
 /// </remarks>
+/// <param name="guard">Where the agent may write.</param>
+/// <param name="stateDirectory">Journal, epochs and conflict copies.</param>
+/// <param name="log">stderr.</param>
+/// <param name="keepSetId">Apply set-user-id and set-group-id bits as sent (<c>serve --allow-setid</c>). By default they
+/// are stripped from every file and directory written, as rsync does without <c>--perms</c>: whoever controls the active's
+/// tree (or its owner of one directory) must not be able to plant a root-owned set-id program on the passive.</param>
 /// <exception cref="IOException">The state directory cannot be read or written (thrown by the constructor).</exception>
-public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWriter log) : IDisposable
+public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWriter log, bool keepSetId = false) : IDisposable
 {
+    private readonly uint _keptMode = keepSetId ? ModeBits.All : ModeBits.All & ~ModeBits.SetId;
     private readonly EpochStore _epochs = new(stateDirectory);
     private readonly Journal _journal = new(stateDirectory);
     private readonly HashSet<string> _conflictCopies = ConflictCopies(stateDirectory); // logical paths with an incoming copy kept
@@ -73,7 +80,7 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
         {
             var hello = reader.Read() ?? throw new ProtocolException("reading hello: connection closed before the first frame");
             Hello.Check(hello);
-            writer.Write(FrameType.Welcome, new Welcome(guard.Root, guard.Allowed, known).Write());
+            writer.Write(FrameType.Welcome, new Welcome(guard.Root, guard.Allowed, keepSetId, known).Write());
             writer.Flush();
         }
         catch (ProtocolException e)
@@ -173,7 +180,7 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
                     FlushAnswers(writer);
                     return;
                 case FrameType.PutFile:
-                    var entry = _requests.Read(ref payload);
+                    var entry = _requests.Read(ref payload).WithModeKept(_keptMode);
                     var encoding = (PutEncoding)payload.U8("encoding");
                     payload.End();
                     subject = entry.Path;
@@ -185,7 +192,7 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
                 case FrameType.MakeDirectory:
                 case FrameType.MakeSymlink:
                 case FrameType.SetMetadata:
-                    var target = _requests.Read(ref payload);
+                    var target = _requests.Read(ref payload).WithModeKept(_keptMode);
                     payload.End();
                     subject = target.Path;
                     CommitIfPending(target.Path, writer);

@@ -23,6 +23,8 @@ public sealed class PathGuard
     private readonly string _root;
     private readonly string[] _allowed;
     private readonly string[] _forbidden;
+    private readonly (ulong Device, ulong Inode)[] _forbiddenDirectories; // the same, by identity: a bind mount has another spelling
+    private readonly (ulong Device, ulong Inode) _rootDirectory;
 
     /// <summary>Creates the guard; the root must be an existing directory. Nothing at or below a
     /// <paramref name="forbidden"/> directory (the agent's own state) is ever written, whatever the allow-list says.</summary>
@@ -43,6 +45,9 @@ public sealed class PathGuard
         _rootDescriptor = LibcAt.OpenAt(LibcAt.AT_FDCWD, _root, LibcAt.O_PATH | LibcAt.O_DIRECTORY);
         if (_rootDescriptor < 0)
             throw new ConfinementException($"--root {root}: cannot open: {LibcAt.Describe(-_rootDescriptor)}");
+        _rootDirectory = IdentityOf(_rootDescriptor);
+        _forbiddenDirectories = _forbidden.Select(f => Mono.Unix.Native.Syscall.stat(f, out var st) == 0 ? (st.st_dev, st.st_ino) : default)
+            .Where(id => id != default).ToArray();
     }
 
     /// <summary>The root, links resolved.</summary>
@@ -65,6 +70,10 @@ public sealed class PathGuard
         return full;
     }
 
+    /// <summary>True when <paramref name="directory"/> is one of the directories never written (the agent's state), by device and
+    /// inode: the manifest walk leaves it out.</summary>
+    public bool IsForbidden(TreeDirectory directory) => _forbiddenDirectories.Contains(IdentityOf(directory.Descriptor));
+
     /// <summary>The root directory itself, opened anew (the caller disposes it).</summary>
     public TreeDirectory OpenRoot()
     {
@@ -83,17 +92,65 @@ public sealed class PathGuard
         var segments = logicalPath.Split('/', StringSplitOptions.RemoveEmptyEntries)[..^1];
         if (segments.Length == 0)
             return OpenRoot();
+        TreeDirectory? parent = null;
         if (_openat2)
         {
             int fd = LibcAt.OpenBeneath(_rootDescriptor, string.Join('/', segments), LibcAt.O_RDONLY | LibcAt.O_DIRECTORY);
             if (fd >= 0)
-                return new TreeDirectory(fd, TreeWalker.FullPath(_root, TreeWalker.Parent(logicalPath)));
-            if (-fd == LibcAt.ENOSYS)
+                parent = new TreeDirectory(fd, TreeWalker.FullPath(_root, TreeWalker.Parent(logicalPath)));
+            else if (-fd == LibcAt.ENOSYS)
                 _openat2 = false;
             // Otherwise something is missing or in the way: the walk says what, and makes what is missing.
         }
-        return Walk(segments, logicalPath, create);
+        parent ??= Walk(segments, logicalPath, create);
+        if (parent is not null)
+        {
+            try
+            {
+                CheckPlace(parent, segments.Length, logicalPath);
+            }
+            catch
+            {
+                parent.Dispose();
+                throw;
+            }
+        }
+        return parent;
     }
+
+    /// <summary>Goes up from <paramref name="directory"/>, <paramref name="depth"/> levels below the root, by "..": it must
+    /// meet the root, and no state directory on the way (by device and inode, whatever mounts spell it as).</summary>
+    /// <remarks>A directory a local user moves out from under the root after this check is still one they own: what the
+    /// agent then does in it (temp files, renames, deletes) lands where that user could write anyway.</remarks>
+    private void CheckPlace(TreeDirectory directory, int depth, string logicalPath)
+    {
+        int fd = LibcAt.OpenAt(directory.Descriptor, ".", LibcAt.O_PATH | LibcAt.O_DIRECTORY);
+        try
+        {
+            for (int up = 0; fd >= 0; up++)
+            {
+                var id = IdentityOf(fd);
+                if (_forbiddenDirectories.Contains(id))
+                    throw new ConfinementException($"{logicalPath}: inside the agent's state directory; refusing to write there");
+                if (id == _rootDirectory)
+                    return;
+                if (up == depth)
+                    break;
+                int above = LibcAt.OpenAt(fd, "..", LibcAt.O_PATH | LibcAt.O_DIRECTORY);
+                Libc.close(fd);
+                fd = above;
+            }
+            throw new ConfinementException($"{logicalPath}: {directory.FullPath} was moved from under the root while it was opened; left for the next try");
+        }
+        finally
+        {
+            if (fd >= 0)
+                Libc.close(fd);
+        }
+    }
+
+    private static (ulong Device, ulong Inode) IdentityOf(int fd) =>
+        Mono.Unix.Native.Syscall.fstat(fd, out var st) == 0 ? (st.st_dev, st.st_ino) : throw new IOException($"fstat failed: {Mono.Unix.Native.Stdlib.GetLastError()}");
 
     /// <summary>One openat(O_NOFOLLOW | O_DIRECTORY) per component, from the root's descriptor.</summary>
     private TreeDirectory? Walk(string[] segments, string logicalPath, bool create)

@@ -15,8 +15,9 @@ public sealed class ChangeScanner(HaSyncConfig config, HashCache cache)
     private readonly PathFilter _exclude = new(config.Exclude);
 
     /// <summary>The differences at <paramref name="paths"/> (or everywhere, for a full scan). Paths the active cannot
-    /// read go to <paramref name="onUnreadable"/> and are left out on both sides: their absence is not a delete.</summary>
-    public List<PathDifference> Compare(IReadOnlyCollection<string> paths, bool fullScan, PassiveState passive, Action<string, IOException> onUnreadable)
+    /// read go to <paramref name="onUnreadable"/> and are left out on both sides: their absence is not a delete.
+    /// <paramref name="keptMode"/>: the mode bits the passive keeps.</summary>
+    public List<PathDifference> Compare(IReadOnlyCollection<string> paths, bool fullScan, PassiveState passive, uint keptMode, Action<string, IOException> onUnreadable)
     {
         var active = new SortedDictionary<string, FileEntry>(StringComparer.Ordinal);
         var known = new SortedDictionary<string, FileEntry>(StringComparer.Ordinal);
@@ -69,7 +70,7 @@ public sealed class ChangeScanner(HaSyncConfig config, HashCache cache)
         foreach (string path in unreadable)
             foreach (var e in known.Keys.Where(k => TreeWalker.Within(k, path)).ToList())
                 known.Remove(e);
-        return Comparison.Compare(active.Values.ToList(), known.Values.ToList());
+        return Comparison.Compare(active.Values.ToList(), known.Values.ToList(), keptMode);
     }
 
     /// <summary>The dirty paths, inside the watched set: a directory above listed paths (an aggregator's escalation) stands for

@@ -32,6 +32,9 @@ internal static partial class DaemonLog
     [LoggerMessage(Level = LogLevel.Debug, Message = "{Target}: {Changes} changes pushed in {Milliseconds} ms (scan {ScanMilliseconds} ms)")]
     public static partial void Pushed(this ILogger log, string target, int changes, long milliseconds, long scanMilliseconds);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Target}: {Note}")]
+    public static partial void SetIdNotKept(this ILogger log, string target, string note);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Target}: {Failure}; it will be tried again")]
     public static partial void PushFailed(this ILogger log, string target, string failure);
 

@@ -110,6 +110,7 @@ public sealed class TargetPusher : IDisposable
     // The push loop's own:
     private readonly SortedSet<string> _unverified = new(StringComparer.Ordinal); // subtrees pushed since the last self-check
     private DateTimeOffset _lastRound;
+    private readonly HashSet<string> _setIdReported = new(StringComparer.Ordinal); // said once per path, not per push
 
     /// <summary>A pusher for <paramref name="target"/>; nothing happens until <see cref="RunAsync"/>.</summary>
     public TargetPusher(HaSyncConfig config, TargetConfig target, HashCache cache, RoleMonitor role, ILogger log, TimeProvider clock, PusherOptions? options = null)
@@ -386,7 +387,7 @@ public sealed class TargetPusher : IDisposable
     {
         var clock = Stopwatch.StartNew();
         var unreadable = new Dictionary<string, string>(StringComparer.Ordinal);
-        var differences = await Task.Run(() => _scanner.Compare(round.Paths, round.FullScan, passive, (path, e) => unreadable[path] = e.Message), cancellationToken)
+        var differences = await Task.Run(() => _scanner.Compare(round.Paths, round.FullScan, passive, session.KeptModeBits, (path, e) => unreadable[path] = e.Message), cancellationToken)
             .ConfigureAwait(false);
         if (leaveOut is not null)
         {
@@ -502,6 +503,9 @@ public sealed class TargetPusher : IDisposable
                 _log.PushFailed(Name, failure);
         foreach (string conflict in newConflicts)
             _log.Conflict(Name, conflict);
+        foreach (var (path, mode) in stats.SetIdNotKept)
+            if (_setIdReported.Add(path))
+                _log.SetIdNotKept(Name, Resync.SetIdNotKept(path, mode));
         if (stats.FailedPaths.Count > 0)
             Wake(); // re-evaluate the wait: a retry is now due at some point
     }

@@ -79,7 +79,7 @@ public static class Wire
     /// <summary>"HSYN".</summary>
     public const uint Magic = 0x4853594E;
     /// <summary>Protocol version; both sides must speak the same.</summary>
-    public const ushort Version = 2;
+    public const ushort Version = 3;
     /// <summary>Largest frame accepted (type + payload); larger lengths are corrupt or hostile.</summary>
     public const int MaxFrameLength = 1 << 20;
     /// <summary>File data travels in chunks of this size.</summary>

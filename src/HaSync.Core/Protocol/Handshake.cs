@@ -23,15 +23,18 @@ internal static class Hello
     }
 }
 
-/// <summary>The agent's answer to the hello: magic, version, its root and allow-list (from its own command line), and
-/// the highest epoch it has accepted, if any.</summary>
-internal sealed record Welcome(string Root, IReadOnlyList<string> Allowed, Epoch? Epoch)
+/// <summary>The agent's answer to the hello: magic, version, its root, allow-list and policy (from its own command line:
+/// whether it keeps set-id bits), and the highest epoch it has accepted, if any.</summary>
+internal sealed record Welcome(string Root, IReadOnlyList<string> Allowed, bool KeepsSetId, Epoch? Epoch)
 {
+    private const byte KeepsSetIdFlag = 1;
+
     public PayloadWriter Write()
     {
         var payload = new PayloadWriter().U32(Wire.Magic).U16(Wire.Version).Text(Root).U32((uint)Allowed.Count);
         foreach (string allowed in Allowed)
             payload.Text(allowed);
+        payload.U8(KeepsSetId ? KeepsSetIdFlag : (byte)0);
         return Epoch is null ? payload.U8(0) : EpochWire.Write(payload.U8(1), Epoch);
     }
 
@@ -49,9 +52,12 @@ internal sealed record Welcome(string Root, IReadOnlyList<string> Allowed, Epoch
         var allowed = new List<string>();
         for (uint i = payload.U32("allowed count"); i > 0; i--)
             allowed.Add(payload.Text("allowed"));
+        byte policy = payload.U8("policy");
+        if ((policy & ~KeepsSetIdFlag) != 0)
+            throw new ProtocolException($"the agent's welcome has unknown policy flags 0x{policy:x2}");
         var epoch = payload.U8("has epoch") == 1 ? EpochWire.Read(ref payload) : null;
         payload.End();
-        return new Welcome(root, allowed, epoch);
+        return new Welcome(root, allowed, (policy & KeepsSetIdFlag) != 0, epoch);
     }
 }
 

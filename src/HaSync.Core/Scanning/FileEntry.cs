@@ -11,6 +11,15 @@ public enum EntryKind : byte
     Symlink = 3,
 }
 
+/// <summary>Groups of mode bits.</summary>
+public static class ModeBits
+{
+    /// <summary>Every bit a mode carries: set-user-id, set-group-id, sticky, and read/write/execute for owner, group and others (07777).</summary>
+    public const uint All = 0xfff;
+    /// <summary>Set-user-id and set-group-id (06000): a passive's agent strips them unless started with <c>--allow-setid</c>.</summary>
+    public const uint SetId = 0xc00;
+}
+
 /// <summary>
 /// One path of the watched set as seen on one node: what the active scans and what the agent reports in
 /// its manifest, compared field by field. <see cref="Path"/> is the logical path ("/etc/bm/bm.ini"), the
@@ -51,6 +60,9 @@ public sealed record FileEntry
 
     /// <summary>The mode as an admin reads it (e.g. 4755).</summary>
     public string ModeOctal => Convert.ToString(Mode, 8).PadLeft(4, '0');
+
+    /// <summary>This entry with only the <paramref name="kept"/> mode bits (a symlink's mode means nothing and stays).</summary>
+    public FileEntry WithModeKept(uint kept) => Kind == EntryKind.Symlink || (Mode & ~kept) == 0 ? this : this with { Mode = Mode & kept };
 
     /// <summary>owner:group, names where known.</summary>
     public string Ownership => $"{(Owner.Length > 0 ? Owner : Uid.ToString())}:{(Group.Length > 0 ? Group : Gid.ToString())}";

@@ -63,6 +63,10 @@ public sealed class AgentSession : IDisposable
     /// <summary>The agent's allowed paths, as it reported them.</summary>
     public IReadOnlyList<string> RemoteAllowed { get; private set; } = [];
 
+    /// <summary>The mode bits the agent keeps as sent: all of them when it was started with <c>--allow-setid</c>, else all but
+    /// set-user-id and set-group-id (<see cref="ModeBits"/>).</summary>
+    public uint KeptModeBits { get; private set; } = ModeBits.All;
+
     /// <summary>The highest epoch the agent's node knows (it took it as the active, or accepted it), as its welcome said.</summary>
     public Epoch? AgentEpoch { get; private set; }
 
@@ -86,6 +90,7 @@ public sealed class AgentSession : IDisposable
             session._writer.Flush();
             var welcome = Welcome.Read(session._reader.Read());
             (session.RemoteRoot, session.RemoteAllowed, session.AgentEpoch) = (welcome.Root, welcome.Allowed, welcome.Epoch);
+            session.KeptModeBits = welcome.KeepsSetId ? ModeBits.All : ModeBits.All & ~ModeBits.SetId;
         }
         catch (Exception e) when (e is ProtocolException or IOException)
         {

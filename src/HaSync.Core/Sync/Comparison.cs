@@ -17,23 +17,30 @@ public enum PathStatus
     MetadataDiffers,
 }
 
-/// <summary>One path's comparison. <see cref="Fields"/> names what differs: type, content, target, mode, owner, group, mtime.</summary>
+/// <summary>One path's comparison. <see cref="Fields"/> names what differs: type, content, target, mode, owner, group, mtime.
+/// <see cref="Active"/> is what the passive should hold: the active's entry, less the mode bits the passive does not keep.</summary>
 public sealed record PathDifference(string Path, PathStatus Status, FileEntry? Active, FileEntry? Passive, IReadOnlyList<string> Fields)
 {
     /// <summary>True when the passive holds another kind of entry at this path.</summary>
     public bool KindChanged => Fields.Contains("type");
+
+    /// <summary>Mode bits the active has here that the passive does not keep (set-id bits its agent strips), or 0.
+    /// They are not a difference to push; <c>diff</c> reports them.</summary>
+    public uint NotKept { get; init; }
 }
 
 /// <summary>
 /// Compares the active's scan with the passive's manifest, path by path. Never size and mtime alone: file
 /// content is compared by hash, so a same-size rewrite within the same second is seen. Directory mtimes are
 /// not compared (they change whenever an entry inside does, on each node independently); symlink modes do
-/// not exist on Linux.
+/// not exist on Linux. The mode bits a passive does not keep (<see cref="ModeBits.SetId"/> unless its agent allows them)
+/// are taken off the active's side first: the passive is compared with what it can hold.
 /// </summary>
 public static class Comparison
 {
-    /// <summary>Both lists sorted by path (as <see cref="TreeWalker"/> returns them); every path of either side, once.</summary>
-    public static List<PathDifference> Compare(IReadOnlyList<FileEntry> active, IReadOnlyList<FileEntry> passive)
+    /// <summary>Both lists sorted by path (as <see cref="TreeWalker"/> returns them); every path of either side, once.
+    /// <paramref name="keptMode"/>: the mode bits the passive keeps (<see cref="AgentSession.KeptModeBits"/>).</summary>
+    public static List<PathDifference> Compare(IReadOnlyList<FileEntry> active, IReadOnlyList<FileEntry> passive, uint keptMode = ModeBits.All)
     {
         var result = new List<PathDifference>(Math.Max(active.Count, passive.Count));
         int a = 0, p = 0;
@@ -41,18 +48,23 @@ public static class Comparison
         {
             int order = a == active.Count ? 1 : p == passive.Count ? -1 : string.CompareOrdinal(active[a].Path, passive[p].Path);
             if (order < 0)
-                result.Add(new(active[a].Path, PathStatus.Missing, active[a++], null, []));
+            {
+                var wanted = active[a++];
+                result.Add(new(wanted.Path, PathStatus.Missing, wanted.WithModeKept(keptMode), null, []) { NotKept = NotKept(wanted, keptMode) });
+            }
             else if (order > 0)
                 result.Add(new(passive[p].Path, PathStatus.Extra, null, passive[p++], []));
             else
-                result.Add(Compare(active[a++], passive[p++]));
+                result.Add(Compare(active[a++], passive[p++], keptMode));
         }
         return result;
     }
 
     /// <summary>Compares one path present on both nodes.</summary>
-    public static PathDifference Compare(FileEntry active, FileEntry passive)
+    public static PathDifference Compare(FileEntry active, FileEntry passive, uint keptMode = ModeBits.All)
     {
+        uint notKept = NotKept(active, keptMode);
+        active = active.WithModeKept(keptMode);
         var fields = new List<string>();
         if (active.Kind != passive.Kind)
             fields.Add("type");
@@ -74,8 +86,10 @@ public static class Comparison
                 fields.Add("mtime");
         }
         var status = contentDiffers ? PathStatus.ContentDiffers : fields.Count > 0 ? PathStatus.MetadataDiffers : PathStatus.Identical;
-        return new(active.Path, status, active, passive, fields);
+        return new(active.Path, status, active, passive, fields) { NotKept = notKept };
     }
+
+    private static uint NotKept(FileEntry active, uint keptMode) => active.Kind == EntryKind.Symlink ? 0 : active.Mode & ~keptMode;
 
     private static bool SameHash(byte[]? a, byte[]? b) => a is not null && b is not null && a.AsSpan().SequenceEqual(b);
 

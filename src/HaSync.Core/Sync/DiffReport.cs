@@ -12,12 +12,14 @@ public sealed record DiffItem
 {
     /// <summary>Logical path.</summary>
     public required string Path { get; init; }
-    /// <summary>identical, missing, extra, content, metadata, or conflict: the passive changed the path on its own (or
-    /// HaSync never wrote it there) and a push would leave it as it is.</summary>
+    /// <summary>identical, missing, extra, content, metadata, setid (the rest is identical, but the passive's agent strips
+    /// the active's set-user-id or set-group-id bits), or conflict: the passive changed the path on its own (or HaSync never
+    /// wrote it there) and a push would leave it as it is.</summary>
     public required string Status { get; init; }
     /// <summary>For a conflict: what the passive did, in words.</summary>
     public string? Conflict { get; init; }
-    /// <summary>What differs: type, content, target, mode, owner, group, mtime.</summary>
+    /// <summary>What differs: type, content, target, mode, owner, group, mtime; setid when the passive does not keep the
+    /// active's set-id bits (the modes shown are each node's own).</summary>
     public required IReadOnlyList<string> Fields { get; init; }
     /// <summary>The active's side (kind, size, mode, owner, mtime, hash, target).</summary>
     public Dictionary<string, string>? Active { get; init; }
@@ -58,13 +60,14 @@ public static class DiffReport
                     unified = UnifiedDiff.Format(d.Path, Encoding.UTF8.GetString(theirs), Encoding.UTF8.GetString(mine));
             }
             string? conflict = ConflictOf(d, config.Delete);
+            string status = conflict is not null ? "conflict" : d is { Status: PathStatus.Identical, NotKept: not 0 } ? "setid" : StatusName(d.Status);
             items.Add(new DiffItem
             {
                 Path = d.Path,
-                Status = conflict is null ? StatusName(d.Status) : "conflict",
+                Status = status,
                 Conflict = conflict,
-                Fields = d.Fields,
-                Active = Describe(d.Active, secret),
+                Fields = d.NotKept == 0 ? d.Fields : [.. d.Fields, "setid"],
+                Active = Describe(d.NotKept == 0 ? d.Active : d.Active! with { Mode = d.Active!.Mode | d.NotKept }, secret),
                 Passive = Describe(d.Passive, secret),
                 Redacted = secret,
                 UnifiedDiff = unified,

@@ -34,6 +34,9 @@ public sealed class ResyncStats
     public TimeSpan Elapsed { get; set; }
     /// <summary>What could not be done, each naming the path and the cause.</summary>
     public List<string> Failures { get; } = [];
+    /// <summary>Paths whose set-user-id or set-group-id bits the passive does not keep (its agent runs without
+    /// <c>--allow-setid</c>), with the active's mode: the rest of their mode was made the same.</summary>
+    public SortedDictionary<string, uint> SetIdNotKept { get; } = new(StringComparer.Ordinal);
     /// <summary>The paths of <see cref="Failures"/> and <see cref="Conflicts"/>, each with its failure (the daemon tries them again).</summary>
     public Dictionary<string, string> FailedPaths { get; } = new(StringComparer.Ordinal);
 }
@@ -80,13 +83,15 @@ public static class Resync
     }
 
     /// <summary>Makes the passive match the active for every path in <paramref name="differences"/> (from
-    /// <see cref="Comparison.Compare(IReadOnlyList{FileEntry}, IReadOnlyList{FileEntry})"/>), and waits for every ack.</summary>
+    /// <see cref="Comparison.Compare(IReadOnlyList{FileEntry}, IReadOnlyList{FileEntry}, uint)"/>), and waits for every ack.</summary>
     public static async Task<ResyncStats> PushAsync(HaSyncConfig config, AgentSession session, IReadOnlyList<PathDifference> differences, bool delete,
         PassiveState? passive = null, IProgress<ResyncStep>? progress = null, CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
         long wireBefore = session.WireBytes;
         var stats = new ResyncStats();
+        foreach (var d in differences.Where(d => d.NotKept != 0))
+            stats.SetIdNotKept[d.Path] = d.Active!.Mode | d.NotKept;
         var (clearing, extras) = Deletions(differences, delete);
         var pushes = differences.Where(d => d.Active is not null && (d.Status != PathStatus.Identical || d.Passive!.Local != LocalChange.None)).ToList();
         int total = clearing.Count + pushes.Count + extras.Count, done = 0;
@@ -176,7 +181,7 @@ public static class Resync
             cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
         var remote = (await manifest.ConfigureAwait(false))
             .Where(e => !Excluded(exclude, e.Path) && !skipped.Any(s => TreeWalker.Within(e.Path, s))).ToList();
-        return Comparison.Compare(local, remote);
+        return Comparison.Compare(local, remote, session.KeptModeBits);
     }
 
     /// <summary>The passive's manifest of <paramref name="roots"/> (and what is below them), excluded paths left out as
@@ -186,6 +191,10 @@ public static class Resync
         var exclude = new PathFilter(config.Exclude);
         return (await session.RequestManifest(roots).ConfigureAwait(false)).Where(e => !Excluded(exclude, e.Path)).ToList();
     }
+
+    /// <summary>How a path whose set-id bits the passive does not keep is reported (<paramref name="mode"/>: the active's).</summary>
+    public static string SetIdNotKept(string path, uint mode) =>
+        $"{path}: mode {Convert.ToString(mode, 8)} on the active; the passive's agent strips set-user-id and set-group-id bits (start it with --allow-setid to keep them)";
 
     /// <summary>How a path the active cannot read is reported (it is left alone on the passive, never deleted).</summary>
     public static string Unreadable(IOException e) => $"cannot read on the active, left as it is on the passive: {e.Message}";
@@ -288,7 +297,7 @@ public static class Resync
         FileStream input;
         try
         {
-            fresh = PosixFiles.Describe(source, d.Path);
+            fresh = PosixFiles.Describe(source, d.Path)?.WithModeKept(session.KeptModeBits);
             if (fresh is not { Kind: EntryKind.File })
                 return (new Ack(AckStatus.Failed, "changed on the active while being sent; the next resync or event will pick it up"), d);
             input = OpenSource(source);

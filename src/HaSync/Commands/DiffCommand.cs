@@ -54,10 +54,13 @@ internal static class DiffCommand
                 "content" when item.Redacted => $"content differs (secret: active {Hash(item.Active)}, passive {Hash(item.Passive)})",
                 "content" => $"{string.Join(", ", item.Fields)} differs" + Changes(item),
                 "metadata" => $"metadata differs: {string.Join(", ", item.Fields)}" + Changes(item),
+                "setid" => $"set-id bits not kept: mode {Get(item.Active, "mode")} on the active, {Get(item.Passive, "mode")} on the passive (its agent strips them; start it with --allow-setid to keep them)",
                 "missing" => "missing on passive",
                 "extra" => "extra on passive",
                 _ => "identical",
             };
+            if (item.Status != "setid" && item.Fields.Contains("setid"))
+                detail += "; the passive will not keep its set-id bits (its agent runs without --allow-setid)";
             Console.WriteLine($"{target}: {item.Path}: {detail}");
             if (item.UnifiedDiff is { } unified)
                 Console.Write(unified);

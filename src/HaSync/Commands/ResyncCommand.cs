@@ -127,6 +127,8 @@ internal static class ResyncCommand
             Console.Error.WriteLine($"hasync resync: {target}: {failure}");
         foreach (var (path, message) in stats.Conflicts)
             Console.Error.WriteLine($"hasync resync: {target}: CONFLICT {path}: {message}");
+        foreach (var (path, mode) in stats.SetIdNotKept)
+            Console.Error.WriteLine($"hasync resync: {target}: {Resync.SetIdNotKept(path, mode)}");
         if (stats.Conflicts.Count > 0)
             Console.Error.WriteLine($"hasync resync: {target}: {stats.Conflicts.Count} conflict(s) left as they are on the passive; " +
                                     "settle each with 'hasync resolve PATH --take active|passive', or all in this node's favour with 'hasync resync --force'");

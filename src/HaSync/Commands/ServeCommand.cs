@@ -5,7 +5,7 @@ using HaSync.Configuration;
 namespace HaSync.Cli.Commands;
 
 /// <summary>
-/// <c>hasync serve --root DIR [--allow PATH]... [--state DIR]</c>: the agent on the passive, started over ssh (put it in an
+/// <c>hasync serve --root DIR [--allow PATH]... [--state DIR] [--allow-setid]</c>: the agent on the passive, started over ssh (put it in an
 /// authorized_keys forced command) or by the local transport. stdout is protocol only; logs go to stderr. The state
 /// directory (journal, epoch, conflict copies) should be the one the node's own daemon uses, so that the epoch it
 /// accepts as passive is the one it outbids when it becomes active.
@@ -21,7 +21,11 @@ internal static class ServeCommand
         {
             Description = "Resolve paths below the root one component at a time (openat with O_NOFOLLOW), as on a kernel without openat2 (before 5.6); equally safe, a little slower",
         };
-        var command = new Command("serve", "Run the receiving agent on stdin/stdout (started by ssh or the local transport)") { root, allow, state, walk };
+        var setId = new Option<bool>("--allow-setid")
+        {
+            Description = "Keep set-user-id and set-group-id bits as the active has them; by default they are stripped from every file and directory written (and diff reports it)",
+        };
+        var command = new Command("serve", "Run the receiving agent on stdin/stdout (started by ssh or the local transport)") { root, allow, state, walk, setId };
         command.SetAction((r, cancellationToken) =>
         {
             PathGuard guard;
@@ -46,7 +50,7 @@ internal static class ServeCommand
             Agent agent;
             try
             {
-                agent = new Agent(guard, Path.GetFullPath(r.GetValue(state)!), Console.Error);
+                agent = new Agent(guard, Path.GetFullPath(r.GetValue(state)!), Console.Error, keepSetId: r.GetValue(setId));
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

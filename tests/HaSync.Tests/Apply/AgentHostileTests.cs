@@ -187,6 +187,47 @@ public sealed class AgentHostileTests : IDisposable
         Assert.DoesNotContain("pwned", File.ReadAllText(Path.Join(_root, "var/lib/hasync/journal.jsonl")));
     }
 
+    /// <summary>The state directory outside the root, bind-mounted inside it: another spelling of the same directory, which no
+    /// real path resolves to. It is known by its device and inode: nothing written there, nothing of it listed or read.</summary>
+    [Fact]
+    public async Task AStateDirectoryBindMountedInsideTheRootIsKnownByItsInodeNeverWrittenListedOrRead()
+    {
+        string state = _dir.File("state");
+        Directory.CreateDirectory(state);
+        string mountPoint = Path.Join(_root, "etc/bm/mirror");
+        Directory.CreateDirectory(mountPoint);
+        Tools.Check("mount", "--bind", state, mountPoint);
+        try
+        {
+            byte[] content = "pwned\n"u8.ToArray();
+            var target = TestTree.LocalTarget(_root, "--state", state);
+            var (epoch, read, manifest) = await TestTree.WithSession(target, async s =>
+            {
+                var put = await Put(s, TestTree.FileEntry("/etc/bm/mirror/epoch.json", content), content);
+                string? refused = null;
+                try
+                {
+                    await s.RequestContent("/etc/bm/mirror/journal.key", 1000);
+                }
+                catch (AgentRequestException e)
+                {
+                    refused = e.Message;
+                }
+                return (put, refused, await s.RequestManifest(["/etc/bm"]));
+            });
+            Assert.Equal(AckStatus.Failed, epoch.Status);
+            Assert.Contains("/etc/bm/mirror/epoch.json: inside the agent's state directory; refusing to write there", epoch.Message);
+            Assert.Contains("inside the agent's state directory", read);
+            Assert.DoesNotContain(manifest, e => e.Path.StartsWith("/etc/bm/mirror", StringComparison.Ordinal));
+            Assert.Contains(manifest, e => e.Path == "/etc/bm/keep.conf"); // the rest is listed
+            Assert.DoesNotContain("pwned", File.ReadAllText(Path.Join(state, "epoch.json")));
+        }
+        finally
+        {
+            Tools.Check("umount", mountPoint);
+        }
+    }
+
     [Fact]
     public async Task MoreDataThanAnnouncedLeavesTheExistingFileIntact()
     {

@@ -92,6 +92,7 @@ public sealed class GuardCliTests : IDisposable
         string config = Config();
         Directory.CreateDirectory(_dir.File("passive/etc/bm"));
         File.Copy(Active("helper"), Passive("helper"));                                   // the same content, put there by hand
+        TestTree.Chmod(Passive("helper"), "644");                                         // with another mode
         Tools.Check("cp", "-a", Active("nobody.conf"), Passive("nobody.conf"));           // the same file, owner and times too
         File.WriteAllText(Passive("bm.ini"), "[global]\nhost = this node's own\n");       // different content
         File.WriteAllText(Passive("stray.conf"), "only on the passive\n");                // an extra HaSync never wrote

@@ -26,8 +26,8 @@ public class DaemonBehaviourTests
         File.WriteAllText(daemon.Passive("bm.ini"), "edited on the passive\n");
         File.Delete(daemon.Passive("helper"));
         TestTree.Chmod(daemon.Passive("nobody.conf"), "600");
-        await daemon.Eventually(() => daemon.Differences() is ["/etc/bm/bm.ini: ContentDiffers content,mtime"], "the audit to repair all but the edit",
-            () => string.Join("\n", daemon.Differences()));
+        await daemon.Eventually(() => Convergence.Differences(daemon) is [var only] && only.StartsWith("bm.ini: size ", StringComparison.Ordinal),
+            "the audit to repair all but the edit", () => string.Join("\n", Convergence.Differences(daemon)));
         await daemon.Eventually(() => daemon.Status().Targets[0].Conflicts is [{ Path: "/etc/bm/bm.ini" }], "the status to show the conflict");
         Assert.Equal("edited on the passive\n", File.ReadAllText(daemon.Passive("bm.ini")));
         string copy = Path.Join(TestTree.PassiveState(dir.File("passive")), "conflicts/etc/bm/bm.ini");

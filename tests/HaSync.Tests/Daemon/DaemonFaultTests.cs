@@ -49,7 +49,7 @@ public class DaemonFaultTests(SshServer server) : IClassFixture<SshServer>
         await daemon.Eventually(() => daemon.Status().Targets[0] is { Connected: false, LastError: { } e } && e.Contains("Connection refused"), "a refused reconnect");
         File.WriteAllText(daemon.Active("while-down.conf"), "written while the passive was unreachable\n");
         File.Delete(daemon.Active("bm.ini"));
-        TestTree.Chmod(daemon.Active("helper"), "755");
+        TestTree.Chmod(daemon.Active("helper"), "700");
         await daemon.Eventually(() => daemon.Status().Targets[0].Queue == 3, "the three changes to wait in the queue");
         Assert.False(File.Exists(daemon.Passive("while-down.conf")));
 

@@ -12,25 +12,34 @@ public class HandshakeTests
     private static Frame AsFrame(FrameType type, PayloadWriter payload) => new(type, payload.WrittenMemory.ToArray());
 
     [Fact]
-    public void TheHelloIsMagicAndVersion() => Assert.Equal("4853594E" + "0002", Hex(Hello.Write()));
+    public void TheHelloIsMagicAndVersion() => Assert.Equal("4853594E" + "0003", Hex(Hello.Write()));
 
     [Fact]
     public void AWelcomeWithoutAnEpochHasItsGoldenBytesAndReadsBack()
     {
-        var welcome = new Welcome("/", ["/etc/bm"], null);
-        Assert.Equal("4853594E" + "0002" + "00000001" + "2F" + "00000001" + "00000007" + "2F6574632F626D" + "00", Hex(welcome.Write()));
+        var welcome = new Welcome("/", ["/etc/bm"], false, null);
+        Assert.Equal("4853594E" + "0003" + "00000001" + "2F" + "00000001" + "00000007" + "2F6574632F626D" + "00" + "00", Hex(welcome.Write()));
         var read = Welcome.Read(AsFrame(FrameType.Welcome, welcome.Write()));
-        Assert.Equal(("/", "/etc/bm", 1, (Epoch?)null), (read.Root, read.Allowed[0], read.Allowed.Count, read.Epoch));
+        Assert.Equal(("/", "/etc/bm", 1, false, (Epoch?)null), (read.Root, read.Allowed[0], read.Allowed.Count, read.KeepsSetId, read.Epoch));
     }
 
     [Fact]
     public void AWelcomeWithAnEpochHasItsGoldenBytesAndReadsBack()
     {
         var epoch = new Epoch(3, "node-a", "bm1", DateTimeOffset.FromUnixTimeMilliseconds(1764547200000));
-        var welcome = new Welcome("/srv", [], epoch);
-        Assert.Equal("4853594E" + "0002" + "00000004" + "2F737276" + "00000000" + "01"
+        var welcome = new Welcome("/srv", [], true, epoch);
+        Assert.Equal("4853594E" + "0003" + "00000004" + "2F737276" + "00000000" + "01" + "01"
             + "0000000000000003" + "00000006" + "6E6F64652D61" + "00000003" + "626D31" + "0000019AD7358400", Hex(welcome.Write()));
-        Assert.Equal(epoch, Welcome.Read(AsFrame(FrameType.Welcome, welcome.Write())).Epoch);
+        var read = Welcome.Read(AsFrame(FrameType.Welcome, welcome.Write()));
+        Assert.Equal((epoch, true), (read.Epoch, read.KeepsSetId));
+    }
+
+    [Fact]
+    public void AWelcomeWithAPolicyThisSenderDoesNotKnowIsRefused()
+    {
+        var payload = new PayloadWriter().U32(Wire.Magic).U16(Wire.Version).Text("/").U32(0).U8(0x03).U8(0);
+        var e = Assert.Throws<ProtocolException>(() => Welcome.Read(AsFrame(FrameType.Welcome, payload)));
+        Assert.Equal("the agent's welcome has unknown policy flags 0x03", e.Message);
     }
 
     [Fact]
@@ -38,7 +47,7 @@ public class HandshakeTests
     {
         var other = new PayloadWriter().U32(Wire.Magic).U16(1);
         var e = Assert.Throws<ProtocolException>(() => Welcome.Read(AsFrame(FrameType.Welcome, other)));
-        Assert.Equal("the agent speaks magic 0x4853594e version 1, we speak version 2", e.Message);
+        Assert.Equal("the agent speaks magic 0x4853594e version 1, we speak version 3", e.Message);
     }
 
     [Fact]

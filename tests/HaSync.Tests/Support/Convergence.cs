@@ -35,7 +35,8 @@ internal static class Convergence
     }
 
     public static List<string> Differences(DaemonHarness daemon, string watched = "etc/bm") =>
-        TreeOracle.Compare(Path.Join(daemon.ActiveRoot, watched), Path.Join(daemon.PassiveRoot, watched), daemon.Config.Exclude);
+        TreeOracle.Compare(Path.Join(daemon.ActiveRoot, watched), Path.Join(daemon.PassiveRoot, watched), daemon.Config.Exclude,
+            setIdKept: daemon.Config.Targets[0].Command.Contains("--allow-setid"));
 
     /// <summary>Once converged: <c>hasync check</c> exits 0, the target's queue is empty (both polled: the status file is
     /// written once a second) and the log holds no error.</summary>

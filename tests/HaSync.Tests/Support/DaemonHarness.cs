@@ -115,15 +115,6 @@ internal sealed class DaemonHarness : IAsyncDisposable
         await Eventually(() => Convergence.Differences(this).Count == 0, "the passive to converge", () => string.Join("\n", Convergence.Differences(this)));
     }
 
-    public List<string> Differences()
-    {
-        var exclude = new PathFilter(Config.Exclude);
-        var active = TreeWalker.Walk(ActiveRoot, [TestTree.Watched], exclude);
-        var passive = TreeWalker.Walk(PassiveRoot, [TestTree.Watched], exclude);
-        return Comparison.Compare(active, passive).Where(d => d.Status != PathStatus.Identical)
-            .Select(d => $"{d.Path}: {d.Status} {string.Join(",", d.Fields)}").ToList();
-    }
-
     public async Task Eventually(Func<bool> condition, string what, Func<string>? explain = null)
     {
         var deadline = DateTime.UtcNow + Patience;

@@ -27,7 +27,7 @@ internal static class TestTree
         File.WriteAllText(Path.Join(bm, "private.key"), "-----BEGIN PRIVATE KEY-----\nsecret\n");
         Chmod(Path.Join(bm, "private.key"), "600");
         File.WriteAllText(Path.Join(bm, "helper"), "#!/bin/sh\necho hi\n");
-        Chmod(Path.Join(bm, "helper"), "4755");
+        Chmod(Path.Join(bm, "helper"), "755"); // set-id bits: Apply/SetIdTests
         File.WriteAllText(Path.Join(bm, "nobody.conf"), "owned by nobody\n");
         Chown(Path.Join(bm, "nobody.conf"), NobodyUid, NobodyUid);
         File.WriteAllText(Path.Join(bm, "nameless.conf"), "owned by a uid without a name\n");
@@ -67,18 +67,12 @@ internal static class TestTree
     public static Task ClaimAsync(HaSync.Sync.AgentSession session, bool adopt = true) =>
         new HaSync.Guard.EpochStore(Path.Combine(Path.GetTempPath(), "hasync-test-active-node")).ClaimAsync(session, term: null, outbid: true, adopt: adopt);
 
-    /// <summary>Asserts both roots hold the same watched set: kinds, content, link targets, modes, owners, file mtimes.</summary>
-    public static void AssertIdentical(string activeRoot, string passiveRoot, string watched = Watched)
+    /// <summary>Asserts both roots hold the same watched set, by the test's own oracle (<see cref="TreeOracle"/>): kinds,
+    /// content, link targets, modes (less set-id bits unless <paramref name="setIdKept"/>), owners, file mtimes.</summary>
+    public static void AssertIdentical(string activeRoot, string passiveRoot, string watched = Watched, bool setIdKept = false)
     {
-        var active = TreeWalker.Walk(activeRoot, [watched], PathFilter.None);
-        var passive = TreeWalker.Walk(passiveRoot, [watched], PathFilter.None);
-        Assert.Equal(active.Select(e => e.Path), passive.Select(e => e.Path));
-        foreach (var (a, p) in active.Zip(passive))
-        {
-            var difference = HaSync.Sync.Comparison.Compare(a, p);
-            Assert.True(difference.Status == HaSync.Sync.PathStatus.Identical, $"{a.Path}: {string.Join(", ", difference.Fields)} differ");
-            Assert.Equal((a.Uid, a.Gid), (p.Uid, p.Gid));
-        }
+        var differences = TreeOracle.Compare(Path.Join(activeRoot, watched), Path.Join(passiveRoot, watched), setIdKept: setIdKept);
+        Assert.True(differences.Count == 0, $"the passive differs from the active:\n  {string.Join("\n  ", differences)}");
     }
 
     /// <summary>Starts the target's agent, opens a session, claims it (seeding: see <see cref="ClaimAsync"/>), runs

@@ -52,16 +52,19 @@ internal static class TreeOracle
     }
 
     /// <summary>The differences between two trees, one line each ("conf.d/a.conf: only on the passive",
-    /// "x: mode 0644 vs 0600": active's value first). Empty when they hold the same.</summary>
-    public static List<string> Compare(string activeDirectory, string passiveDirectory, IReadOnlyList<string>? excludeNamePatterns = null)
+    /// "x: mode 0644 vs 0600": active's value first). Empty when they hold the same. Unless <paramref name="setIdKept"/>
+    /// (the agent runs with <c>--allow-setid</c>), the passive must hold the active's mode without its set-user-id and
+    /// set-group-id bits (04000, 02000), the agent's default.</summary>
+    public static List<string> Compare(string activeDirectory, string passiveDirectory, IReadOnlyList<string>? excludeNamePatterns = null, bool setIdKept = false)
     {
         var active = Snapshot(activeDirectory, excludeNamePatterns);
         var passive = Snapshot(passiveDirectory, excludeNamePatterns);
-        return Compare(active, passive);
+        return Compare(active, passive, setIdKept);
     }
 
-    public static List<string> Compare(IReadOnlyDictionary<string, Entry> active, IReadOnlyDictionary<string, Entry> passive)
+    public static List<string> Compare(IReadOnlyDictionary<string, Entry> active, IReadOnlyDictionary<string, Entry> passive, bool setIdKept = false)
     {
+        uint kept = setIdKept ? 0xfffu : 0xfffu & ~0xc00u; // 07777, or 01777
         var differences = new List<string>();
         foreach (string path in active.Keys.Union(passive.Keys).Order(StringComparer.Ordinal))
         {
@@ -82,7 +85,7 @@ internal static class TreeOracle
                 continue;
             }
             var fields = new List<string>();
-            if (a.Mode != p.Mode)
+            if ((a.Mode & kept) != p.Mode)
                 fields.Add($"mode {Octal(a.Mode)} vs {Octal(p.Mode)}");
             if (a.Uid != p.Uid)
                 fields.Add($"uid {a.Uid} vs {p.Uid}");

@@ -84,7 +84,7 @@ public sealed class ResyncTests(SshServer ssh) : IClassFixture<SshServer>
         string p(string relative) => Path.Join(passive.Path, "etc/bm", relative);
         File.WriteAllText(p("bm.ini"), "[global]\nhost = 192.0.2.99\n");                 // content (text)
         File.WriteAllText(p("private.key"), "-----BEGIN PRIVATE KEY-----\nother\n");      // content (secret)
-        TestTree.Chmod(p("helper"), "755");                                               // mode
+        TestTree.Chmod(p("helper"), "700");                                               // mode
         TestTree.Chown(p("nobody.conf"), 0, 0);                                           // owner and group
         File.SetLastWriteTimeUtc(p("with space.conf"), new DateTime(2020, 1, 1));         // mtime
         File.Delete(p("empty-file"));                                                     // missing
