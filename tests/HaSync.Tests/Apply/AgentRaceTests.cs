@@ -13,8 +13,8 @@ namespace HaSync.Tests.Apply;
 /// A local user on the passive races the agent, as rsync's CVE-2024-12087 class needs: it owns a directory inside the
 /// root, and swaps it with a symlink to a directory of canary files outside the root (renameat2 RENAME_EXCHANGE) and
 /// the agent's temp files with symlinks to a canary file, as fast as it can, while resyncs write, chmod (setuid
-/// included), chown, touch, link and delete inside it. Nothing outside the root may change, and no canary may show in
-/// any answer. Once with openat2, once with the per-component walk.
+/// included), chown, touch, link and delete inside it, and then while the daemon pushes what inotify tells it. Nothing
+/// outside the root may change, and no canary may show in any answer. Once with openat2, once with the per-component walk.
 /// </summary>
 [Collection("daemon")] // the racer and the resyncs want both cores to themselves
 public class AgentRaceTests(ITestOutputHelper output)
@@ -23,6 +23,8 @@ public class AgentRaceTests(ITestOutputHelper output)
     private static readonly TimeSpan RaceLimit = TimeSpan.FromSeconds(90); // the racer's own end, should the test not stop it
     private const int MinimumRequests = 10_000;
     private const int Files = 60;
+    private static readonly TimeSpan DaemonPhase = TimeSpan.FromSeconds(8);
+    private const int MinimumDaemonPushes = 500; // acknowledged changes; the racer makes many more fail, which are retried
 
     private static (uint Uid, uint Gid) RacerUser()
     {
@@ -66,8 +68,8 @@ public class AgentRaceTests(ITestOutputHelper output)
 
         var target = resolveByWalk ? TestTree.LocalTarget(passive, "--resolve-by-walk") : TestTree.LocalTarget(passive);
         var config = TestTree.Config(active, target, "conf.swap", ".racer-*");
-        await using var agent = AgentProcess.Start(target);
-        using var session = AgentSession.Open(agent.Input, agent.Output, "race", agent.Describe);
+        var agent = AgentProcess.Start(target);
+        var session = AgentSession.Open(agent.Input, agent.Output, "race", agent.Describe);
         await TestTree.ClaimAsync(session);
 
         var random = new Random(20261201);
@@ -117,15 +119,39 @@ public class AgentRaceTests(ITestOutputHelper output)
             leaks.AddRange(manifest.Where(e => System.Text.RegularExpressions.Regex.IsMatch(Path.GetFileName(e.Path), @"^c\d\.conf$")
                 || e.Hash is { } h && canaryHashes.Contains(Convert.ToHexString(h))).Select(e => e.Path)); // a canary's name or content
         }
+        session.Dispose();
+        await agent.DisposeAsync();
+
+        // The daemon: events on the active, pushed in small rounds as they come (its own agent, with a state directory of
+        // its own: the test's claims above outbid any epoch a daemon's first claim could make).
+        long pushed;
+        int daemonRounds = 0;
+        var daemonTarget = resolveByWalk ? TestTree.LocalTarget(passive, "--resolve-by-walk", "--state", dir.File("daemon-passive-state"))
+            : TestTree.LocalTarget(passive, "--state", dir.File("daemon-passive-state"));
+        await using (var daemon = new DaemonHarness(active, passive, daemonTarget with { Name = "race" }, dir.File("state"), exclude: ["conf.swap", ".racer-*"],
+            configure: Convergence.AlwaysActive))
+        {
+            await daemon.WaitConnectedAsync();
+            var phase = Stopwatch.StartNew();
+            while (phase.Elapsed < DaemonPhase)
+            {
+                Churn(rounds + daemonRounds++);
+                await Task.Delay(20);
+            }
+            await Task.Delay(1000); // the last events pushed
+            pushed = daemon.Status().Targets[0].Pushed;
+        }
         Syscall.kill(racer.Id, Signum.SIGTERM); // setpriv execs the racer: this is its pid
         await racer.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
         string raced = (await racer.StandardOutput.ReadToEndAsync()).Trim();
-        output.WriteLine($"{(resolveByWalk ? "walk" : "openat2")}: {rounds} rounds, {requests} requests ({failures} refused or failed, {refusedManifests.Count} manifests refused), racer: {raced} {await racer.StandardError.ReadToEndAsync()}");
+        output.WriteLine($"{(resolveByWalk ? "walk" : "openat2")}: {rounds} rounds, {requests} requests ({failures} refused or failed, {refusedManifests.Count} manifests refused); " +
+            $"daemon: {daemonRounds} rounds, {pushed} pushed; racer: {raced} {await racer.StandardError.ReadToEndAsync()}");
 
         Assert.Equal(before, Snapshot(canary)); // nothing created, changed, re-moded, re-owned or deleted outside the root
         Assert.Empty(leaks);                    // and nothing of it answered
         Assert.True(refusedManifests.Count <= rounds / 10, $"{refusedManifests.Count} of {rounds} manifests refused, e.g. {refusedManifests.FirstOrDefault()}");
         Assert.True(requests >= MinimumRequests, $"only {requests} requests in {rounds} rounds: the race proves little");
+        Assert.True(pushed >= MinimumDaemonPushes, $"the daemon pushed only {pushed} changes in {daemonRounds} rounds: the race proves little");
         Assert.Matches(@"exchanges [1-9]\d* temp_swaps \d+", raced); // the racer did race
     }
 }
