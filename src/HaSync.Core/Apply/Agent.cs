@@ -60,13 +60,16 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
     private readonly EntryCodec _requests = new();  // decodes entries in the sender's order
     private readonly EntryCodec _manifests = new(); // encodes entries in our answers' order
 
-    /// <summary>Serves one session on the calling thread; returns the process exit code (0 = the sender said goodbye or closed).</summary>
-    public int Serve(Stream input, Stream output, CancellationToken cancellationToken = default)
+    /// <summary>Serves one session on the calling thread; returns the process exit code (0 = the sender said goodbye or
+    /// closed). The hello says how often the sender's heartbeat comes: the agent sends its own as often while it says
+    /// nothing (a long manifest, a slow commit), and gives up on a sender silent for five of them.</summary>
+    public int Serve(SilenceLimitedStream input, Stream output, CancellationToken cancellationToken = default)
     {
         var reader = new FrameReader(input);
         var writer = new FrameWriter(output);
-        ProtocolException? readError = null;
+        HaSyncException? readError = null;
         Epoch? known;
+        TimeSpan heartbeat;
         try
         {
             known = _epochs.Known();
@@ -79,16 +82,18 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
         try
         {
             var hello = reader.Read() ?? throw new ProtocolException("reading hello: connection closed before the first frame");
-            Hello.Check(hello);
+            heartbeat = Hello.Check(hello);
+            input.Limit = Wire.SilenceLimit(heartbeat);
             writer.Write(FrameType.Welcome, new Welcome(guard.Root, guard.Allowed, keepSetId, known).Write());
             writer.Flush();
         }
-        catch (ProtocolException e)
+        catch (Exception e) when (e is ProtocolException or PeerSilentException)
         {
-            log.WriteLine($"hasync serve: protocol error, closing the session: {e.Message}");
+            log.WriteLine($"hasync serve: {(e is ProtocolException ? "protocol error, " : "")}closing the session: {e.Message}");
             return 2;
         }
 
+        using var heartbeats = new Timer(_ => Heartbeat(writer, heartbeat), null, heartbeat, heartbeat);
         try
         {
             while (reader.Read() is { } frame)
@@ -103,9 +108,9 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
             Commit(writer);
             FlushAnswers(writer);
         }
-        catch (ProtocolException e)
+        catch (Exception e) when (e is ProtocolException or PeerSilentException)
         {
-            readError = e;
+            readError = (HaSyncException)e;
         }
         finally
         {
@@ -114,10 +119,22 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
         }
         if (readError is not null)
         {
-            log.WriteLine($"hasync serve: protocol error, closing the session: {readError.Message}");
+            log.WriteLine($"hasync serve: {(readError is ProtocolException ? "protocol error, " : "")}closing the session: {readError.Message}");
             return 2;
         }
         return 0;
+    }
+
+    private static void Heartbeat(FrameWriter writer, TimeSpan quiet)
+    {
+        try
+        {
+            writer.HeartbeatIfQuiet(quiet);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            // the sender is gone: the main loop finds out on its next read
+        }
     }
 
     /// <summary>Closes the journal.</summary>

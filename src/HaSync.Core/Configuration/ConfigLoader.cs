@@ -18,7 +18,7 @@ public static class ConfigLoader
     private static readonly string[] TopKeys = ["source_root", "paths", "exclude", "delete", "redact", "state_dir", "daemon", "role", "targets"];
     private static readonly string[] DaemonKeys = ["quiet_ms", "max_delay_ms", "audit_minutes", "self_check_ms", "log_file"];
     private static readonly string[] RoleKeys = ["vip", "command", "check_ms", "timeout_ms"];
-    private static readonly string[] TargetKeys = ["name", "transport", "host", "port", "user", "identity_file", "ssh_options", "command"];
+    private static readonly string[] TargetKeys = ["name", "transport", "host", "port", "user", "identity_file", "ssh_options", "command", "heartbeat_ms"];
 
     /// <summary>Loads and validates a configuration file.</summary>
     public static HaSyncConfig Load(string path)
@@ -173,6 +173,13 @@ public static class ConfigLoader
                 if (port is < 1 or > 65535)
                     throw new ConfigException($"{source}:{Line(p)}: target '{name}': port {port} is outside 1..65535");
             }
+            var heartbeat = Protocol.Wire.DefaultHeartbeat;
+            if (t.TryGetValue("heartbeat_ms", out var hb))
+            {
+                heartbeat = TimeSpan.FromMilliseconds(reader.Int(hb, "heartbeat_ms"));
+                if (heartbeat < Protocol.Wire.MinHeartbeat || heartbeat > Protocol.Wire.MaxHeartbeat)
+                    throw new ConfigException($"{source}:{Line(hb)}: target '{name}': heartbeat_ms {heartbeat.TotalMilliseconds} is outside {Protocol.Wire.MinHeartbeat.TotalMilliseconds}..{Protocol.Wire.MaxHeartbeat.TotalMilliseconds}");
+            }
             var command = t.TryGetValue("command", out var c) ? reader.List(c, "command", i => reader.String(i, "command")) : TargetConfig.DefaultCommand;
             if (command.Count == 0)
                 throw new ConfigException($"{source}:{Line(c!)}: target '{name}': 'command' is empty");
@@ -187,6 +194,7 @@ public static class ConfigLoader
                 IdentityFile = t.TryGetValue("identity_file", out var id) ? reader.String(id, "identity_file") : null,
                 SshOptions = t.TryGetValue("ssh_options", out var o) ? reader.List(o, "ssh_options", i => reader.String(i, "ssh_options")) : [],
                 Command = command,
+                Heartbeat = heartbeat,
             };
         }
     }

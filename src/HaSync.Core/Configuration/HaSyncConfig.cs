@@ -26,6 +26,9 @@ public sealed record TargetConfig
     public string? IdentityFile { get; init; }
     /// <summary>Extra arguments for ssh, passed as given.</summary>
     public IReadOnlyList<string> SshOptions { get; init; } = [];
+    /// <summary>How often a quiet session sends a heartbeat (both ways); five without a word from the other side and it is
+    /// taken for gone: the daemon reconnects, the agent exits.</summary>
+    public TimeSpan Heartbeat { get; init; } = Protocol.Wire.DefaultHeartbeat;
     /// <summary>The agent's command line on the passive ("hasync" alone means this same hasync binary for the local transport).</summary>
     public IReadOnlyList<string> Command { get; init; } = DefaultCommand;
 

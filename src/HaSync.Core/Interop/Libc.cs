@@ -21,6 +21,38 @@ internal static partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     private static partial int syncfs(int fd);
 
+    [StructLayout(LayoutKind.Sequential)]
+    private struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short Revents;
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static unsafe partial int poll(PollFd* fds, nuint count, int timeoutMs);
+
+    /// <summary>Waits until <paramref name="fd"/> can be read (or is at its end, or failed): true, or false after
+    /// <paramref name="timeoutMs"/>. EINTR is waited through.</summary>
+    public static unsafe bool WaitReadable(int fd, int timeoutMs)
+    {
+        const short POLLIN = 1;
+        const int EINTR = 4;
+        long deadline = Environment.TickCount64 + timeoutMs;
+        while (true)
+        {
+            var entry = new PollFd { Fd = fd, Events = POLLIN };
+            int left = (int)Math.Max(0, deadline - Environment.TickCount64);
+            int ready = poll(&entry, 1, left);
+            if (ready > 0)
+                return true; // readable, hung up or in error: the read says which
+            if (ready == 0)
+                return false;
+            if (Marshal.GetLastPInvokeError() != EINTR)
+                throw new IOException($"poll failed: {Marshal.GetLastPInvokeErrorMessage()}");
+        }
+    }
+
     [LibraryImport("libc", SetLastError = true)]
     private static partial int flock(int fd, int operation);
 

@@ -44,6 +44,9 @@ public enum FrameType : byte
     DataEnd = 51,
     /// <summary>count, then per answer: id (as a difference from the previous id), status, message if not Ok.</summary>
     Acks = 60,
+    /// <summary>Either way, no payload, never answered: sent by a side that has sent nothing for a heartbeat interval, so that
+    /// the other knows it is there. Readers skip it wherever it comes (between a file's Data frames too).</summary>
+    Heartbeat = 98,
     /// <summary>Sender is done; the agent exits 0.</summary>
     Goodbye = 99,
 }
@@ -84,6 +87,16 @@ public static class Wire
     public const int MaxFrameLength = 1 << 20;
     /// <summary>File data travels in chunks of this size.</summary>
     public const int DataChunk = 256 * 1024;
+
+    /// <summary>How often a quiet side sends a heartbeat, unless the target's <c>heartbeat_ms</c> says otherwise.</summary>
+    public static readonly TimeSpan DefaultHeartbeat = TimeSpan.FromSeconds(3);
+
+    /// <summary>Heartbeat intervals a hello may carry.</summary>
+    public static readonly TimeSpan MinHeartbeat = TimeSpan.FromMilliseconds(100), MaxHeartbeat = TimeSpan.FromSeconds(60);
+
+    /// <summary>How long either side waits, hearing nothing (not even a heartbeat, nor the rest of a frame begun), before it
+    /// takes the other for gone: five heartbeats.</summary>
+    public static TimeSpan SilenceLimit(TimeSpan heartbeat) => heartbeat * 5;
 }
 
 /// <summary>One frame: type and payload.</summary>
@@ -101,13 +114,27 @@ public readonly record struct Frame(FrameType Type, ReadOnlyMemory<byte> Payload
 public sealed class FrameReader(Stream input)
 {
     private readonly byte[] _header = new byte[5];
+    private long _lastHeard = Environment.TickCount64;
 
     /// <summary>Bytes read so far (for the wire statistics).</summary>
     public long BytesRead { get; private set; }
 
-    /// <summary>The next frame, or null at a clean end of stream (between frames).</summary>
+    /// <summary>How long since the last frame (a heartbeat included) came in whole.</summary>
+    public TimeSpan Silence => TimeSpan.FromMilliseconds(Environment.TickCount64 - Volatile.Read(ref _lastHeard));
+
+    /// <summary>The next frame other than a heartbeat, or null at a clean end of stream (between frames).</summary>
     /// <exception cref="ProtocolException">Truncated frame, bad length, unknown type.</exception>
     public Frame? Read()
+    {
+        while (true)
+        {
+            var frame = ReadAny();
+            if (frame is not { Type: FrameType.Heartbeat })
+                return frame;
+        }
+    }
+
+    private Frame? ReadAny()
     {
         int got = input.ReadAtLeast(_header, 5, throwOnEndOfStream: false);
         if (got == 0)
@@ -126,6 +153,7 @@ public sealed class FrameReader(Stream input)
         if (got < payloadLength)
             throw new ProtocolException($"reading {type} frame: connection closed after {got} of {payloadLength} payload bytes");
         BytesRead += 5 + payloadLength;
+        Volatile.Write(ref _lastHeard, Environment.TickCount64);
         return new Frame(type, payload.AsMemory(0, payloadLength));
     }
 
@@ -142,10 +170,13 @@ public sealed class FrameReader(Stream input)
     }
 }
 
-/// <summary>Writes frames. Not thread-safe: one writer at a time (the caller serialises whole requests).</summary>
+/// <summary>Writes frames, each whole: a heartbeat from a timer may come between any two frames of a request, never
+/// inside one. The caller still serialises whole requests.</summary>
 public sealed class FrameWriter(Stream output)
 {
     private readonly byte[] _header = new byte[5];
+    private readonly Lock _lock = new();
+    private long _lastWritten = Environment.TickCount64;
 
     /// <summary>Bytes written so far (for the wire statistics).</summary>
     public long BytesWritten { get; private set; }
@@ -156,11 +187,26 @@ public sealed class FrameWriter(Stream output)
         var body = payload.WrittenMemory.Span;
         if (body.Length + 1 > Wire.MaxFrameLength)
             throw new ProtocolException($"writing {type} frame: {body.Length + 1} bytes exceed the maximum {Wire.MaxFrameLength}");
-        BinaryPrimitives.WriteUInt32BigEndian(_header, (uint)(body.Length + 1));
-        _header[4] = (byte)type;
-        output.Write(_header);
-        output.Write(body);
-        BytesWritten += 5 + body.Length;
+        lock (_lock)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(_header, (uint)(body.Length + 1));
+            _header[4] = (byte)type;
+            output.Write(_header);
+            output.Write(body);
+            BytesWritten += 5 + body.Length;
+        }
+    }
+
+    /// <summary>Sends a heartbeat, flushed, when nothing was flushed for <paramref name="quiet"/>; from a timer thread.</summary>
+    public void HeartbeatIfQuiet(TimeSpan quiet)
+    {
+        lock (_lock)
+        {
+            if (Environment.TickCount64 - _lastWritten < (long)quiet.TotalMilliseconds)
+                return;
+            Write(FrameType.Heartbeat, new PayloadWriter());
+            Flush();
+        }
     }
 
     /// <summary>Writes a Data frame (request id, then the chunk as a byte string) straight from <paramref name="chunk"/>:
@@ -175,13 +221,23 @@ public sealed class FrameWriter(Stream output)
         head[4] = (byte)FrameType.Data;
         BinaryPrimitives.WriteUInt32BigEndian(head[5..], id);
         BinaryPrimitives.WriteUInt32BigEndian(head[9..], (uint)chunk.Length);
-        output.Write(head);
-        output.Write(chunk);
-        BytesWritten += 5 + bodyLength;
+        lock (_lock)
+        {
+            output.Write(head);
+            output.Write(chunk);
+            BytesWritten += 5 + bodyLength;
+        }
     }
 
     /// <summary>Flushes the underlying stream.</summary>
-    public void Flush() => output.Flush();
+    public void Flush()
+    {
+        lock (_lock)
+        {
+            output.Flush();
+            _lastWritten = Environment.TickCount64;
+        }
+    }
 }
 
 /// <summary>Builds a payload: big-endian integers, length-prefixed UTF-8 strings and byte strings.</summary>

@@ -2,13 +2,15 @@ using HaSync.Guard;
 
 namespace HaSync.Protocol;
 
-/// <summary>The hello the sender opens a session with: magic and version.</summary>
+/// <summary>The hello the sender opens a session with: magic, version, and the heartbeat interval it keeps (milliseconds),
+/// from which the agent takes how long a silence it waits out.</summary>
 internal static class Hello
 {
-    public static PayloadWriter Write() => new PayloadWriter().U32(Wire.Magic).U16(Wire.Version);
+    public static PayloadWriter Write(TimeSpan heartbeat) =>
+        new PayloadWriter().U32(Wire.Magic).U16(Wire.Version).U32((uint)heartbeat.TotalMilliseconds);
 
-    /// <summary>Checks the first frame the agent reads.</summary>
-    public static void Check(Frame hello)
+    /// <summary>Checks the first frame the agent reads; returns the sender's heartbeat interval.</summary>
+    public static TimeSpan Check(Frame hello)
     {
         if (hello.Type != FrameType.Hello)
             throw new ProtocolException($"reading hello: got a {hello.Type} frame first");
@@ -19,7 +21,11 @@ internal static class Hello
             throw new ProtocolException($"reading hello: bad magic 0x{magic:x8} (is the other side hasync?)");
         if (version != Wire.Version)
             throw new ProtocolException($"reading hello: protocol version {version}, this agent speaks {Wire.Version}: install the same hasync on both nodes");
+        var heartbeat = TimeSpan.FromMilliseconds(payload.U32("heartbeat"));
         payload.End();
+        if (heartbeat < Wire.MinHeartbeat || heartbeat > Wire.MaxHeartbeat)
+            throw new ProtocolException($"reading hello: a heartbeat every {heartbeat.TotalMilliseconds} ms is outside {Wire.MinHeartbeat.TotalMilliseconds}..{Wire.MaxHeartbeat.TotalMilliseconds} ms");
+        return heartbeat;
     }
 }
 

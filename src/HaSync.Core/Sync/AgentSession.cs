@@ -30,6 +30,8 @@ public sealed class AgentSession : IDisposable
     private readonly Func<string> _describePeer;
     private Thread? _readThread;
     private readonly Timer _pushTimer;                // ends a burst nobody flushed (see Send)
+    private readonly Timer _heartbeatTimer;           // says we are here when quiet; finds a silent agent
+    private readonly TimeSpan _heartbeat;
     private bool _unflushedChanges;                   // changes sent since the last Flush
     private static readonly TimeSpan PushDelay = TimeSpan.FromMilliseconds(5);
     private readonly EntryCodec _requests = new();  // encodes entries in request order (under the write lock)
@@ -45,11 +47,13 @@ public sealed class AgentSession : IDisposable
         public MemoryStream? Data;
     }
 
-    private AgentSession(Stream toAgent, Stream fromAgent, string target, Func<string> describePeer)
+    private AgentSession(Stream toAgent, Stream fromAgent, string target, Func<string> describePeer, TimeSpan heartbeat)
     {
         _writer = new FrameWriter(new BufferedStream(toAgent, 1 << 16)); // write requests go out in bursts, at Flush
         _reader = new FrameReader(fromAgent);
         _pushTimer = new Timer(_ => Push());
+        _heartbeat = heartbeat;
+        _heartbeatTimer = new Timer(_ => Heartbeat());
         Target = target;
         _describePeer = describePeer;
     }
@@ -81,12 +85,14 @@ public sealed class AgentSession : IDisposable
     /// <param name="fromAgent">The agent's stdout.</param>
     /// <param name="target">Name for messages.</param>
     /// <param name="describePeer">Says why the agent went away (exit code, stderr), for messages.</param>
-    public static AgentSession Open(Stream toAgent, Stream fromAgent, string target, Func<string> describePeer)
+    /// <param name="heartbeat">How often a quiet side sends a heartbeat (default <see cref="Wire.DefaultHeartbeat"/>); five
+    /// without a word from the agent and the session is over.</param>
+    public static AgentSession Open(Stream toAgent, Stream fromAgent, string target, Func<string> describePeer, TimeSpan? heartbeat = null)
     {
-        var session = new AgentSession(toAgent, fromAgent, target, describePeer);
+        var session = new AgentSession(toAgent, fromAgent, target, describePeer, heartbeat ?? Wire.DefaultHeartbeat);
         try
         {
-            session._writer.Write(FrameType.Hello, Hello.Write());
+            session._writer.Write(FrameType.Hello, Hello.Write(session._heartbeat));
             session._writer.Flush();
             var welcome = Welcome.Read(session._reader.Read());
             (session.RemoteRoot, session.RemoteAllowed, session.AgentEpoch) = (welcome.Root, welcome.Allowed, welcome.Epoch);
@@ -99,6 +105,7 @@ public sealed class AgentSession : IDisposable
         }
         session._readThread = new Thread(session.ReadLoop) { IsBackground = true, Name = $"hasync reader {target}" };
         session._readThread.Start();
+        session._heartbeatTimer.Change(session._heartbeat, session._heartbeat);
         return session;
     }
 
@@ -232,6 +239,26 @@ public sealed class AgentSession : IDisposable
         }
     }
 
+    private void Heartbeat()
+    {
+        if (_closed is not null)
+            return;
+        var limit = Wire.SilenceLimit(_heartbeat);
+        if (_reader.Silence > limit)
+        {
+            Fail(new PeerSilentException($"nothing came from the agent for {limit.TotalSeconds:0.#} s (the link or the passive node is down)"));
+            return;
+        }
+        try
+        {
+            _writer.HeartbeatIfQuiet(_heartbeat);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            Fail(e);
+        }
+    }
+
     private void ReadLoop()
     {
         try
@@ -334,6 +361,7 @@ public sealed class AgentSession : IDisposable
     public void Dispose()
     {
         _pushTimer.Dispose();
+        _heartbeatTimer.Dispose();
         lock (_writeLock)
         {
             try

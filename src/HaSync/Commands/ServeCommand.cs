@@ -1,6 +1,7 @@
 using System.CommandLine;
 using HaSync.Apply;
 using HaSync.Configuration;
+using HaSync.Protocol;
 
 namespace HaSync.Cli.Commands;
 
@@ -44,8 +45,8 @@ internal static class ServeCommand
                 Console.Error.WriteLine($"hasync serve: --state {r.GetValue(state)}: {e.Message}");
                 return Task.FromResult(2);
             }
-            // Console streams are unbuffered on Linux: without this, every frame header and payload is its own read(2).
-            using var stdin = new BufferedStream(Console.OpenStandardInput(), 1 << 16);
+            // Console streams are unbuffered on Linux: without buffers, every frame header and payload is its own read(2).
+            using var stdin = new SilenceLimitedStream(Console.OpenStandardInput(), descriptor: 0);
             using var stdout = new BufferedStream(Console.OpenStandardOutput(), 1 << 16);
             Agent agent;
             try

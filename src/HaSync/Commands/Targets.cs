@@ -20,7 +20,7 @@ internal static class Targets
     public static async Task<T> WithSessionAsync<T>(TargetConfig target, Func<AgentSession, Task<T>> work, CancellationToken cancellationToken)
     {
         await using var agent = AgentProcess.Start(target, onStderr: line => Console.Error.WriteLine($"[{target.Name}] {line}"));
-        using var session = AgentSession.Open(agent.Input, agent.Output, target.Name, agent.Describe);
+        using var session = AgentSession.Open(agent.Input, agent.Output, target.Name, agent.Describe, target.Heartbeat);
         return await work(session).WaitAsync(cancellationToken);
     }
 }

@@ -41,11 +41,12 @@ public sealed class AgentHostileTests : IDisposable
         return frame;
     }
 
-    private static byte[] Hello(ushort version = Wire.Version)
+    private static byte[] Hello(ushort version = Wire.Version, uint heartbeatMs = 3000)
     {
-        var payload = new byte[6];
+        var payload = new byte[10];
         BinaryPrimitives.WriteUInt32BigEndian(payload, Wire.Magic);
         BinaryPrimitives.WriteUInt16BigEndian(payload.AsSpan(4), version);
+        BinaryPrimitives.WriteUInt32BigEndian(payload.AsSpan(6), heartbeatMs);
         return Frame(FrameType.Hello, payload);
     }
 
@@ -91,6 +92,39 @@ public sealed class AgentHostileTests : IDisposable
         var (code, stderr) = Serve([.. Hello(), .. header, .. new byte[10]]);
         Assert.Equal(2, code);
         Assert.Contains("reading PutFile frame: connection closed after 10 of 99 payload bytes", stderr);
+        AssertNothingChanged();
+    }
+
+    /// <summary>A sender that stops in the middle of a frame, its stdin left open (a link that died without a word), holds
+    /// the agent no longer than five of the heartbeats its hello announced; the batch it left open goes with it.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task ASenderSilentMidFrameOrBetweenFramesIsGivenUpAfterFiveHeartbeats(bool midFrame)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo(Hasync, ["serve", "--root", _root, .. TestTree.WithState(_root, [])])
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var agent = System.Diagnostics.Process.Start(start)!;
+        var stdout = agent.StandardOutput.BaseStream.CopyToAsync(Stream.Null);
+        var stderr = agent.StandardError.ReadToEndAsync();
+        byte[] header = new byte[5];
+        BinaryPrimitives.WriteUInt32BigEndian(header, 100);
+        header[4] = (byte)FrameType.PutFile;
+        var input = agent.StandardInput.BaseStream;
+        input.Write(Hello(heartbeatMs: 200));
+        if (midFrame)
+            input.Write([.. header, 1, 2, 3]);
+        input.Flush(); // and nothing more, stdin left open
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await agent.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(2, agent.ExitCode);
+        Assert.Contains("closing the session: nothing came from the sender for 1 s (its link or its node is down, or it stopped in the middle of a message)", await stderr);
+        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(0.5), TimeSpan.FromSeconds(15));
+        await stdout;
         AssertNothingChanged();
     }
 

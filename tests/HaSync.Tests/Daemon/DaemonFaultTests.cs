@@ -1,5 +1,8 @@
 using System.Diagnostics;
+using HaSync.Sync;
 using HaSync.Tests.Support;
+using HaSync.Transport;
+using Mono.Unix.Native;
 
 namespace HaSync.Tests.Daemon;
 
@@ -10,6 +13,75 @@ namespace HaSync.Tests.Daemon;
 [Collection("daemon")]
 public class DaemonFaultTests(SshServer server) : IClassFixture<SshServer>
 {
+    /// <summary>An agent that stops answering, its pipes open (a node behind a link cut without a word), is noticed within
+    /// five heartbeats; the daemon says so once, starts another agent and brings over what changed meanwhile.</summary>
+    [Fact]
+    public async Task AnAgentThatFallsSilentIsNoticedWithinFiveHeartbeatsAndTheDaemonReconnects()
+    {
+        using var dir = new TempDir();
+        TestTree.Build(dir.File("active"));
+        Directory.CreateDirectory(dir.File("passive"));
+        var target = TestTree.LocalTarget(dir.File("passive")) with { Heartbeat = TimeSpan.FromMilliseconds(200) };
+        await using var daemon = new DaemonHarness(dir.File("active"), dir.File("passive"), target, dir.File("state"), configure: Convergence.AlwaysActive);
+        await daemon.WaitConnectedAsync();
+        await daemon.WaitIdenticalAsync();
+        int silent = daemon.Status().Targets[0].AgentPid!.Value;
+        Assert.Equal(0, Syscall.kill(silent, Signum.SIGSTOP));
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            File.WriteAllText(daemon.Active("while-silent.conf"), "written while the agent said nothing\n");
+            await daemon.Eventually(() => daemon.Log.Lines.Any(l => l.Contains("nothing came from the agent for 1 s (the link or the passive node is down)", StringComparison.Ordinal)),
+                "the daemon to notice the silence");
+            Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(0.5), TimeSpan.FromSeconds(10));
+            await daemon.Eventually(() => daemon.Status().Targets[0] is { Connected: true, AgentPid: { } pid } && pid != silent, "another agent");
+            await daemon.WaitIdenticalAsync();
+        }
+        finally
+        {
+            Syscall.kill(silent, Signum.SIGKILL);
+        }
+    }
+
+    /// <summary>The sender's ssh client stopped dead (its TCP connection open, nothing more on it): the agent that sshd started
+    /// on the passive exits by itself within five heartbeats, rather than running on for ever.</summary>
+    [Fact]
+    public async Task TheAgentOverSshExitsWhenItsSenderFallsSilent()
+    {
+        using var dir = new TempDir();
+        string passive = dir.File("passive-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(passive);
+        var target = server.Target("ssh", "--root", passive) with { Heartbeat = TimeSpan.FromMilliseconds(200) };
+        var ssh = AgentProcess.Start(target);
+        using var session = AgentSession.Open(ssh.Input, ssh.Output, target.Name, ssh.Describe, target.Heartbeat);
+        int AgentsServing() => Directory.EnumerateDirectories("/proc").Count(p =>
+        {
+            try
+            {
+                return File.ReadAllText(Path.Join(p, "cmdline")).Split('\0') is var argv && argv.Contains("serve") && argv.Contains(passive);
+            }
+            catch (IOException)
+            {
+                return false; // gone meanwhile
+            }
+        });
+        Assert.Equal(1, AgentsServing());
+        Assert.Equal(0, Syscall.kill(ssh.Pid, Signum.SIGSTOP));
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            while (AgentsServing() > 0 && clock.Elapsed < TimeSpan.FromSeconds(30))
+                await Task.Delay(100);
+            Assert.Equal(0, AgentsServing());
+            Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(0.5), TimeSpan.FromSeconds(10));
+        }
+        finally
+        {
+            Syscall.kill(ssh.Pid, Signum.SIGKILL);
+            await ssh.DisposeAsync();
+        }
+    }
+
     [Fact]
     public async Task SshKilledMidTransferLeavesTheOldCompleteFileThenConverges()
     {

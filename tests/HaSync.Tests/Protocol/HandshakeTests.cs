@@ -12,7 +12,21 @@ public class HandshakeTests
     private static Frame AsFrame(FrameType type, PayloadWriter payload) => new(type, payload.WrittenMemory.ToArray());
 
     [Fact]
-    public void TheHelloIsMagicAndVersion() => Assert.Equal("4853594E" + "0003", Hex(Hello.Write()));
+    public void TheHelloIsMagicVersionAndHeartbeat()
+    {
+        Assert.Equal("4853594E" + "0003" + "00000BB8", Hex(Hello.Write(TimeSpan.FromSeconds(3))));
+        Assert.Equal(TimeSpan.FromSeconds(3), Hello.Check(AsFrame(FrameType.Hello, Hello.Write(TimeSpan.FromSeconds(3)))));
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(99)]
+    [InlineData(60_001)]
+    public void AHelloWithAHeartbeatThatCouldHoldTheAgentOrFloodItIsRefused(int milliseconds)
+    {
+        var e = Assert.Throws<ProtocolException>(() => Hello.Check(AsFrame(FrameType.Hello, Hello.Write(TimeSpan.FromMilliseconds(milliseconds)))));
+        Assert.Equal($"reading hello: a heartbeat every {milliseconds} ms is outside 100..60000 ms", e.Message);
+    }
 
     [Fact]
     public void AWelcomeWithoutAnEpochHasItsGoldenBytesAndReadsBack()
