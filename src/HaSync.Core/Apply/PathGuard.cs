@@ -25,6 +25,9 @@ public sealed class PathGuard
     private readonly string[] _forbidden;
     private readonly (ulong Device, ulong Inode)[] _forbiddenDirectories; // the same, by identity: a bind mount has another spelling
     private readonly (ulong Device, ulong Inode) _rootDirectory;
+    private readonly HashSet<(ulong Device, ulong Inode)> _placed = []; // directories found below the root and outside the state lately
+    private long _placedSince = Environment.TickCount64;
+    private const long PlacedForMs = 1000;
 
     /// <summary>Creates the guard; the root must be an existing directory. Nothing at or below a
     /// <paramref name="forbidden"/> directory (the agent's own state) is ever written, whatever the allow-list says.</summary>
@@ -121,9 +124,19 @@ public sealed class PathGuard
     /// <summary>Goes up from <paramref name="directory"/>, <paramref name="depth"/> levels below the root, by "..": it must
     /// meet the root, and no state directory on the way (by device and inode, whatever mounts spell it as).</summary>
     /// <remarks>A directory a local user moves out from under the root after this check is still one they own: what the
-    /// agent then does in it (temp files, renames, deletes) lands where that user could write anyway.</remarks>
+    /// agent then does in it (temp files, renames, deletes) lands where that user could write anyway. So a directory found
+    /// in place is taken as such for a second (a burst writes many files into few directories): only root can move a
+    /// directory into the state directory, which is root's alone.</remarks>
     private void CheckPlace(TreeDirectory directory, int depth, string logicalPath)
     {
+        var self = IdentityOf(directory.Descriptor);
+        if (Environment.TickCount64 - _placedSince > PlacedForMs)
+        {
+            _placed.Clear();
+            _placedSince = Environment.TickCount64;
+        }
+        if (_placed.Contains(self))
+            return;
         int fd = LibcAt.OpenAt(directory.Descriptor, ".", LibcAt.O_PATH | LibcAt.O_DIRECTORY);
         try
         {
@@ -133,7 +146,10 @@ public sealed class PathGuard
                 if (_forbiddenDirectories.Contains(id))
                     throw new ConfinementException($"{logicalPath}: inside the agent's state directory; refusing to write there");
                 if (id == _rootDirectory)
+                {
+                    _placed.Add(self);
                     return;
+                }
                 if (up == depth)
                     break;
                 int above = LibcAt.OpenAt(fd, "..", LibcAt.O_PATH | LibcAt.O_DIRECTORY);

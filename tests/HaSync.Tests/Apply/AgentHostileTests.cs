@@ -128,6 +128,34 @@ public sealed class AgentHostileTests : IDisposable
         AssertNothingChanged();
     }
 
+    /// <summary>40 MiB of entries each keeping all of the previous one's path and adding 4000 bytes: without the cap at decode
+    /// they would expand to paths of gigabytes (143 MiB of it drove an agent to a 4.2 GiB peak, and each refusal echoed the
+    /// whole path to stderr). The first path over 4096 bytes ends the session; the agent's peak stays small.</summary>
+    [Fact]
+    public void PathsGrownThroughSharedPrefixesEndTheSessionAtOnceAndTheAgentStaysSmall()
+    {
+        var input = new MemoryStream();
+        input.Write(Hello());
+        byte[] chunk = Enumerable.Repeat((byte)'a', 4000).ToArray();
+        int shared = 0;
+        for (uint id = 1; id <= 10_000; id++)
+        {
+            byte[] rest = id == 1 ? [(byte)'/', .. chunk] : chunk;
+            var payload = new PayloadWriter().U32(id).U8(0).U8((byte)EntryKind.Directory).VarU((ulong)shared).VarBytes(rest).VarU(0).VarU(0x1ed)
+                .VarU(0).VarBytes([]).VarU(0).VarBytes([]).VarS(0).VarU(0);
+            input.Write(Frame(FrameType.SetMetadata, payload.WrittenMemory.ToArray()));
+            shared += rest.Length;
+        }
+        var (code, _, stderr) = Tools.Run(Tools.Require("/usr/bin/time", "time"), ["-f", "peak %M KiB", Hasync, "serve", "--root", _root, .. TestTree.WithState(_root, [])],
+            input.ToArray(), TimeSpan.FromSeconds(60));
+        Assert.Equal(2, code);
+        Assert.Contains("entry field 'path': 8001 bytes, more than the 4096 a path may have", stderr);
+        Assert.True(stderr.Length < 16 << 10, $"{stderr.Length} bytes on stderr");
+        long peakKiB = long.Parse(System.Text.RegularExpressions.Regex.Match(stderr, @"peak (\d+) KiB").Groups[1].Value);
+        Assert.InRange(peakKiB, 1, 256 << 10); // the runtime's own size is most of it
+        AssertNothingChanged();
+    }
+
     [Fact]
     public void WrongVersionOrUnknownTypeIsRefused()
     {
