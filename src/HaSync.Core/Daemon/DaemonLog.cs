@@ -41,6 +41,9 @@ internal static partial class DaemonLog
     [LoggerMessage(Level = LogLevel.Error, Message = "{Target}: {Cause}; reconnecting in {Seconds} s (changes meanwhile are kept, and a resync follows)")]
     public static partial void SessionLost(this ILogger log, string target, string cause, double seconds);
 
+    [LoggerMessage(Level = LogLevel.Debug, Message = "{Target}: still unreachable, for the same cause; next try in {Seconds} s")]
+    public static partial void StillDown(this ILogger log, string target, double seconds);
+
     [LoggerMessage(Level = LogLevel.Information, Message = "stopping: pushing {Pending} queued changes (at most {Seconds} s)")]
     public static partial void Stopping(this ILogger log, int pending, double seconds);
 

@@ -80,6 +80,7 @@ public static class StatusFile
                 else
                     json.WriteString("last_error", t.LastError);
                 WriteTime(json, "last_error_at", t.LastErrorAt);
+                WriteTime(json, "next_connect", t.NextConnect);
                 if (t.AgentPid is int pid)
                     json.WriteNumber("agent_pid", pid);
                 else
@@ -164,6 +165,7 @@ public static class StatusFile
                     Resyncs = t.GetProperty("resyncs").GetInt32(),
                     LastError = t.GetProperty("last_error").GetString(),
                     LastErrorAt = ReadTime(t, "last_error_at"),
+                    NextConnect = ReadTime(t, "next_connect"),
                     AgentPid = t.GetProperty("agent_pid").ValueKind == JsonValueKind.Number ? t.GetProperty("agent_pid").GetInt32() : null,
                     Fenced = t.GetProperty("fenced").GetBoolean(),
                     Conflicts = t.GetProperty("conflicts").EnumerateArray().Select(c => new ConflictStatus(

@@ -32,6 +32,8 @@ public sealed record TargetStatus
     public string? LastError { get; init; }
     /// <summary>When <see cref="LastError"/> happened.</summary>
     public DateTimeOffset? LastErrorAt { get; init; }
+    /// <summary>While disconnected: when the next attempt to connect is due.</summary>
+    public DateTimeOffset? NextConnect { get; init; }
     /// <summary>The agent's process (ssh, or the local agent) while connected.</summary>
     public int? AgentPid { get; init; }
     /// <summary>The passive refused this node's epoch: it has accepted a later active's since.</summary>
@@ -100,6 +102,7 @@ public sealed class TargetPusher : IDisposable
     private readonly TimeProvider _clock;
     private readonly PusherOptions _options;
     private readonly SemaphoreSlim _wake = new(0);
+    private readonly SemaphoreSlim _reconnectNow = new(0); // SIGHUP: the wait before the next connect is cut short
     private readonly PushBacklog _backlog;
     private readonly RoleMonitor _role;
     private readonly Lock _lock = new();
@@ -159,11 +162,15 @@ public sealed class TargetPusher : IDisposable
         Wake();
     }
 
-    /// <summary>Makes every retry (conflicts included) due now: after an admin settled something (SIGHUP, hasync resolve).</summary>
+    /// <summary>Makes every retry (conflicts included) due now, and a reconnect that waits out its backoff: after an admin
+    /// settled something (SIGHUP, hasync resolve).</summary>
     public void RetryNow()
     {
         _backlog.RetryNow();
         Wake();
+        lock (_reconnectNow)
+            if (_reconnectNow.CurrentCount == 0)
+                _reconnectNow.Release();
     }
 
     private void Wake()
@@ -204,16 +211,18 @@ public sealed class TargetPusher : IDisposable
             _standby = true;
             _backlog.Clear();
             _conflicts.Clear(); // the other node is the active one now: its own daemon reports what it meets
-            _status = _status with { Connected = false, Since = _clock.GetUtcNow(), AgentPid = null };
+            _status = _status with { Connected = false, Since = _clock.GetUtcNow(), AgentPid = null, NextConnect = null };
         }
     }
 
-    /// <summary>One term: sessions, reconnected with doubling backoff, until the term ends or the daemon stops.</summary>
+    /// <summary>One term: sessions, reconnected with doubling backoff (back to its start once a session got connected; cut
+    /// short by <see cref="RetryNow"/>), until the term ends or the daemon stops.</summary>
     private async Task ServeTermAsync(ActiveTerm term, CancellationToken stop)
     {
         using var wakeOnEnd = term.Ended.Register(Wake);
         using var waiting = CancellationTokenSource.CreateLinkedTokenSource(stop, term.Ended);
         var backoff = _options.InitialBackoff;
+        string? said = null; // the outage's cause as last logged: said again only when it changes
         while (!waiting.IsCancellationRequested)
         {
             string cause;
@@ -235,8 +244,11 @@ public sealed class TargetPusher : IDisposable
             {
                 cause = $"unexpected {e}"; // a bug: say all there is, and keep serving the target
             }
-            Update(s => s with { Connected = false, Since = s.Connected ? _clock.GetUtcNow() : s.Since, AgentPid = null, Fenced = fenced,
-                LastError = $"session: {cause}", LastErrorAt = _clock.GetUtcNow() });
+            if (Status.Connected)
+                (backoff, said) = (_options.InitialBackoff, null); // that session worked: this is a new outage, not the same one going on
+            var now = _clock.GetUtcNow();
+            Update(s => s with { Connected = false, Since = s.Connected ? now : s.Since, AgentPid = null, Fenced = fenced,
+                LastError = $"session: {cause}", LastErrorAt = now, NextConnect = now + backoff });
             if (stop.IsCancellationRequested)
             {
                 _log.StoppedUnflushed(Name, cause);
@@ -245,15 +257,24 @@ public sealed class TargetPusher : IDisposable
             if (term.Ended.IsCancellationRequested)
                 return;
             string ownWords = cause.StartsWith($"target {Name}: ", StringComparison.Ordinal) ? cause[(Name.Length + 9)..] : cause;
-            _log.SessionLost(Name, ownWords, backoff.TotalSeconds);
-            try
+            if (ownWords != said)
+                _log.SessionLost(Name, ownWords, backoff.TotalSeconds);
+            else
+                _log.StillDown(Name, backoff.TotalSeconds);
+            said = ownWords;
+            while (_reconnectNow.Wait(TimeSpan.Zero, CancellationToken.None))
             {
-                await Task.Delay(backoff, _clock, waiting.Token).ConfigureAwait(false);
+                // a SIGHUP from before this outage is not for it
             }
-            catch (OperationCanceledException)
+            using (var either = CancellationTokenSource.CreateLinkedTokenSource(waiting.Token))
             {
+                var delay = Task.Delay(backoff, _clock, either.Token);
+                var hangup = _reconnectNow.WaitAsync(either.Token);
+                await Task.WhenAny(delay, hangup).ConfigureAwait(false);
+                await either.CancelAsync().ConfigureAwait(false);
+            }
+            if (waiting.IsCancellationRequested)
                 return;
-            }
             backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.MaxBackoff.Ticks));
         }
     }
@@ -267,7 +288,7 @@ public sealed class TargetPusher : IDisposable
         await _role.Epochs.ClaimAsync(session, term.Epoch, outbid: false, adopt: false).ConfigureAwait(false);
         var passive = new PassiveState();
         await ResyncAsync(session, passive, startUp: true).ConfigureAwait(false);
-        Update(s => s with { Connected = true, Since = _clock.GetUtcNow(), AgentPid = agent.Pid, Fenced = false });
+        Update(s => s with { Connected = true, Since = _clock.GetUtcNow(), AgentPid = agent.Pid, Fenced = false, NextConnect = null });
         var nextAudit = _options.AuditInterval is { } every ? _clock.GetUtcNow() + every : DateTimeOffset.MaxValue;
         while (!stop.IsCancellationRequested)
         {
@@ -511,7 +532,11 @@ public sealed class TargetPusher : IDisposable
     }
 
     /// <summary>Releases the wake-up semaphore (after <see cref="RunAsync"/> has returned).</summary>
-    public void Dispose() => _wake.Dispose();
+    public void Dispose()
+    {
+        _wake.Dispose();
+        _reconnectNow.Dispose();
+    }
 
     private void Update(Func<TargetStatus, TargetStatus> change)
     {

@@ -13,7 +13,7 @@ internal static class StatusCommand
     public static Command Create()
     {
         var config = ResyncCommand.ConfigOption();
-        var json = new Option<bool>("--json") { Description = "The status file itself (JSON)" };
+        var json = new Option<bool>("--json") { Description = "The status file (JSON), with each target's state and summary and the daemon's as this command judges them now" };
         var command = new Command("status", "Show the daemon's state: per target connected or not, last success, queue, lag, last error") { config, json };
         command.SetAction(r =>
         {
@@ -23,11 +23,7 @@ internal static class StatusCommand
                 return 3;
             }
             if (r.GetValue(json))
-            {
-                Console.Write(File.ReadAllText(path));
-                Console.WriteLine();
-                return StatusFile.IsRunning(snapshot, DateTimeOffset.UtcNow, out _) ? 0 : 3;
-            }
+                return PrintJson(snapshot, path);
             return PrintStatus(snapshot);
         });
         return command;
@@ -87,33 +83,49 @@ internal static class StatusCommand
             Console.WriteLine("  not pushing: only the active node pushes");
         foreach (var t in s.Targets)
         {
-            var lag = StatusFile.Lag(t, s.Updated);
-            string state = t.Connected ? $"connected since {t.Since:u}"
-                : s.Role.State == "passive" ? "standing by (this node is not the active one)"
-                : t.Fenced ? $"REFUSED since {t.Since:u}: it has accepted a later active's epoch"
-                : $"DISCONNECTED since {t.Since:u}";
-            string sync = t.Queue == 0 && lag == TimeSpan.Zero && t.Failing.Count == 0 && t.Conflicts.Count == 0 && s.Aggregating == 0 ? "in sync"
-                : $"{t.Queue} queued, lag {lag.TotalSeconds:F1} s";
-            string last = t.LastSuccess is { } ok ? $"last success {Ago(now - ok)} ago" : "no success yet";
-            Console.WriteLine($"{t.Name}: {state}; {sync}; {last}; {t.Pushed} pushed, {t.Resyncs} resyncs");
+            var health = TargetHealth.Of(s, running, t, now, TargetHealth.Thresholds.Default);
+            string last = t.LastSuccess is { } ok ? $"last success {TargetHealth.Ago(now - ok)} ago" : "no success yet";
+            Console.WriteLine($"{t.Name}: {health.Summary}; {last}; {t.Pushed} pushed, {t.Resyncs} resyncs");
+            if (!running || health.State == TargetState.StandingBy)
+                continue; // what the daemon last knew of a session is no fact now
             if (t.LastError is { } error)
-                Console.WriteLine($"  last error ({Ago(now - (t.LastErrorAt ?? now))} ago): {error}");
+                Console.WriteLine($"  last error ({TargetHealth.Ago(now - (t.LastErrorAt ?? now))} ago): {error}");
             foreach (var c in t.Conflicts)
                 Console.WriteLine($"  CONFLICT {c.Path} (since {c.Since:u}): {c.Message}");
             foreach (var f in t.Failing)
-                Console.WriteLine($"  FAILING {f.Path} ({f.Attempts} {(f.Attempts == 1 ? "try" : "tries")} since {f.Since:u}, next {(f.NextTry > now ? $"in {Ago(f.NextTry - now)}" : "now")}): {f.Error}");
+                Console.WriteLine($"  FAILING {f.Path} ({f.Attempts} {(f.Attempts == 1 ? "try" : "tries")} since {f.Since:u}, next {(f.NextTry > now ? $"in {TargetHealth.Ago(f.NextTry - now)}" : "now")}): {f.Error}");
             if (t.DriftRepaired > 0)
                 Console.WriteLine($"  self-check: {t.DriftRepaired} path(s) found differing from what the daemon believed, and repaired (see the log; please report it)");
         }
         return running ? 0 : 3;
     }
 
-    /// <summary>The plugin's verdict and line. OK only when the daemon has no reason to believe a passive differs: nothing
-    /// queued, in flight or failing. Lag decides how bad it is (the age of the oldest change not yet on a passive);
-    /// a dead daemon, a target down for longer than <paramref name="crit"/>, a conflict, or a role check that
-    /// cannot run is CRITICAL. A passive node standing by is OK; no role check configured is a WARNING.</summary>
+    /// <summary>The status file as the daemon wrote it, with what <see cref="TargetHealth"/> makes of it now: a stopped
+    /// daemon's last words about its sessions are no claim that a target is connected.</summary>
+    private static int PrintJson(DaemonSnapshot s, string path)
+    {
+        var now = DateTimeOffset.UtcNow;
+        bool running = StatusFile.IsRunning(s, now, out string why);
+        var document = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        document["daemon"] = new System.Text.Json.Nodes.JsonObject { ["running"] = running, ["problem"] = running ? null : why };
+        var targets = document["targets"]!.AsArray();
+        for (int i = 0; i < s.Targets.Count && i < targets.Count; i++)
+        {
+            var health = TargetHealth.Of(s, running, s.Targets[i], now, TargetHealth.Thresholds.Default);
+            targets[i]!["state"] = health.StateName;
+            targets[i]!["summary"] = health.Summary;
+        }
+        Console.WriteLine(document.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+        return running ? 0 : 3;
+    }
+
+    /// <summary>The plugin's verdict and line: each target's <see cref="TargetHealth"/> with these thresholds (OK only when the
+    /// daemon has no reason to believe a passive differs), a dead daemon or a role check that cannot run CRITICAL, no role
+    /// check configured or a directory not watched WARNING, a passive node standing by OK.</summary>
     internal static (int Code, string Line) Check(string configPath, double warn, double crit, DateTimeOffset now)
     {
+        if (warn >= crit)
+            return (3, FormattableString.Invariant($"HASYNC UNKNOWN - --warn {warn} must be below --crit {crit}"));
         if (Load(configPath, out string error) is not var (s, _))
             return (3, $"HASYNC UNKNOWN - {error}");
         if (!StatusFile.IsRunning(s, now, out string why))
@@ -136,22 +148,10 @@ internal static class StatusCommand
         foreach (var t in s.Targets)
         {
             string label = t.Name.Replace('\'', '_').Replace('=', '_');
-            if (t.Fenced)
-                Raise(2, $"{t.Name} refuses this node's epoch: another node has become active ({t.LastError})");
-            foreach (var c in t.Conflicts)
-                Raise(2, $"{t.Name} conflict: {c.Path} changed on the passive (hasync resolve {c.Path} --take active|passive)");
+            var health = TargetHealth.Of(s, running: true, t, now, new(warn, crit));
+            if (health.Level > 0)
+                Raise(health.Level, $"{t.Name} {health.Summary}");
             double lag = StatusFile.Lag(t, s.Updated).TotalSeconds;
-            double down = (now - t.Since).TotalSeconds;
-            if (!t.Connected && !t.Fenced)
-                Raise(down >= crit ? 2 : 1, $"{t.Name} disconnected for {down:F0} s ({t.LastError ?? "connecting"})");
-            if (lag >= crit)
-                Raise(2, $"{t.Name} lag {lag:F0} s");
-            else if (lag >= warn)
-                Raise(1, $"{t.Name} lag {lag:F0} s");
-            else if (t.Connected && Math.Max(0, t.Queue - t.Failing.Count) + s.Aggregating is var moving and > 0)
-                Raise(1, $"{t.Name} not yet in sync: {moving} change(s) queued or being pushed, lag {lag:F1} s"); // OK means nothing is on its way
-            if (t.Failing.Count > 0)
-                Raise(1, $"{t.Name} {t.Failing.Count} path(s) failing, first {t.Failing[0].Path}: {t.Failing[0].Error}");
             // Perfdata is parsed by machines: always a dot for decimals, whatever the locale.
             perfdata.Add(FormattableString.Invariant($"'{label}_lag'={lag:F3}s;{warn};{crit};0"));
             perfdata.Add(FormattableString.Invariant($"'{label}_queue'={t.Queue};;;0"));
@@ -167,7 +167,4 @@ internal static class StatusCommand
         string summary = problems.Count > 0 ? string.Join("; ", problems) : $"{s.Targets.Count} target(s) in sync";
         return (code, $"HASYNC {verdict} - {summary} | {string.Join(' ', perfdata)}");
     }
-
-    private static string Ago(TimeSpan span) =>
-        span.TotalSeconds < 120 ? $"{span.TotalSeconds:F0} s" : span.TotalMinutes < 120 ? $"{span.TotalMinutes:F0} min" : $"{span.TotalHours:F0} h";
 }

@@ -121,7 +121,7 @@ public class DaemonCliTests(SshServer server) : IClassFixture<SshServer>
             var ok = Run("check", "-c", config);
             Assert.True(ok.Code == 0, ok.Stdout);
             Assert.StartsWith("HASYNC OK - 1 target(s) in sync | 'passive_lag'=0.000s;30;120;0 'passive_queue'=0;;;0", ok.Stdout);
-            Assert.Contains("passive: connected since", Run("status", "-c", config).Stdout);
+            Assert.Contains("passive: in sync, connected since", Run("status", "-c", config).Stdout);
 
             first.Signal("KILL");
             Assert.Equal(137, first.WaitForExit());
@@ -129,7 +129,11 @@ public class DaemonCliTests(SshServer server) : IClassFixture<SshServer>
         var dead = Run("check", "-c", config);
         Assert.Equal(2, dead.Code);
         Assert.Contains("HASYNC CRITICAL - daemon not running: pid", dead.Stdout);
-        Assert.Equal(3, Run("status", "-c", config).Code);
+        var deadStatus = Run("status", "-c", config);
+        Assert.Equal(3, deadStatus.Code);
+        Assert.Contains("passive: unknown: the daemon is not running, nothing is being pushed", deadStatus.Stdout); // no "connected", no "in sync"
+        Assert.DoesNotContain("connected since", deadStatus.Stdout);
+        Assert.Contains("\"state\": \"stopped\"", Run("status", "-c", config, "--json").Stdout);
 
         File.WriteAllText(Path.Join(bm, "while-dead.conf"), "written while no daemon ran\n");
         File.Delete(Path.Join(bm, "bm.ini"));
@@ -167,14 +171,17 @@ public class DaemonCliTests(SshServer server) : IClassFixture<SshServer>
 
         var warning = Run("check", "-c", config, "--warn", "30", "--crit", "3600");
         Assert.True(warning.Code == 1, warning.Stdout);
-        Assert.StartsWith("HASYNC WARNING - passive disconnected for", warning.Stdout);
+        Assert.StartsWith("HASYNC WARNING - passive disconnected since", warning.Stdout);
         Assert.Contains("Connection refused", warning.Stdout);
-        var critical = Run("check", "-c", config, "--warn", "0", "--crit", "0");
+        var critical = Run("check", "-c", config, "--warn", "0", "--crit", "0.01");
         Assert.Equal(2, critical.Code);
-        Assert.Contains("DISCONNECTED", Run("status", "-c", config).Stdout);
+        var backwards = Run("check", "-c", config, "--warn", "200", "--crit", "100");
+        Assert.Equal((3, "HASYNC UNKNOWN - --warn 200 must be below --crit 100\n"), (backwards.Code, backwards.Stdout));
+        Assert.Matches(@"passive: disconnected since [^;]+, (next try in \d+ (s|min)|trying now): session: ", Run("status", "-c", config).Stdout);
         Assert.Matches(@"\n  last error \(\d+ s ago\): session: target passive: cannot start a session: .*Connection refused", Run("status", "-c", config).Stdout);
         var json = Run("status", "-c", config, "--json");
         Assert.Contains("\"connected\": false", json.Stdout);
+        Assert.Contains("\"state\": \"reconnecting\"", json.Stdout);
         Assert.Contains("port 1: Connection refused", daemon.Stderr);
     }
 
@@ -239,7 +246,7 @@ public class DaemonCliTests(SshServer server) : IClassFixture<SshServer>
             File.WriteAllText(dir.File("active/etc/bm/after.conf"), "written once the address had moved away\n");
             await Task.Delay(TimeSpan.FromSeconds(1));
             Assert.False(File.Exists(dir.File("passive/etc/bm/after.conf")));
-            Assert.Contains("standing by (this node is not the active one)", Run("status", "-c", config).Stdout);
+            Assert.Contains("passive: standing by: this node is not the active one", Run("status", "-c", config).Stdout);
             daemon.Signal("TERM");
             Assert.Equal(0, daemon.WaitForExit());
         }

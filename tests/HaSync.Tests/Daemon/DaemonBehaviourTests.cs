@@ -35,7 +35,8 @@ public class DaemonBehaviourTests
         var (code, line) = daemon.Check();
         Assert.Equal(2, code);
         Assert.StartsWith("HASYNC CRITICAL - no role check configured", line); // the harness sets no role: a warning, outranked
-        Assert.Contains("; local conflict: /etc/bm/bm.ini changed on the passive (hasync resolve /etc/bm/bm.ini --take active|passive)", line);
+        Assert.Contains("; local 1 conflict(s), first /etc/bm/bm.ini since ", line);
+        Assert.Contains("(hasync resolve /etc/bm/bm.ini --take active|passive)", line);
         Assert.Contains("'local_conflicts'=1;;1;0", line);
         await daemon.Eventually(() => daemon.Log.Lines.Any(l => l.StartsWith("Error: local: conflict: ", StringComparison.Ordinal)
             && l.Contains("bm.ini: changed on this node since HaSync last wrote it; left as it is; the active's version is at " + copy)), "the conflict to be logged");

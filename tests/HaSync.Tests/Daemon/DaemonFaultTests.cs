@@ -13,6 +13,41 @@ namespace HaSync.Tests.Daemon;
 [Collection("daemon")]
 public class DaemonFaultTests(SshServer server) : IClassFixture<SshServer>
 {
+    /// <summary>A target down for a while has its reconnects spaced out (doubling); SIGHUP tries at once, and once a session
+    /// has worked, the next outage starts again from the first short wait instead of where the last one left off.</summary>
+    [Fact]
+    public async Task ReconnectsBackOffSighupTriesAtOnceAndAWorkingSessionStartsTheBackoffAfresh()
+    {
+        using var dir = new TempDir();
+        TestTree.Build(dir.File("active"));
+        Directory.CreateDirectory(dir.File("passive"));
+        string down = dir.File("target-down");
+        File.WriteAllText(down, "");
+        var agent = TestTree.LocalTarget(dir.File("passive"));
+        var target = agent with
+        {
+            Command = ["/bin/sh", "-c", "test -e \"$0\" && { echo 'the passive is down' >&2; exit 1; }; exec \"$@\"", down, .. agent.Command],
+        };
+        var initial = TimeSpan.FromMilliseconds(200);
+        await using var daemon = new DaemonHarness(dir.File("active"), dir.File("passive"), target, dir.File("state"),
+            options: DaemonHarness.FastRetries with { InitialBackoff = initial, MaxBackoff = TimeSpan.FromMinutes(1) }, configure: Convergence.AlwaysActive);
+        // 0.2, 0.4, 0.8, 1.6 s...: wait for a wait of over 3 s.
+        await daemon.Eventually(() => daemon.Status().Targets[0] is { NextConnect: { } next, LastErrorAt: { } failed } && next - failed > TimeSpan.FromSeconds(3),
+            "the waits between tries to grow");
+        var due = daemon.Status().Targets[0].NextConnect!.Value;
+        File.Delete(down);
+        daemon.Daemon.RetryNow(); // what SIGHUP does
+        await daemon.Eventually(() => daemon.Status().Targets[0].Connected, "a connection right after SIGHUP");
+        Assert.True(daemon.Status().Targets[0].Since < due, $"connected at {daemon.Status().Targets[0].Since:O}, the next try was due at {due:O}");
+
+        int first = daemon.Status().Targets[0].AgentPid!.Value;
+        Syscall.kill(first, Signum.SIGKILL);
+        // A new outage: the first, short wait (too short for the status file, written once a second, to be sure to show it).
+        await daemon.Eventually(() => daemon.Log.Lines.Any(l => l.Contains("session lost: the agent closed the connection", StringComparison.Ordinal)
+            && l.Contains("reconnecting in 0.2 s", StringComparison.Ordinal)), "the session to be lost and tried again after the first wait");
+        await daemon.Eventually(() => daemon.Status().Targets[0] is { Connected: true, AgentPid: { } pid } && pid != first, "another agent");
+    }
+
     /// <summary>An agent that stops answering, its pipes open (a node behind a link cut without a word), is noticed within
     /// five heartbeats; the daemon says so once, starts another agent and brings over what changed meanwhile.</summary>
     [Fact]
@@ -169,7 +204,7 @@ public class DaemonFaultTests(SshServer server) : IClassFixture<SshServer>
             await daemon.Eventually(() => daemon.Status().Targets[0].Failing is [{ Path: "/etc/bm/big.bin" }], "the push to fail");
             var (code, line) = daemon.Check();
             Assert.Equal(1, code);
-            Assert.Contains("local 1 path(s) failing, first /etc/bm/big.bin: /etc/bm/big.bin: whole: ", line);
+            Assert.Matches(@"local 1 path\(s\) failing, first /etc/bm/big.bin since [^(]+\(\d+ tr(y|ies), next (in \d+ s|now)\): /etc/bm/big.bin: whole: ", line);
             Assert.Contains("No space left on device", line);
             Assert.DoesNotContain(".hasync-", line); // the file the admin knows, not the agent's temp file
 

@@ -87,6 +87,6 @@ public class DaemonGuardTests
         Assert.Equal("[global]\nhost = 192.0.2.10\n", File.ReadAllText(Path.Join(b, "etc/bm/bm.ini"))); // B's files are B's
         var (checkCode, line) = nodeA.Check();
         Assert.Equal(2, checkCode);
-        Assert.Contains("local refuses this node's epoch: another node has become active", line);
+        Assert.Matches("local refuses this node's epoch since [^:]+:[^:]+:[^:]+: another node has become active", line);
     }
 }
