@@ -78,7 +78,7 @@ public sealed partial class Agent
                 catch (IOException e)
                 {
                     Fail(a => a == id, AckStatus.Failed, e.Message);
-                    log.WriteLine($"hasync serve: PutFile {entry.Path}: {e.Message}");
+                    log.WriteLine($"hasync serve: {entry.Path}: {e.Message}");
                 }
             }
             _journal.Flush();

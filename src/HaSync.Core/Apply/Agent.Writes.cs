@@ -19,7 +19,7 @@ public sealed partial class Agent
         try
         {
             if (entry.Kind != EntryKind.File || entry.Hash is null)
-                throw new IOException($"{entry.Path}: a PutFile must describe a regular file with its hash");
+                throw new IOException($"{entry.Path}: a file sent must be described as a regular file with its hash");
             string name = TreeWalker.NameOf(entry.Path);
             directory = guard.OpenParent(entry.Path, create: true)!;
             string full = directory.PathOf(name);
@@ -55,7 +55,7 @@ public sealed partial class Agent
             string message = file?.InTermsOfTarget(e.Message) ?? e.Message;
             file?.Dispose();
             data.Drain();
-            log.WriteLine($"hasync serve: PutFile {entry.Path}: {message}");
+            log.WriteLine($"hasync serve: {message}");
             _deferredAcks.Add((id, AckStatus.Failed, message)); // in order with the batch's other answers
         }
         finally

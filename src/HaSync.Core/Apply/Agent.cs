@@ -231,7 +231,7 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
                     DeferAndClose(id, Delete(subject));
                     return;
                 default:
-                    throw new ProtocolException($"reading request {id}: a {frame.Type} frame is not a request");
+                    throw new ProtocolException($"reading request {id}: {Wire.Describe(frame.Type)} is not a request");
             }
         }
         catch (ConflictException e)
@@ -241,7 +241,8 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
         }
         catch (Exception e) when (e is ConfinementException or IOException or UnauthorizedAccessException or DeltaFormatException or FencedException)
         {
-            log.WriteLine($"hasync serve: {frame.Type}{(subject.Length > 0 ? " " + subject : "")}: {e.Message}");
+            string what = subject.Length > 0 ? subject : Wire.Describe(frame.Type);
+            log.WriteLine(e.Message.Contains(what, StringComparison.Ordinal) ? $"hasync serve: {e.Message}" : $"hasync serve: {what}: {e.Message}");
             Ack(writer, id, AckStatus.Failed, e.Message);
             FlushAnswers(writer); // the sender may be waiting for this very answer (a read, a claim)
         }

@@ -21,7 +21,7 @@ internal sealed class DataFrameReadStream(Func<Frame?> nextFrame, uint id) : Str
             var payload = frame.Reader();
             uint frameId = payload.U32("id");
             if (frameId != id || frame.Type is not (FrameType.Data or FrameType.DataEnd))
-                throw new ProtocolException($"reading data of request {id}: got {frame.Type} for request {frameId}");
+                throw new ProtocolException($"reading data of request {id}: got {Wire.Describe(frame.Type)} for request {frameId}");
             if (frame.Type == FrameType.DataEnd)
             {
                 payload.End();

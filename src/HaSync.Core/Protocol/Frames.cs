@@ -5,7 +5,11 @@ using System.Text;
 namespace HaSync.Protocol;
 
 /// <summary>A malformed or unexpected frame; the message says what was being read.</summary>
-public sealed class ProtocolException(string message) : HaSyncException(message);
+public sealed class ProtocolException(string message, string? textInstead = null) : HaSyncException(message)
+{
+    /// <summary>When printable text came where a message should begin (a remote shell's banner or motd): that text.</summary>
+    public string? TextInstead { get; } = textInstead;
+}
 
 /// <summary>Frame types of the HaSync agent protocol (version <see cref="Wire.Version"/>).</summary>
 public enum FrameType : byte
@@ -88,6 +92,29 @@ public static class Wire
     /// <summary>File data travels in chunks of this size.</summary>
     public const int DataChunk = 256 * 1024;
 
+    /// <summary>A message of this type in an admin's words (errors never name the protocol's frame types).</summary>
+    public static string Describe(FrameType type) => type switch
+    {
+        FrameType.Hello => "the sender's hello",
+        FrameType.Welcome => "the agent's welcome",
+        FrameType.ManifestRequest => "a request for the passive's list of files",
+        FrameType.ManifestEntries or FrameType.ManifestEnd => "the passive's list of files",
+        FrameType.SignatureRequest => "a request for a file's block signature",
+        FrameType.ReadRequest => "a request for a file's content",
+        FrameType.PutFile => "a file sent",
+        FrameType.MakeDirectory => "a directory to make",
+        FrameType.MakeSymlink => "a symlink to make",
+        FrameType.SetMetadata => "an owner, mode and time to set",
+        FrameType.Delete => "a path to delete",
+        FrameType.Flush => "the end of a batch",
+        FrameType.Claim => "the active's claim of its term",
+        FrameType.Data or FrameType.DataEnd => "a file's data",
+        FrameType.Acks => "the agent's answers",
+        FrameType.Heartbeat => "a heartbeat",
+        FrameType.Goodbye => "the sender's goodbye",
+        _ => $"a message of type {(byte)type}",
+    };
+
     /// <summary>How often a quiet side sends a heartbeat, unless the target's <c>heartbeat_ms</c> says otherwise.</summary>
     public static readonly TimeSpan DefaultHeartbeat = TimeSpan.FromSeconds(3);
 
@@ -140,18 +167,25 @@ public sealed class FrameReader(Stream input)
         if (got == 0)
             return null;
         if (got < 5)
-            throw new ProtocolException($"reading frame header: connection closed after {got} of 5 bytes");
+            throw new ProtocolException($"reading a message's header: connection closed after {got} of 5 bytes");
         uint length = BinaryPrimitives.ReadUInt32BigEndian(_header);
         if (length < 1 || length > Wire.MaxFrameLength)
-            throw new ProtocolException($"reading frame length: {length} is outside 1..{Wire.MaxFrameLength}");
+        {
+            if (_header.All(b => b is >= 0x20 and < 0x7f or (byte)'\n' or (byte)'\r' or (byte)'\t'))
+            {
+                string text = Encoding.ASCII.GetString(_header).ReplaceLineEndings(" ");
+                throw new ProtocolException($"text where a message should begin (\"{text}…\"), not the hasync protocol", text);
+            }
+            throw new ProtocolException($"reading a message's length: {length} is outside 1..{Wire.MaxFrameLength}");
+        }
         var type = (FrameType)_header[4];
         if (!Enum.IsDefined(type))
-            throw new ProtocolException($"reading frame type: unknown type {(byte)type}");
+            throw new ProtocolException($"reading a message: unknown type {(byte)type} (is the other side the same hasync version?)");
         int payloadLength = (int)length - 1;
         byte[] payload = type == FrameType.Data ? DataBuffer(payloadLength) : new byte[payloadLength];
         got = input.ReadAtLeast(payload.AsSpan(0, payloadLength), payloadLength, throwOnEndOfStream: false);
         if (got < payloadLength)
-            throw new ProtocolException($"reading {type} frame: connection closed after {got} of {payloadLength} payload bytes");
+            throw new ProtocolException($"reading {Wire.Describe(type)}: connection closed after {got} of its {payloadLength} bytes");
         BytesRead += 5 + payloadLength;
         Volatile.Write(ref _lastHeard, Environment.TickCount64);
         return new Frame(type, payload.AsMemory(0, payloadLength));
@@ -186,7 +220,7 @@ public sealed class FrameWriter(Stream output)
     {
         var body = payload.WrittenMemory.Span;
         if (body.Length + 1 > Wire.MaxFrameLength)
-            throw new ProtocolException($"writing {type} frame: {body.Length + 1} bytes exceed the maximum {Wire.MaxFrameLength}");
+            throw new ProtocolException($"writing {Wire.Describe(type)}: {body.Length + 1} bytes exceed the maximum {Wire.MaxFrameLength}");
         lock (_lock)
         {
             BinaryPrimitives.WriteUInt32BigEndian(_header, (uint)(body.Length + 1));
@@ -215,7 +249,7 @@ public sealed class FrameWriter(Stream output)
     {
         int bodyLength = 4 + 4 + chunk.Length;
         if (bodyLength + 1 > Wire.MaxFrameLength)
-            throw new ProtocolException($"writing Data frame: {bodyLength + 1} bytes exceed the maximum {Wire.MaxFrameLength}");
+            throw new ProtocolException($"writing {Wire.Describe(FrameType.Data)}: {bodyLength + 1} bytes exceed the maximum {Wire.MaxFrameLength}");
         Span<byte> head = stackalloc byte[5 + 8];
         BinaryPrimitives.WriteUInt32BigEndian(head, (uint)(bodyLength + 1));
         head[4] = (byte)FrameType.Data;
@@ -290,7 +324,7 @@ public struct PayloadReader(ReadOnlyMemory<byte> payload, FrameType type)
     private ReadOnlySpan<byte> Take(int count, string field)
     {
         if (count < 0 || count > payload.Length - _position)
-            throw new ProtocolException($"reading {type} frame: field '{field}' needs {count} bytes at offset {_position}, {payload.Length - _position} left");
+            throw new ProtocolException($"reading {Wire.Describe(type)}: field '{field}' needs {count} bytes at offset {_position}, {payload.Length - _position} left");
         var span = payload.Span.Slice(_position, count);
         _position += count;
         return span;
@@ -319,7 +353,7 @@ public struct PayloadReader(ReadOnlyMemory<byte> payload, FrameType type)
             if (b < 0x80)
                 return value;
         }
-        throw new ProtocolException($"reading {type} frame: field '{field}' is a varint longer than 10 bytes");
+        throw new ProtocolException($"reading {Wire.Describe(type)}: field '{field}' is a varint longer than 10 bytes");
     }
     /// <summary>Reads a signed (zigzag) varint.</summary>
     public long VarS(string field)
@@ -331,7 +365,7 @@ public struct PayloadReader(ReadOnlyMemory<byte> payload, FrameType type)
     public int VarLength(string field)
     {
         ulong value = VarU(field);
-        return value <= int.MaxValue ? (int)value : throw new ProtocolException($"reading {type} frame: field '{field}' = {value} is not a valid length");
+        return value <= int.MaxValue ? (int)value : throw new ProtocolException($"reading {Wire.Describe(type)}: field '{field}' = {value} is not a valid length");
     }
     /// <summary>Reads a varint-length-prefixed byte string.</summary>
     public ReadOnlySpan<byte> VarBytes(string field) => Take(VarLength(field), field);
@@ -349,7 +383,7 @@ public struct PayloadReader(ReadOnlyMemory<byte> payload, FrameType type)
         }
         catch (DecoderFallbackException)
         {
-            throw new ProtocolException($"reading {type} frame: field '{field}' is not valid UTF-8");
+            throw new ProtocolException($"reading {Wire.Describe(type)}: field '{field}' is not valid UTF-8");
         }
     }
 
@@ -357,6 +391,6 @@ public struct PayloadReader(ReadOnlyMemory<byte> payload, FrameType type)
     public readonly void End()
     {
         if (_position != payload.Length)
-            throw new ProtocolException($"reading {type} frame: {payload.Length - _position} unexpected bytes after the last field");
+            throw new ProtocolException($"reading {Wire.Describe(type)}: {payload.Length - _position} unexpected bytes after the last field");
     }
 }

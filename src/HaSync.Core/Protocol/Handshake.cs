@@ -13,7 +13,7 @@ internal static class Hello
     public static TimeSpan Check(Frame hello)
     {
         if (hello.Type != FrameType.Hello)
-            throw new ProtocolException($"reading hello: got a {hello.Type} frame first");
+            throw new ProtocolException($"reading hello: got {Wire.Describe(hello.Type)} first");
         var payload = hello.Reader();
         uint magic = payload.U32("magic");
         ushort version = payload.U16("version");
@@ -48,7 +48,7 @@ internal sealed record Welcome(string Root, IReadOnlyList<string> Allowed, bool 
     public static Welcome Read(Frame? frame)
     {
         if (frame is not { Type: FrameType.Welcome } welcome)
-            throw new ProtocolException(frame is null ? "the agent closed the connection before its welcome" : $"expected a welcome, got {frame.Value.Type}");
+            throw new ProtocolException(frame is null ? "the agent closed the connection before its welcome" : $"expected the agent's welcome, got {Wire.Describe(frame.Value.Type)}");
         var payload = welcome.Reader();
         uint magic = payload.U32("magic");
         ushort version = payload.U16("version");

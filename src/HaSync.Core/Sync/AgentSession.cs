@@ -101,7 +101,11 @@ public sealed class AgentSession : IDisposable
         catch (Exception e) when (e is ProtocolException or IOException)
         {
             Thread.Sleep(200); // let ssh's last words reach stderr
-            throw new SessionClosedException($"target {target}: cannot start a session: {e.Message}; the agent {describePeer()}", e);
+            string why = e is ProtocolException { TextInstead: { } text }
+                ? $"the remote shell printed text before the agent started (\"{text}…\"): is the shell clean? Nothing may print on a " +
+                  "non-interactive login (.bashrc, motd, a banner on stdout); a forced command in authorized_keys avoids the shell"
+                : e.Message;
+            throw new SessionClosedException($"target {target}: cannot start a session: {why}; the agent {describePeer()}", e);
         }
         session._readThread = new Thread(session.ReadLoop) { IsBackground = true, Name = $"hasync reader {target}" };
         session._readThread.Start();
@@ -313,7 +317,7 @@ public sealed class AgentSession : IDisposable
                 Complete(requestId, request.Data);
                 return;
             default:
-                throw new ProtocolException($"unexpected {frame.Type} frame for request {requestId}");
+                throw new ProtocolException($"unexpected {Wire.Describe(frame.Type)} for request {requestId}");
         }
     }
 

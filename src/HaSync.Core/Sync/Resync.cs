@@ -141,7 +141,7 @@ public static class Resync
             }
             if (ack.Status != AckStatus.Ok)
             {
-                stats.Failures.Add($"{d.Path}: {action}: {ack.Message}");
+                stats.Failures.Add($"{d.Path}: {Doing(action)}: {ack.Message}");
                 stats.FailedPaths[d.Path] = stats.Failures[^1];
                 continue;
             }
@@ -191,6 +191,20 @@ public static class Resync
         var exclude = new PathFilter(config.Exclude);
         return (await session.RequestManifest(roots).ConfigureAwait(false)).Where(e => !Excluded(exclude, e.Path)).ToList();
     }
+
+    /// <summary>A push's action (as the progress line shows it) in the words of a failure message.</summary>
+    private static string Doing(string action) => action switch
+    {
+        "whole" => "sending the file",
+        "delta" => "sending the file's changes",
+        "metadata" => "setting its owner, mode and time",
+        "adopt" => "recording it as HaSync's",
+        "mkdir" => "making the directory",
+        "symlink" => "making the symlink",
+        "delete" => "deleting it",
+        "read" => "reading it",
+        _ => action,
+    };
 
     /// <summary>How a path whose set-id bits the passive does not keep is reported (<paramref name="mode"/>: the active's).</summary>
     public static string SetIdNotKept(string path, uint mode) =>

@@ -18,10 +18,14 @@ public sealed class AgentProcess : IAsyncDisposable
     private readonly Queue<string> _stderrTail = new();
     private readonly Task _stderrPump;
 
-    private AgentProcess(Process process, string target, Action<string>? onStderr)
+    private readonly string? _host;
+    private readonly int? _port;
+
+    private AgentProcess(Process process, TargetConfig target, Action<string>? onStderr)
     {
         _process = process;
-        Target = target;
+        Target = target.Name;
+        (_host, _port) = (target.Host, target.Port);
         _stderrPump = Task.Run(async () =>
         {
             while (await process.StandardError.ReadLineAsync().ConfigureAwait(false) is { } line)
@@ -77,7 +81,7 @@ public sealed class AgentProcess : IAsyncDisposable
         try
         {
             var process = Process.Start(start) ?? throw new TransportException($"target {target.Name}: cannot start {program}");
-            return new AgentProcess(process, target.Name, onStderr);
+            return new AgentProcess(process, target, onStderr);
         }
         catch (System.ComponentModel.Win32Exception e)
         {
@@ -150,7 +154,23 @@ public sealed class AgentProcess : IAsyncDisposable
         string tail = StderrTail;
         if (tail.Length > 0)
             text.Append($"; it said: {tail}");
+        if (Hint(tail) is { } hint)
+            text.Append($" ({hint})");
         return text.ToString();
+    }
+
+    /// <summary>What an admin does about the usual ssh failures, or null.</summary>
+    private string? Hint(string stderr)
+    {
+        string keyscan = $"ssh-keyscan {(_port is int port ? $"-p {port} " : "")}{_host ?? "HOST"} >> /etc/hasync/known_hosts";
+        if (stderr.Contains("Host key verification failed", StringComparison.Ordinal))
+            return $"the passive's host key is not known here: compare its fingerprint with the passive's own (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub there), " +
+                   $"then '{keyscan}' and ssh_options: [-o, UserKnownHostsFile=/etc/hasync/known_hosts]";
+        if (stderr.Contains("REMOTE HOST IDENTIFICATION HAS CHANGED", StringComparison.Ordinal))
+            return "the passive's host key changed: if it was reinstalled, check the new key's fingerprint and replace its line in the known_hosts file; if not, someone may be in between";
+        if (stderr.Contains("Permission denied (publickey", StringComparison.Ordinal))
+            return "the passive does not accept this node's key: add its public key to root's authorized_keys there, with the forced command of samples/authorized_keys.example";
+        return null;
     }
 
     /// <summary>Closes stdin, waits briefly for the agent to exit, then kills it.</summary>

@@ -70,7 +70,7 @@ public sealed class AgentHostileTests : IDisposable
         var (code, stderr) = Serve(Encoding.ASCII.GetBytes("GET / HTTP/1.1\r\nHost: passive\r\n\r\n"));
         Assert.Equal(2, code);
         Assert.Contains("protocol error", stderr);
-        Assert.Contains("reading frame length: 1195725856 is outside 1..1048576", stderr);
+        Assert.Contains("text where a message should begin (\"GET /…\"), not the hasync protocol", stderr);
         AssertNothingChanged();
     }
 
@@ -79,7 +79,7 @@ public sealed class AgentHostileTests : IDisposable
     {
         var (code, stderr) = Serve([.. Hello(), 0xff, 0xff, 0xff, 0xff, (byte)FrameType.PutFile]);
         Assert.Equal(2, code);
-        Assert.Contains("reading frame length: 4294967295 is outside 1..1048576", stderr);
+        Assert.Contains("reading a message's length: 4294967295 is outside 1..1048576", stderr);
         AssertNothingChanged();
     }
 
@@ -91,7 +91,7 @@ public sealed class AgentHostileTests : IDisposable
         header[4] = (byte)FrameType.PutFile;
         var (code, stderr) = Serve([.. Hello(), .. header, .. new byte[10]]);
         Assert.Equal(2, code);
-        Assert.Contains("reading PutFile frame: connection closed after 10 of 99 payload bytes", stderr);
+        Assert.Contains("reading a file sent: connection closed after 10 of its 99 bytes", stderr);
         AssertNothingChanged();
     }
 
@@ -165,7 +165,7 @@ public sealed class AgentHostileTests : IDisposable
 
         (code, stderr) = Serve([.. Hello(), .. Frame((FrameType)77, 1, 2, 3)]);
         Assert.Equal(2, code);
-        Assert.Contains("reading frame type: unknown type 77", stderr);
+        Assert.Contains("reading a message: unknown type 77", stderr);
         AssertNothingChanged();
     }
 

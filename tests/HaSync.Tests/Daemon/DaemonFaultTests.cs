@@ -204,7 +204,7 @@ public class DaemonFaultTests(SshServer server) : IClassFixture<SshServer>
             await daemon.Eventually(() => daemon.Status().Targets[0].Failing is [{ Path: "/etc/bm/big.bin" }], "the push to fail");
             var (code, line) = daemon.Check();
             Assert.Equal(1, code);
-            Assert.Matches(@"local 1 path\(s\) failing, first /etc/bm/big.bin since [^(]+\(\d+ tr(y|ies), next (in \d+ s|now)\): /etc/bm/big.bin: whole: ", line);
+            Assert.Matches(@"local 1 path\(s\) failing, first /etc/bm/big.bin since [^(]+\(\d+ tr(y|ies), next (in \d+ s|now)\): /etc/bm/big.bin: sending the file: ", line);
             Assert.Contains("No space left on device", line);
             Assert.DoesNotContain(".hasync-", line); // the file the admin knows, not the agent's temp file
 
@@ -212,7 +212,7 @@ public class DaemonFaultTests(SshServer server) : IClassFixture<SshServer>
             await Task.Delay(TimeSpan.FromSeconds(6));
             var failing = daemon.Status().Targets[0].Failing.Single();
             Assert.InRange(failing.Attempts, 3, 10);
-            var logged = daemon.Log.Lines.Where(l => l.Contains("/etc/bm/big.bin: whole: ", StringComparison.Ordinal)).ToList();
+            var logged = daemon.Log.Lines.Where(l => l.Contains("/etc/bm/big.bin: sending the file: ", StringComparison.Ordinal)).ToList();
             Assert.True(logged.Count == 1, $"logged {logged.Count} times, not once:\n{string.Join("\n", logged)}"); // once, not once per try
 
             File.Delete(Path.Join(passive, "filler"));
