@@ -12,6 +12,7 @@ var root = new RootCommand("HaSync: real-time configuration sync for Linux HA pa
     StatusCommand.Create(),
     StatusCommand.CreateCheck(),
     ResolveCommand.Create(),
+    ConfigCommand.Create(),
 };
 // SIGTERM/SIGINT cancel the command's token; the daemon then needs time for its last push.
 return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = DaemonCommand.ShutdownTimeout });

@@ -69,14 +69,22 @@ public static class ConfigLoader
         if (duplicate is not null)
             throw new ConfigException($"{source}:{Line(targetsNode)}: two targets are named '{duplicate.Key}'");
 
+        string Pattern(YamlNode node, string key)
+        {
+            string pattern = reader.String(node, key);
+            return Scanning.PathFilter.Problem(pattern, paths) is { } problem
+                ? throw new ConfigException($"{source}:{Line(node)}: {key} pattern '{pattern}': {problem}")
+                : pattern;
+        }
+
         return new HaSyncConfig
         {
             Source = source,
             SourceRoot = sourceRoot,
             Paths = paths,
-            Exclude = keys.TryGetValue("exclude", out var ex) ? reader.List(ex, "exclude", i => reader.String(i, "exclude")) : [],
+            Exclude = keys.TryGetValue("exclude", out var ex) ? reader.List(ex, "exclude", i => Pattern(i, "exclude")) : [],
             Delete = !keys.TryGetValue("delete", out var del) || reader.Bool(del, "delete"),
-            Redact = keys.TryGetValue("redact", out var red) ? reader.List(red, "redact", i => reader.String(i, "redact")) : [],
+            Redact = keys.TryGetValue("redact", out var red) ? reader.List(red, "redact", i => Pattern(i, "redact")) : [],
             StateDirectory = keys.TryGetValue("state_dir", out var sd) ? reader.DirectoryPath(sd, "state_dir") : HaSyncConfig.DefaultStateDirectory,
             Daemon = keys.TryGetValue("daemon", out var dn) ? ReadDaemon(dn) : new DaemonConfig(),
             Role = keys.TryGetValue("role", out var rn) ? ReadRole(rn) : new RoleConfig(),

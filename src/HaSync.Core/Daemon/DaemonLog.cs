@@ -35,6 +35,9 @@ internal static partial class DaemonLog
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Target}: {Note}")]
     public static partial void SetIdNotKept(this ILogger log, string target, string note);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Warning}")]
+    public static partial void ConfigWarning(this ILogger log, string warning);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Target}: {Failure}; it will be tried again")]
     public static partial void PushFailed(this ILogger log, string target, string failure);
 

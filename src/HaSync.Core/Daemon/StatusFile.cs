@@ -21,6 +21,8 @@ public sealed record DaemonSnapshot
     public int Watches { get; init; }
     /// <summary>What cannot be watched, and why.</summary>
     public IReadOnlyList<string> WatchProblems { get; init; } = [];
+    /// <summary>Listed paths that do not exist on this node (a typo, or not installed yet): watched for, and warned about.</summary>
+    public IReadOnlyList<string> MissingPaths { get; init; } = [];
     /// <summary>Paths changed but not yet quiet (waiting in the aggregator).</summary>
     public int Aggregating { get; init; }
     /// <summary>Whether this node is the active one (only the active pushes).</summary>
@@ -49,6 +51,10 @@ public static class StatusFile
             json.WriteStartArray("watch_problems");
             foreach (string problem in snapshot.WatchProblems)
                 json.WriteStringValue(problem);
+            json.WriteEndArray();
+            json.WriteStartArray("missing_paths");
+            foreach (string missing in snapshot.MissingPaths)
+                json.WriteStringValue(missing);
             json.WriteEndArray();
             json.WriteNumber("aggregating", snapshot.Aggregating);
             json.WriteStartObject("role");
@@ -151,6 +157,7 @@ public static class StatusFile
                 Stopped = root.GetProperty("stopped").GetBoolean(),
                 Watches = root.GetProperty("watches").GetInt32(),
                 WatchProblems = root.GetProperty("watch_problems").EnumerateArray().Select(p => p.GetString() ?? "").ToList(),
+                MissingPaths = root.TryGetProperty("missing_paths", out var missing) ? missing.EnumerateArray().Select(p => p.GetString() ?? "").ToList() : [],
                 Aggregating = root.GetProperty("aggregating").GetInt32(),
                 Role = ReadRole(root.GetProperty("role")),
                 Targets = root.GetProperty("targets").EnumerateArray().Select(t => new TargetStatus
@@ -202,6 +209,7 @@ public static class StatusFile
             json.WriteNull(name);
     }
 
+    // Absent (a status written by an older daemon, read after an upgrade) or null: not known.
     private static DateTimeOffset? ReadTime(JsonElement element, string name) =>
-        element.GetProperty(name).ValueKind == JsonValueKind.Null ? null : element.GetProperty(name).GetDateTimeOffset();
+        element.TryGetProperty(name, out var time) && time.ValueKind != JsonValueKind.Null ? time.GetDateTimeOffset() : null;
 }

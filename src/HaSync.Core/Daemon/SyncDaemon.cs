@@ -33,6 +33,8 @@ public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider cl
         watcher.Start();
         string listed = string.Join(", ", config.Paths);
         log.Watching(listed, config.SourceRoot, watcher.WatchCount);
+        foreach (string warning in ConfigCheck.Warnings(config))
+            log.ConfigWarning(warning);
 
         var cache = new HashCache();
         var options = pusherOptions ?? new PusherOptions();
@@ -131,6 +133,7 @@ public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider cl
             Stopped = stopped,
             Watches = watcher.WatchCount,
             WatchProblems = watcher.Problems,
+            MissingPaths = ConfigCheck.MissingPaths(config),
             Aggregating = _aggregating,
             Role = role.Status,
             Targets = pushers.Select(p => p.Status).ToList(),

@@ -12,7 +12,7 @@ public sealed record DiffItem
 {
     /// <summary>Logical path.</summary>
     public required string Path { get; init; }
-    /// <summary>identical, missing, extra, content, metadata, setid (the rest is identical, but the passive's agent strips
+    /// <summary>identical, missing, extra, content, metadata, absent (listed in <c>paths</c>, on neither node), setid (the rest is identical, but the passive's agent strips
     /// the active's set-user-id or set-group-id bits), or conflict: the passive changed the path on its own (or HaSync never
     /// wrote it there) and a push would leave it as it is.</summary>
     public required string Status { get; init; }
@@ -73,6 +73,9 @@ public static class DiffReport
                 UnifiedDiff = unified,
             });
         }
+        // A listed path neither node has is no difference between them, but what was listed is not being synced.
+        foreach (string path in Configuration.ConfigCheck.MissingPaths(config).Where(p => !items.Any(i => i.Path == p)))
+            items.Add(new DiffItem { Path = path, Status = "absent", Fields = [] });
         return items;
     }
 

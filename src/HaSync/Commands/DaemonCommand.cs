@@ -31,6 +31,8 @@ internal static class DaemonCommand
             try
             {
                 loaded = ConfigLoader.Load(r.GetValue(config)!);
+                if (ConfigCheck.LogFileProblem(loaded) is { } problem)
+                    throw new ConfigException(problem);
                 running = DaemonLock.Acquire(loaded);
             }
             catch (HaSyncException e)

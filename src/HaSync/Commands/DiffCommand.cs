@@ -56,6 +56,7 @@ internal static class DiffCommand
                 "metadata" => $"metadata differs: {string.Join(", ", item.Fields)}" + Changes(item),
                 "setid" => $"set-id bits not kept: mode {Get(item.Active, "mode")} on the active, {Get(item.Passive, "mode")} on the passive (its agent strips them; start it with --allow-setid to keep them)",
                 "missing" => "missing on passive",
+                "absent" => "listed in paths, but on neither node (a typo, or not installed yet?)",
                 "extra" => "extra on passive",
                 _ => "identical",
             };

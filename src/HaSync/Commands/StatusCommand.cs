@@ -75,6 +75,8 @@ internal static class StatusCommand
             : $"daemon: {why}");
         foreach (string problem in s.WatchProblems)
             Console.WriteLine($"  not watched: {problem}");
+        foreach (string missing in s.MissingPaths)
+            Console.WriteLine($"  missing on the active: {missing} (listed in paths; synced once it appears)");
         string epoch = s.Role.Epoch is long number ? $", epoch {number}" : "";
         Console.WriteLine($"role: {s.Role.State} since {s.Role.Since:u}{epoch} ({s.Role.Detail})");
         if (!s.Role.Configured)
@@ -163,6 +165,8 @@ internal static class StatusCommand
         }
         foreach (string problem in s.WatchProblems)
             Raise(1, $"not watched: {problem}");
+        foreach (string missing in s.MissingPaths)
+            Raise(1, $"{missing} (listed in paths) does not exist on the active");
         string verdict = code switch { 0 => "OK", 1 => "WARNING", _ => "CRITICAL" };
         string summary = problems.Count > 0 ? string.Join("; ", problems) : $"{s.Targets.Count} target(s) in sync";
         return (code, $"HASYNC {verdict} - {summary} | {string.Join(' ', perfdata)}");

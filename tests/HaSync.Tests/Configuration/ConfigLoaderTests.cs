@@ -50,6 +50,30 @@ public sealed class ConfigLoaderTests
         Assert.Equal((TransportKind.Local, "/srv/mirror"), (config.Targets[1].Transport, config.Targets[1].Command[3]));
     }
 
+    /// <summary>A pattern that is malformed, or can never match a path of the watched set, is refused with its line: a
+    /// typo must not silently ship what the admin meant to keep out.</summary>
+    [Theory]
+    [InlineData("\"[bad\"", "hasync.yaml:2: exclude pattern '[bad': '[' at character 1 opens a set of characters that no ']' closes")]
+    [InlineData("\"ssl/private\"", "hasync.yaml:2: exclude pattern 'ssl/private': a pattern with a '/' matches the whole path from the root: start it with '/'")]
+    [InlineData("\"/var/lib/*.db\"", "hasync.yaml:2: exclude pattern '/var/lib/*.db': it can only match below /var/lib, which is not in the watched paths (/etc/bm, /etc/ssl)")]
+    [InlineData("\"\"", "hasync.yaml:2: exclude pattern '': an empty pattern matches nothing")]
+    public void AnExcludeThatIsMalformedOrCanNeverMatchIsRefusedWithItsLine(string pattern, string expected) =>
+        Assert.StartsWith(expected, Assert.Throws<ConfigException>(() => ConfigLoader.Parse($"paths: [/etc/bm, /etc/ssl]\nexclude: [\"*.swp\", {pattern}]\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml")).Message);
+
+    [Fact]
+    public void ExcludesMatchSetsOfCharactersAndADirectoryWrittenWithATrailingSlash()
+    {
+        var config = ConfigLoader.Parse("paths: [/etc]\nexclude: [\"*.[ch]\", \"/etc/ssl/private/\", \"core.[!0-9]*\"]\ntargets:\n  - name: p\n    host: h\n", "hasync.yaml");
+        var filter = new HaSync.Scanning.PathFilter(config.Exclude);
+        Assert.True(filter.Matches("/etc/x/main.c"));
+        Assert.True(filter.Matches("/etc/x/main.h"));
+        Assert.False(filter.Matches("/etc/x/main.o"));
+        Assert.True(filter.Matches("/etc/ssl/private")); // the directory: the walk keeps out of it, and so all below
+        Assert.False(filter.Matches("/etc/ssl/certs"));
+        Assert.True(filter.Matches("/etc/core.dump"));
+        Assert.False(filter.Matches("/etc/core.1234"));
+    }
+
     [Fact]
     public void OptionalSshSettingsMayBeAbsent()
     {
