@@ -284,6 +284,19 @@ public sealed class TargetPusher : IDisposable
         string command = string.Join(' ', AgentProcess.CommandLine(_target, out string program).Prepend(program).Select(AgentProcess.ShellQuote));
         _log.Connecting(Name, command);
         await using var agent = AgentProcess.Start(_target, onStderr: line => _log.AgentSaid(Name, line));
+        try
+        {
+            await RunSessionAsync(agent, term, stop).ConfigureAwait(false);
+        }
+        catch
+        {
+            agent.Abandon();
+            throw;
+        }
+    }
+
+    private async Task RunSessionAsync(AgentProcess agent, ActiveTerm term, CancellationToken stop)
+    {
         using var session = AgentSession.Open(agent.Input, agent.Output, _target.Name, agent.Describe, _target.Heartbeat);
         await _role.Epochs.ClaimAsync(session, term.Epoch, outbid: false, adopt: false).ConfigureAwait(false);
         var passive = new PassiveState();

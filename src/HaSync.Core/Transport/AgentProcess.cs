@@ -173,11 +173,17 @@ public sealed class AgentProcess : IAsyncDisposable
         return null;
     }
 
+    private TimeSpan _exitGrace = TimeSpan.FromSeconds(5); // for the agent's last commit after a goodbye
+
+    /// <summary>The session is lost (silent, or broken): at dispose, the process gets a second to go rather than five, so
+    /// that the outage is reported, and the next connection tried, without waiting on an ssh stuck behind a dead link.</summary>
+    public void Abandon() => _exitGrace = TimeSpan.FromSeconds(1);
+
     /// <summary>Closes stdin, waits briefly for the agent to exit, then kills it.</summary>
     public async ValueTask DisposeAsync()
     {
         try { _process.StandardInput.Close(); } catch (IOException) { /* already gone */ }
-        using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        using var wait = new CancellationTokenSource(_exitGrace);
         try
         {
             await _process.WaitForExitAsync(wait.Token).ConfigureAwait(false);

@@ -11,8 +11,73 @@ namespace HaSync.Tests.Daemon;
 /// for a while, the kernel's event queue overflowing. Each time the passive keeps complete files and converges.
 /// </summary>
 [Collection("daemon")]
-public class DaemonFaultTests(SshServer server) : IClassFixture<SshServer>
+public class DaemonFaultTests(SshServer server, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<SshServer>
 {
+    /// <summary>The link to the passive cut without a word (its veth taken down: no reset, no FIN, packets just lost), then
+    /// back: the daemon calls the target disconnected within seconds and says so once, the agent left on the passive
+    /// exits by itself, and once the link is back the daemon reconnects and brings over what changed meanwhile.</summary>
+    [Fact]
+    public async Task ALinkCutIsSeenWithinSecondsTheStrandedAgentExitsAndTheLinkBackConverges()
+    {
+        string id = Guid.NewGuid().ToString("N")[..8];
+        string netns = $"hasync-cut-{id}", hostSide = $"hsh{id}", passiveSide = $"hsp{id}";
+        Tools.Check("ip", "netns", "add", netns);
+        try
+        {
+            Tools.Check("ip", "link", "add", hostSide, "type", "veth", "peer", "name", passiveSide, "netns", netns);
+            Tools.Check("ip", "addr", "add", "10.231.7.1/30", "dev", hostSide);
+            Tools.Check("ip", "link", "set", hostSide, "up");
+            Tools.Check("ip", "-n", netns, "addr", "add", "10.231.7.2/30", "dev", passiveSide);
+            Tools.Check("ip", "-n", netns, "link", "set", passiveSide, "up");
+            Tools.Check("ip", "-n", netns, "link", "set", "lo", "up");
+            using var passiveNode = SshServer.InNamespace("10.231.7.2", netns);
+            using var dir = new TempDir();
+            TestTree.Build(dir.File("active"));
+            string passive = dir.File("passive-" + id);
+            Directory.CreateDirectory(passive);
+            var target = passiveNode.Target("passive", "--root", passive) with { Heartbeat = TimeSpan.FromMilliseconds(500) };
+            await using var daemon = new DaemonHarness(dir.File("active"), passive, target, dir.File("state"), configure: Convergence.AlwaysActive);
+            await daemon.WaitConnectedAsync();
+            await daemon.WaitIdenticalAsync();
+            Assert.Equal(0, daemon.Check().Code);
+            int Stranded() => Directory.EnumerateDirectories("/proc").Count(p =>
+            {
+                try
+                {
+                    return File.ReadAllText(Path.Join(p, "cmdline")).Split('\0') is var argv && argv.Contains("serve") && argv.Contains(passive);
+                }
+                catch (IOException)
+                {
+                    return false;
+                }
+            });
+            Assert.Equal(1, Stranded());
+
+            Tools.Check("ip", "link", "set", hostSide, "down");
+            var clock = Stopwatch.StartNew();
+            File.WriteAllText(daemon.Active("during-cut.conf"), "written while the link was down\n");
+            await daemon.Eventually(() => daemon.Status().Targets[0].Connected == false, "the daemon to see the cut");
+            var seen = clock.Elapsed;
+            Assert.True(seen < TimeSpan.FromSeconds(10), $"the cut was seen after {seen.TotalSeconds:F1} s");
+            var (code, line) = daemon.Check();
+            Assert.Equal(1, code);
+            Assert.Contains("passive disconnected since", line);
+            await daemon.Eventually(() => Stranded() == 0, "the agent stranded on the passive to exit");
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(15), $"the stranded agent ran {clock.Elapsed.TotalSeconds:F1} s after the cut");
+            output.WriteLine($"heartbeat 0.5 s: the cut seen after {seen.TotalSeconds:F1} s, the stranded agent gone after {clock.Elapsed.TotalSeconds:F1} s");
+            Assert.Single(daemon.Log.Lines, l => l.Contains("nothing came from the agent for 2.5 s", StringComparison.Ordinal));
+
+            Tools.Check("ip", "link", "set", hostSide, "up");
+            await daemon.Eventually(() => daemon.Status().Targets[0].Connected, "a new session once the link is back");
+            await daemon.WaitIdenticalAsync();
+            Assert.Equal("written while the link was down\n", File.ReadAllText(Path.Join(passive, "etc/bm/during-cut.conf")));
+        }
+        finally
+        {
+            Tools.Run("ip", ["netns", "del", netns]); // takes the veth pair with it
+        }
+    }
+
     /// <summary>A target down for a while has its reconnects spaced out (doubling); SIGHUP tries at once, and once a session
     /// has worked, the next outage starts again from the first short wait instead of where the last one left off.</summary>
     [Fact]

@@ -13,10 +13,20 @@ namespace HaSync.Tests.Support;
 public sealed class SshServer : IDisposable
 {
     private readonly TempDir _dir = new();
+    private readonly string? _netns;
     private Process _sshd;
 
-    public SshServer()
+    public SshServer() : this("127.0.0.1", netns: null)
     {
+    }
+
+    /// <summary>A server listening on <paramref name="address"/> inside network namespace <paramref name="netns"/> (for link
+    /// cuts: the client reaches it through a veth the test can take down).</summary>
+    public static SshServer InNamespace(string address, string netns) => new(address, netns);
+
+    private SshServer(string address, string? netns)
+    {
+        (Address, _netns) = (address, netns);
         string sshd = File.Exists("/usr/sbin/sshd") ? "/usr/sbin/sshd" : throw new InvalidOperationException("/usr/sbin/sshd is not installed: run ./test.sh, which installs it, or apt-get install openssh-server");
         Tools.Require("ssh", "openssh-client");
         Directory.CreateDirectory("/run/sshd"); // privilege separation directory sshd insists on
@@ -26,7 +36,7 @@ public sealed class SshServer : IDisposable
         Port = FreePort();
         File.WriteAllText(_dir.File("sshd_config"), $"""
             Port {Port}
-            ListenAddress 127.0.0.1
+            ListenAddress {address}
             HostKey {_dir.File("host_key")}
             PidFile {_dir.File("sshd.pid")}
             AuthorizedKeysFile {_dir.File("authorized_keys")}
@@ -44,8 +54,13 @@ public sealed class SshServer : IDisposable
     }
 
     private Process Launch() =>
-        Process.Start(new ProcessStartInfo("/usr/sbin/sshd", ["-D", "-e", "-f", _dir.File("sshd_config")]) { RedirectStandardError = true })
+        Process.Start(_netns is null
+            ? new ProcessStartInfo("/usr/sbin/sshd", ["-D", "-e", "-f", _dir.File("sshd_config")]) { RedirectStandardError = true }
+            : new ProcessStartInfo("ip", ["netns", "exec", _netns, "/usr/sbin/sshd", "-D", "-e", "-f", _dir.File("sshd_config")]) { RedirectStandardError = true })
             ?? throw new InvalidOperationException("cannot start sshd");
+
+    /// <summary>Where it listens.</summary>
+    public string Address { get; }
 
     /// <summary>Stops listening (sessions already open go on until their client ends them): the target is down.</summary>
     public void Stop()
@@ -77,7 +92,7 @@ public sealed class SshServer : IDisposable
     {
         Name = name,
         Transport = TransportKind.Ssh,
-        Host = "127.0.0.1",
+        Host = Address,
         Port = Port,
         User = User,
         IdentityFile = IdentityFile,
@@ -94,7 +109,7 @@ public sealed class SshServer : IDisposable
         {
             if (_sshd.HasExited)
                 throw new InvalidOperationException($"sshd exited with {_sshd.ExitCode}: {_sshd.StandardError.ReadToEnd()}");
-            var (code, _, stderr) = Tools.Run("ssh", ["-o", "BatchMode=yes", .. TrustOptions, "-i", IdentityFile, "-p", Port.ToString(), $"{User}@127.0.0.1", "true"], timeout: TimeSpan.FromSeconds(10));
+            var (code, _, stderr) = Tools.Run("ssh", ["-o", "BatchMode=yes", .. TrustOptions, "-i", IdentityFile, "-p", Port.ToString(), $"{User}@{Address}", "true"], timeout: TimeSpan.FromSeconds(10));
             if (code == 0)
                 return;
             last = stderr;
