@@ -44,9 +44,9 @@ now() { date +%s%N; }
 # ours / theirs: one run each; set $t (ns) and $wire (bytes)
 ours() {
   local t0 out; sync; t0=$(now)
-  out=$("$hasync" resync -c "$work/hasync.yaml" 2>&1) || { echo "resync-bench: hasync resync failed: $out" >&2; exit 1; }
+  out=$("$hasync" resync --json -c "$work/hasync.yaml" 2>&1) || { echo "resync-bench: hasync resync failed: $out" >&2; exit 1; }
   t=$(( $(now) - t0 ))
-  wire=$(sed -n 's/.*wire \([0-9,]*\) B.*/\1/p' <<<"$out" | tr -d , | tail -n 1)
+  wire=$(sed -n 's/.*"wire_bytes":\([0-9]*\).*/\1/p' <<<"$out" | tail -n 1)
 }
 theirs() {
   local t0 out; sync; t0=$(now)

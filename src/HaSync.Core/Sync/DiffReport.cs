@@ -21,14 +21,37 @@ public sealed record DiffItem
     /// <summary>What differs: type, content, target, mode, owner, group, mtime; setid when the passive does not keep the
     /// active's set-id bits (the modes shown are each node's own).</summary>
     public required IReadOnlyList<string> Fields { get; init; }
-    /// <summary>The active's side (kind, size, mode, owner, mtime, hash, target).</summary>
-    public Dictionary<string, string>? Active { get; init; }
+    /// <summary>The active's side.</summary>
+    public DiffSide? Active { get; init; }
     /// <summary>The passive's side.</summary>
-    public Dictionary<string, string>? Passive { get; init; }
+    public DiffSide? Passive { get; init; }
     /// <summary>True when the content is secret (a redact pattern or no read permission for group and others): never printed.</summary>
     public bool Redacted { get; init; }
     /// <summary>Unified diff of text content, passive (---) to active (+++).</summary>
     public string? UnifiedDiff { get; init; }
+}
+
+/// <summary>One node's entry at a path, as a diff shows it: sizes in bytes, times as ISO 8601 UTC (nanoseconds kept).</summary>
+public sealed record DiffSide
+{
+    /// <summary>file, directory or symlink.</summary>
+    public required string Kind { get; init; }
+    /// <summary>owner:group, names where known.</summary>
+    public required string Owner { get; init; }
+    /// <summary>The mode as an admin reads it (e.g. 0644); absent for a symlink.</summary>
+    public string? Mode { get; init; }
+    /// <summary>Bytes (files only).</summary>
+    public long? Size { get; init; }
+    /// <summary>Modification time (files only), e.g. 2026-12-02T01:41:35.123456789Z.</summary>
+    public string? Mtime { get; init; }
+    /// <summary>BLAKE2b-256 of the content, hex (files only; shown for secrets too: a hash reveals nothing of them).</summary>
+    public string? Hash { get; init; }
+    /// <summary>The link's target (symlinks only), "(redacted)" for a secret path.</summary>
+    public string? Target { get; init; }
+
+    /// <summary>An mtime in ISO 8601 UTC, nanoseconds kept.</summary>
+    public static string Time(long seconds, uint nanoseconds) =>
+        $"{DateTimeOffset.FromUnixTimeSeconds(seconds).UtcDateTime:yyyy-MM-dd'T'HH:mm:ss}.{nanoseconds:D9}Z";
 }
 
 /// <summary>
@@ -107,35 +130,31 @@ public static class DiffReport
     private static bool IsText(byte[] data) =>
         !data.AsSpan(0, Math.Min(data.Length, 8192)).Contains((byte)0) && System.Text.Unicode.Utf8.IsValid(data);
 
-    private static Dictionary<string, string>? Describe(FileEntry? entry, bool secret)
+    private static DiffSide? Describe(FileEntry? entry, bool secret)
     {
         if (entry is null)
             return null;
-        var fields = new Dictionary<string, string>
+        bool file = entry.Kind == EntryKind.File;
+        return new DiffSide
         {
-            ["kind"] = entry.Kind.ToString().ToLowerInvariant(),
-            ["owner"] = entry.Ownership,
+            Kind = entry.Kind.ToString().ToLowerInvariant(),
+            Owner = entry.Ownership,
+            Mode = entry.Kind == EntryKind.Symlink ? null : entry.ModeOctal,
+            Size = file ? entry.Size : null,
+            Mtime = file ? DiffSide.Time(entry.MtimeSeconds, entry.MtimeNanoseconds) : null,
+            Hash = file ? entry.HashHex : null,
+            Target = entry.LinkTarget is { } target ? secret ? "(redacted)" : target : null,
         };
-        if (entry.Kind != EntryKind.Symlink)
-            fields["mode"] = entry.ModeOctal;
-        if (entry.Kind == EntryKind.File)
-        {
-            fields["size"] = entry.Size.ToString();
-            fields["mtime"] = $"{entry.MtimeSeconds}.{entry.MtimeNanoseconds:D9}";
-            fields["hash"] = entry.HashHex; // shown for secrets too: a hash does not reveal the content
-        }
-        if (entry.LinkTarget is { } target)
-            fields["target"] = secret ? "(redacted)" : target;
-        return fields;
     }
 
-    /// <summary>The report as a JSON document: target name, in_sync, counts per status, items.</summary>
-    public static string ToJson(string target, IReadOnlyList<DiffItem> items) => JsonSerializer.Serialize(new
+    /// <summary>The report as a JSON document: target name, in_sync, counts per status (every path), and the items that
+    /// differ (every item with <paramref name="all"/>).</summary>
+    public static string ToJson(string target, IReadOnlyList<DiffItem> items, bool all = false) => JsonSerializer.Serialize(new
     {
         target,
         in_sync = items.All(i => i.Status == "identical"),
         counts = items.GroupBy(i => i.Status).ToDictionary(g => g.Key, g => g.Count()),
-        items,
+        items = all ? items : items.Where(i => i.Status != "identical").ToList(),
     }, JsonOptions);
 
     private static readonly JsonSerializerOptions JsonOptions = new()

@@ -53,7 +53,7 @@ internal static class DemoCommand
         // First contact: the passive's files that differ were never written by HaSync, so a plain resync would keep
         // them as conflicts. Seeding a pair is what --force is for.
         Console.WriteLine($"== hasync resync --force -c {configPath}   (first contact: seed the passive)");
-        if (!await ResyncCommand.RunTargetAsync(config, target, config.Delete, force: true, cancellationToken))
+        if (!await ResyncCommand.RunTargetAsync(config, target, config.Delete, force: true, json: false, cancellationToken))
             return 1;
         Console.WriteLine($"== hasync diff -c {configPath}");
         bool differs = await DiffCommand.DiffTargetAsync(config, target, json: false, all: false, cancellationToken);

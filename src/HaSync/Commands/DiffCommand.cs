@@ -38,7 +38,7 @@ internal static class DiffCommand
     {
         var items = await Targets.WithSessionAsync(target, session => DiffReport.BuildAsync(config, session, cancellationToken), cancellationToken);
         if (json)
-            Console.WriteLine(DiffReport.ToJson(target.Name, items));
+            Console.WriteLine(DiffReport.ToJson(target.Name, items, all));
         else
             Print(target.Name, items, all);
         return items.Any(i => i.Status != "identical");
@@ -72,7 +72,7 @@ internal static class DiffCommand
             : $"{target}: {differing} of {items.Count} paths differ ({string.Join(", ", items.Where(i => i.Status != "identical").GroupBy(i => i.Status).Select(g => $"{g.Count()} {g.Key}"))})");
     }
 
-    private static string Hash(Dictionary<string, string>? side) => side is not null && side.TryGetValue("hash", out var h) ? h[..16] + "…" : "-";
+    private static string Hash(DiffSide? side) => side?.Hash is { Length: >= 16 } h ? h[..16] + "…" : "-";
 
     private static string Changes(DiffItem item)
     {
@@ -84,5 +84,13 @@ internal static class DiffCommand
         return text.Length == 0 ? "" : $" ({text})";
     }
 
-    private static string Get(Dictionary<string, string>? side, string field) => side is not null && side.TryGetValue(field, out var v) ? v : "?";
+    private static string Get(DiffSide? side, string field) => (field switch
+    {
+        "kind" => side?.Kind,
+        "owner" => side?.Owner,
+        "mode" => side?.Mode,
+        "mtime" => side?.Mtime,
+        "target" => side?.Target,
+        _ => null,
+    }) ?? "?";
 }

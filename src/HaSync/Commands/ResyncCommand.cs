@@ -19,7 +19,8 @@ internal static class ResyncCommand
             Description = "Run even if this node is not the active one, take an epoch above the passive's, and overwrite files the passive changed " +
                           "on its own or that HaSync never wrote there (seeding a new pair; settling every conflict in favour of this node)",
         };
-        var command = new Command("resync", "Compare the watched set with each passive node and push what differs") { config, target, noDelete, force };
+        var json = new Option<bool>("--json") { Description = "No progress; each target's summary as one JSON document per line (counts, failures, conflicts, bytes, seconds)" };
+        var command = new Command("resync", "Compare the watched set with each passive node and push what differs") { config, target, noDelete, force, json };
         command.SetAction(async (r, cancellationToken) =>
         {
             try
@@ -30,7 +31,7 @@ internal static class ResyncCommand
                     return 3;
                 int failed = 0;
                 foreach (var t in Targets.Select(loaded, r.GetValue(target)))
-                    if (!await RunTargetAsync(loaded, t, delete, r.GetValue(force), cancellationToken))
+                    if (!await RunTargetAsync(loaded, t, delete, r.GetValue(force), r.GetValue(json), cancellationToken))
                         failed++;
                 return failed == 0 ? 0 : 1;
             }
@@ -63,7 +64,7 @@ internal static class ResyncCommand
     }
 
     /// <summary>Resyncs one target with progress and a summary; false when anything failed or conflicts (already reported).</summary>
-    internal static async Task<bool> RunTargetAsync(HaSyncConfig config, TargetConfig target, bool delete, bool force, CancellationToken cancellationToken)
+    internal static async Task<bool> RunTargetAsync(HaSyncConfig config, TargetConfig target, bool delete, bool force, bool json, CancellationToken cancellationToken)
     {
         try
         {
@@ -73,9 +74,13 @@ internal static class ResyncCommand
             var stats = await Targets.WithSessionAsync(target, async session =>
             {
                 await epochs.ClaimAsync(session, await term, outbid: force, adopt: force);
-                return await RunWithProgressAsync(config, session, delete, cancellationToken);
+                return json ? await Resync.RunAsync(config, session, delete, cancellationToken: cancellationToken)
+                    : await RunWithProgressAsync(config, session, delete, cancellationToken);
             }, cancellationToken);
-            PrintSummary(target.Name, stats);
+            if (json)
+                Console.WriteLine(SummaryJson(target.Name, stats));
+            else
+                PrintSummary(target.Name, stats);
             return stats.Failures.Count == 0 && stats.Conflicts.Count == 0;
         }
         catch (Exception e) when (e is HaSyncException or IOException or UnauthorizedAccessException)
@@ -121,6 +126,42 @@ internal static class ResyncCommand
 
     private static string Truncate(string path, int length) => path.Length <= length ? path : "…" + path[^(length - 1)..];
 
+    /// <summary>One target's summary as a one-line JSON document (exact byte counts, for scripts and benchmarks).</summary>
+    private static string SummaryJson(string target, ResyncStats stats)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new System.Text.Json.Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("target", target);
+            json.WriteBoolean("in_sync", stats.Failures.Count == 0 && stats.Conflicts.Count == 0);
+            json.WriteNumber("scanned", stats.Scanned);
+            json.WriteNumber("files_sent", stats.FilesSent);
+            json.WriteNumber("dirs_links_made", stats.OthersCreated);
+            json.WriteNumber("metadata_fixed", stats.MetadataFixed);
+            json.WriteNumber("deleted", stats.Deleted);
+            json.WriteNumber("adopted", stats.Adopted);
+            json.WriteStartArray("failures");
+            foreach (string failure in stats.Failures)
+                json.WriteStringValue(failure);
+            json.WriteEndArray();
+            json.WriteStartObject("conflicts");
+            foreach (var (path, message) in stats.Conflicts)
+                json.WriteString(path, message);
+            json.WriteEndObject();
+            json.WriteStartObject("setid_not_kept");
+            foreach (var (path, mode) in stats.SetIdNotKept)
+                json.WriteString(path, Convert.ToString(mode, 8));
+            json.WriteEndObject();
+            json.WriteNumber("literal_bytes", stats.LiteralBytes);
+            json.WriteNumber("matched_bytes", stats.MatchedBytes);
+            json.WriteNumber("wire_bytes", stats.WireBytes);
+            json.WriteNumber("seconds", Math.Round(stats.Elapsed.TotalSeconds, 3));
+            json.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
     private static void PrintSummary(string target, ResyncStats stats)
     {
         foreach (string failure in stats.Failures)
@@ -134,7 +175,7 @@ internal static class ResyncCommand
                                     "settle each with 'hasync resolve PATH --take active|passive', or all in this node's favour with 'hasync resync --force'");
         Console.WriteLine($"{target}: {stats.Scanned} scanned, {stats.FilesSent} files sent, {stats.OthersCreated} dirs/links made, " +
                           $"{stats.MetadataFixed} metadata fixed, {stats.Deleted} deleted, {stats.Adopted} adopted, {stats.Conflicts.Count} conflicts, {stats.Failures.Count} failed; " +
-                          $"literal {stats.LiteralBytes:N0} B, matched {stats.MatchedBytes:N0} B, wire {stats.WireBytes:N0} B; " +
+                          $"literal {Sizes.Human(stats.LiteralBytes)}, matched {Sizes.Human(stats.MatchedBytes)}, wire {Sizes.Human(stats.WireBytes)}; " +
                           $"{stats.Elapsed.TotalSeconds:F2} s");
     }
 }

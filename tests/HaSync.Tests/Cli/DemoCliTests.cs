@@ -40,7 +40,7 @@ public sealed class DemoCliTests
         string third = Demo(dir.Path);
         Assert.Contains("content, mtime differs", third);
         Assert.Contains("+http.max_content_length: 200mb", third);
-        Assert.Matches(@"1 files sent, .* matched [1-9][0-9,]+ B", third);
+        Assert.Matches(@"1 files sent, .* matched [1-9][0-9.]* (B|KiB|MiB)", third);
         TestTree.AssertIdentical(dir.File("active"), dir.File("passive"), "/usr");
     }
 }

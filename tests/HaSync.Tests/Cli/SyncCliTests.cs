@@ -49,14 +49,28 @@ public sealed class SyncCliTests
 
         var resync = Run("resync", "-c", config);
         Assert.True(resync.Code == 0, resync.Stderr);
-        Assert.Matches(@"local: \d+ scanned, \d+ files sent, .*0 failed; literal [\d,]+ B, matched 0 B, wire [\d,]+ B", resync.Stdout);
+        Assert.Matches(@"local: \d+ scanned, \d+ files sent, .*0 failed; literal [\d.]+ (B|KiB|MiB), matched 0 B, wire [\d.]+ (B|KiB|MiB)", resync.Stdout);
 
         var after = Run("diff", "-c", config, "--json");
         Assert.Equal(0, after.Code);
         using var json = JsonDocument.Parse(after.Stdout);
         Assert.True(json.RootElement.GetProperty("in_sync").GetBoolean());
         Assert.Equal("local", json.RootElement.GetProperty("target").GetString());
-        Assert.All(json.RootElement.GetProperty("items").EnumerateArray(), i => Assert.Equal("identical", i.GetProperty("status").GetString()));
+        Assert.Empty(json.RootElement.GetProperty("items").EnumerateArray()); // the identical paths only with --all
+        Assert.True(json.RootElement.GetProperty("counts").GetProperty("identical").GetInt32() > 10);
+        using var everything = JsonDocument.Parse(Run("diff", "-c", config, "--json", "--all").Stdout);
+        var items = everything.RootElement.GetProperty("items").EnumerateArray().ToList();
+        Assert.All(items, i => Assert.Equal("identical", i.GetProperty("status").GetString()));
+        var ini = items.Single(i => i.GetProperty("path").GetString() == "/etc/bm/bm.ini").GetProperty("active");
+        Assert.Equal(System.Text.Json.JsonValueKind.Number, ini.GetProperty("size").ValueKind);
+        Assert.Matches(@"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$", ini.GetProperty("mtime").GetString());
+
+        var again = Run("resync", "-c", config, "--json");
+        Assert.True(again.Code == 0, again.Stderr);
+        using var summary = JsonDocument.Parse(again.Stdout);
+        Assert.Equal((true, 0, 0), (summary.RootElement.GetProperty("in_sync").GetBoolean(), summary.RootElement.GetProperty("files_sent").GetInt32(),
+            summary.RootElement.GetProperty("failures").GetArrayLength()));
+        Assert.True(summary.RootElement.GetProperty("wire_bytes").GetInt64() > 0);
         TestTree.AssertIdentical(dir.File("active"), dir.File("passive"));
     }
 
