@@ -82,6 +82,8 @@ public sealed partial class Agent
                 }
             }
             _journal.Flush();
+            foreach (string problem in _directories.Apply())
+                log.WriteLine($"hasync serve: commit: {problem}");
             try
             {
                 _fileSystems.SyncAll();
@@ -110,6 +112,7 @@ public sealed partial class Agent
             _sealed.Clear();
             _deferredAcks.Clear();
             _fileSystems.Clear();
+            _directories.Clear();
             _batchBytes = 0;
             AckFrames.Write(writer, acks);
         }

@@ -31,6 +31,7 @@ public sealed partial class Agent
                 KeepIncoming(entry, encoding, data, directory, conflict);
                 return;
             }
+            _directories.Before(directory);
             file = TreeFile.Create(directory, name);
             directory = null; // the file holds it now, until its rename
             var hashing = new HashingWriteStream(file.Stream, entry.Size);
@@ -125,6 +126,7 @@ public sealed partial class Agent
             {
                 using var self = root.Open(".", LibcAt.O_RDONLY | LibcAt.O_DIRECTORY);
                 PosixFiles.ApplyMetadata(self, root.FullPath, entry);
+                _directories.Want(self, entry.MtimeSeconds, entry.MtimeNanoseconds);
             });
         }
         string name = TreeWalker.NameOf(entry.Path);
@@ -138,10 +140,12 @@ public sealed partial class Agent
             }
             else
             {
+                _directories.Before(directory);
                 directory.MakeDirectory(name, 0x1c0); // 0700 until its metadata is set
             }
             using var made = directory.Open(name, LibcAt.O_RDONLY | LibcAt.O_DIRECTORY);
             PosixFiles.ApplyMetadata(made, directory.PathOf(name), entry);
+            _directories.Want(made, entry.MtimeSeconds, entry.MtimeNanoseconds); // again at the commit: its entries move it
         });
     }
 
@@ -161,6 +165,7 @@ public sealed partial class Agent
                 throw new ConflictException($"{conflict}; left as it is (the active has a symlink to {target})");
             // Made beside it, owned and timed on the link itself, renamed over whatever stood there.
             string temp = AtomicFile.TempNameFor(name);
+            _directories.Before(directory);
             directory.Symlink(target, temp);
             try
             {
@@ -200,6 +205,8 @@ public sealed partial class Agent
                 if (Mono.Unix.Native.Syscall.fstat((int)self.DangerousGetHandle(), out var opened) != 0 || opened.st_ino != st.st_ino || opened.st_dev != st.st_dev)
                     throw new IOException($"{full}: replaced while its metadata was being set; left for the next try");
                 PosixFiles.ApplyMetadata(self, full, entry);
+                if (entry.Kind == EntryKind.Directory)
+                    _directories.Want(self, entry.MtimeSeconds, entry.MtimeNanoseconds);
             }
             Record(entry, directory); // also adopts a file found identical on first contact
         });
@@ -218,6 +225,7 @@ public sealed partial class Agent
         {
             if (directory.Entry(name) is not { } st)
                 return; // already gone: deleting is idempotent
+            _directories.Before(directory);
             if (PosixFiles.KindOf(st) == EntryKind.Directory)
                 directory.Remove(name, directory: true);
             else

@@ -53,6 +53,7 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
     private readonly List<(uint Id, FileEntry Entry, TreeFile File)> _sealed = []; // complete, owned temp files awaiting rename
     private readonly List<(uint Id, AckStatus Status, string Message)> _deferredAcks = [];
     private readonly BatchFileSystems _fileSystems = new(); // what the commit syncs
+    private readonly BatchDirectories _directories = new(); // what the commit gives back its time
     private long _batchBytes;
     private readonly Dictionary<string, (Mono.Unix.Native.Stat Version, byte[] Bytes)> _signatures = new(StringComparer.Ordinal);
     private long _signatureBytes;                    // cached signatures, from the manifest's hash pass
@@ -142,6 +143,7 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
     {
         _journal.Dispose();
         _fileSystems.Dispose();
+        _directories.Dispose();
     }
 
     private void Handle(Frame frame, Func<Frame?> next, FrameWriter writer)

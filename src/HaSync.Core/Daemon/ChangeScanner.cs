@@ -41,7 +41,8 @@ public sealed class ChangeScanner(HaSyncConfig config, HashCache cache)
         }
         else
         {
-            foreach (string path in Roots(paths))
+            var roots = Roots(paths);
+            foreach (string path in roots)
             {
                 FileEntry? now;
                 try
@@ -65,6 +66,24 @@ public sealed class ChangeScanner(HaSyncConfig config, HashCache cache)
                     active[path] = now;
                 if (before is not null)
                     known[path] = before;
+            }
+            // A change made, renamed or removed an entry of its directory, whose time moved with it: that directory's own
+            // entry (not what is below it) is compared too, when it is in the watched set.
+            foreach (string parent in roots.Select(TreeWalker.Parent).Distinct().ToList())
+            {
+                if (active.ContainsKey(parent) || known.ContainsKey(parent) || !config.Paths.Any(listed => TreeWalker.Within(parent, listed)))
+                    continue;
+                FileEntry? now;
+                try
+                {
+                    now = PosixFiles.Describe(TreeWalker.FullPath(config.SourceRoot, parent), parent);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    continue; // its own event, or the next scan of it, says what became of it
+                }
+                if (now is { Kind: EntryKind.Directory } && passive.Get(parent) is { Kind: EntryKind.Directory } before)
+                    (active[parent], known[parent]) = (now, before);
             }
         }
         foreach (string path in unreadable)

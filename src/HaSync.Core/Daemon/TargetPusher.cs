@@ -501,7 +501,7 @@ public sealed class TargetPusher : IDisposable
     {
         EntryKind.File => $"a file of {entry.Size} bytes ({entry.ModeOctal} {entry.Ownership}, hash {entry.HashHex[..Math.Min(12, entry.HashHex.Length)]})",
         EntryKind.Symlink => $"a symlink to {entry.LinkTarget}",
-        _ => $"a directory ({entry.ModeOctal} {entry.Ownership})",
+        _ => $"a directory ({entry.ModeOctal} {entry.Ownership}, mtime {Sync.DiffSide.Time(entry.MtimeSeconds, entry.MtimeNanoseconds)})",
     };
 
     /// <summary>Counts what was done, schedules what failed for another try (one log line when a path starts failing or its

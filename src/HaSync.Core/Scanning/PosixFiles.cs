@@ -186,8 +186,7 @@ public static class PosixFiles
             throw new IOException($"{where}: chown to {uid}:{gid} failed: {Interop.LibcAt.Describe(errno)}");
         if (Interop.LibcAt.Fchmod(fd, entry.Mode) is var e2 and not 0)
             throw new IOException($"{where}: chmod to {entry.ModeOctal} failed: {Interop.LibcAt.Describe(e2)}");
-        if (entry.Kind != EntryKind.Directory
-            && Interop.LibcAt.Futimens(fd, new Interop.LibcAt.Timespec { Seconds = entry.MtimeSeconds, Nanoseconds = entry.MtimeNanoseconds }) is var e3 and not 0)
+        if (Interop.LibcAt.Futimens(fd, new Interop.LibcAt.Timespec { Seconds = entry.MtimeSeconds, Nanoseconds = entry.MtimeNanoseconds }) is var e3 and not 0)
             throw new IOException($"{where}: utimensat failed: {Interop.LibcAt.Describe(e3)}");
     }
 

@@ -32,8 +32,8 @@ public sealed record PathDifference(string Path, PathStatus Status, FileEntry? A
 /// <summary>
 /// Compares the active's scan with the passive's manifest, path by path. Never size and mtime alone: file
 /// content is compared by hash, so a same-size rewrite within the same second is seen. Directory mtimes are
-/// not compared (they change whenever an entry inside does, on each node independently); symlink modes do
-/// not exist on Linux. The mode bits a passive does not keep (<see cref="ModeBits.SetId"/> unless its agent allows them)
+/// compared too, as rsync -a keeps them (the agent gives each directory it changes the active's time, or back its
+/// own, once a batch is in place); symlink modes do not exist on Linux, and their times are not kept. The mode bits a passive does not keep (<see cref="ModeBits.SetId"/> unless its agent allows them)
 /// are taken off the active's side first: the passive is compared with what it can hold.
 /// </summary>
 public static class Comparison
@@ -82,7 +82,7 @@ public static class Comparison
                 fields.Add("owner");
             if (!SameId(active.Group, active.Gid, passive.Group, passive.Gid))
                 fields.Add("group");
-            if (active.Kind == EntryKind.File && (active.MtimeSeconds != passive.MtimeSeconds || active.MtimeNanoseconds != passive.MtimeNanoseconds))
+            if (active.Kind != EntryKind.Symlink && (active.MtimeSeconds != passive.MtimeSeconds || active.MtimeNanoseconds != passive.MtimeNanoseconds))
                 fields.Add("mtime");
         }
         var status = contentDiffers ? PathStatus.ContentDiffers : fields.Count > 0 ? PathStatus.MetadataDiffers : PathStatus.Identical;

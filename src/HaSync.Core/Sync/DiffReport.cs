@@ -42,7 +42,7 @@ public sealed record DiffSide
     public string? Mode { get; init; }
     /// <summary>Bytes (files only).</summary>
     public long? Size { get; init; }
-    /// <summary>Modification time (files only), e.g. 2026-12-02T01:41:35.123456789Z.</summary>
+    /// <summary>Modification time (files and directories), e.g. 2026-12-02T01:41:35.123456789Z.</summary>
     public string? Mtime { get; init; }
     /// <summary>BLAKE2b-256 of the content, hex (files only; shown for secrets too: a hash reveals nothing of them).</summary>
     public string? Hash { get; init; }
@@ -141,7 +141,7 @@ public static class DiffReport
             Owner = entry.Ownership,
             Mode = entry.Kind == EntryKind.Symlink ? null : entry.ModeOctal,
             Size = file ? entry.Size : null,
-            Mtime = file ? DiffSide.Time(entry.MtimeSeconds, entry.MtimeNanoseconds) : null,
+            Mtime = entry.Kind == EntryKind.Symlink ? null : DiffSide.Time(entry.MtimeSeconds, entry.MtimeNanoseconds),
             Hash = file ? entry.HashHex : null,
             Target = entry.LinkTarget is { } target ? secret ? "(redacted)" : target : null,
         };

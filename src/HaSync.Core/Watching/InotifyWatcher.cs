@@ -269,8 +269,15 @@ public sealed class InotifyWatcher : IDisposable
             return;
         }
         string child = TreeWalker.Child(dir.Logical, e.Name);
-        if (!dir.AllChildren && !dir.Names.Contains(e.Name) || !InWatchedSet(child) || _exclude.Matches(child))
+        if (!dir.AllChildren && !dir.Names.Contains(e.Name) || !InWatchedSet(child))
             return;
+        if (_exclude.Matches(child))
+        {
+            // Never shipped, but made, renamed or removed it moved its directory's time: the scan compares that directory.
+            if ((e.Mask & (Inotify.IN_CREATE | Inotify.IN_DELETE | Inotify.IN_MOVED_FROM | Inotify.IN_MOVED_TO)) != 0)
+                Emit(child, WatchEventKind.Changed);
+            return;
+        }
         bool removed = (e.Mask & (Inotify.IN_DELETE | Inotify.IN_MOVED_FROM)) != 0;
         if ((e.Mask & Inotify.IN_ISDIR) != 0)
         {

@@ -76,7 +76,18 @@ internal static class ResolveCommand
                 // Taking the active's copy means overwriting the passive's own change; taking the passive's, the two are
                 // now the same and the agent adopts it without being told to.
                 await epochs.ClaimAsync(session, term: null, outbid: false, adopt: !takePassive);
-                return await Resync.RunAsync(only, session, config.Delete, cancellationToken: cancellationToken);
+                var done = await Resync.RunAsync(only, session, config.Delete, cancellationToken: cancellationToken);
+                // Writing the path moved its directory's time on the node written: the passive's directory gets the active's.
+                string parent = TreeWalker.Parent(path);
+                if (config.Paths.Any(p => TreeWalker.Within(parent, p))
+                    && PosixFiles.Describe(TreeWalker.FullPath(config.SourceRoot, parent), parent) is { Kind: EntryKind.Directory } directory)
+                {
+                    var ack = session.SendSetMetadata(directory.WithModeKept(session.KeptModeBits));
+                    await session.SendFlush();
+                    if ((await ack) is { Status: not Protocol.AckStatus.Ok } refused)
+                        done.Failures.Add($"{parent}: setting its time: {refused.Message}");
+                }
+                return done;
             }, cancellationToken);
             foreach (string failure in stats.Failures)
                 Console.Error.WriteLine($"hasync resolve: {target.Name}: {failure}");

@@ -102,8 +102,8 @@ public sealed class GuardCliTests : IDisposable
         Assert.Contains($"CONFLICT /etc/bm/bm.ini: {Passive("bm.ini")}: differs from the active's and was never written by HaSync (first contact; seed with 'hasync resync --force')", first.Stderr);
         Assert.Contains($"CONFLICT /etc/bm/stray.conf: {Passive("stray.conf")}: differs from the active's and was never written by HaSync", first.Stderr);
         Assert.Contains("not deleted, though it is gone on the active", first.Stderr);
-        // helper: same content, its mode put right; nobody.conf: identical; both now recorded as HaSync's.
-        Assert.Matches(@"1 metadata fixed, 0 deleted, 1 adopted, 2 conflicts, 0 failed", first.Stdout);
+        // helper: same content, its mode put right; /etc/bm: its time put right; nobody.conf: identical; all recorded as HaSync's.
+        Assert.Matches(@"2 metadata fixed, 0 deleted, 1 adopted, 2 conflicts, 0 failed", first.Stdout);
         Assert.Equal("[global]\nhost = this node's own\n", File.ReadAllText(Passive("bm.ini")));
         Assert.True(File.Exists(Passive("stray.conf")));
 

@@ -12,8 +12,8 @@ namespace HaSync.Tests.Support;
 /// </summary>
 /// <remarks>
 /// Implementation notes: every path is taken with lstat and never followed; a directory is descended only when lstat
-/// says it is one (a symlink to a directory is a symlink). Directory mtimes are not recorded: applying a change on the
-/// passive legitimately moves them. A file that vanishes or changes while the walk hashes it makes the whole snapshot
+/// says it is one (a symlink to a directory is a symlink). Directory mtimes are recorded, as rsync -a keeps them; symlink
+/// times are not (HaSync does not keep them). A file that vanishes or changes while the walk hashes it makes the whole snapshot
 /// start over (a few times): the tree is being written, and half of two versions is no version at all.
 /// </remarks>
 internal static class TreeOracle
@@ -21,7 +21,7 @@ internal static class TreeOracle
     public enum Kind { File, Directory, Symlink, Other }
 
     /// <summary>One path's state. <see cref="Mode"/> is <c>st_mode &amp; 07777</c> (0 for symlinks, whose mode means
-    /// nothing); size, hash and mtime only for files; target only for symlinks.</summary>
+    /// nothing); size and hash only for files, mtime for files and directories; target only for symlinks.</summary>
     public sealed record Entry(string Path, Kind Kind, uint Mode, uint Uid, uint Gid, long Size, string? Sha256, long MtimeSeconds, long MtimeNanoseconds, string? Target);
 
     private sealed class ChangedDuringWalkException(string message) : Exception(message);
@@ -97,9 +97,9 @@ internal static class TreeOracle
                     fields.Add($"size {a.Size} vs {p.Size}");
                 if (a.Sha256 != p.Sha256)
                     fields.Add($"content sha256 {a.Sha256![..12]} vs {p.Sha256![..12]}");
-                if ((a.MtimeSeconds, a.MtimeNanoseconds) != (p.MtimeSeconds, p.MtimeNanoseconds))
-                    fields.Add($"mtime {a.MtimeSeconds}.{a.MtimeNanoseconds:D9} vs {p.MtimeSeconds}.{p.MtimeNanoseconds:D9}");
             }
+            if (a.Kind is Kind.File or Kind.Directory && (a.MtimeSeconds, a.MtimeNanoseconds) != (p.MtimeSeconds, p.MtimeNanoseconds))
+                fields.Add($"mtime {a.MtimeSeconds}.{a.MtimeNanoseconds:D9} vs {p.MtimeSeconds}.{p.MtimeNanoseconds:D9}");
             if (a.Kind == Kind.Symlink && a.Target != p.Target)
                 fields.Add($"target '{a.Target}' vs '{p.Target}'");
             if (fields.Count > 0)
@@ -170,6 +170,8 @@ internal static class TreeOracle
                 return new Entry(relative, kind, mode, st.st_uid, st.st_gid, st.st_size, hash, st.st_mtime, st.st_mtime_nsec, null);
             case Kind.Symlink:
                 return new Entry(relative, kind, mode, st.st_uid, st.st_gid, 0, null, 0, 0, ReadLink(full, relative));
+            case Kind.Directory:
+                return new Entry(relative, kind, mode, st.st_uid, st.st_gid, 0, null, st.st_mtime, st.st_mtime_nsec, null);
             default:
                 return new Entry(relative, kind, mode, st.st_uid, st.st_gid, 0, null, 0, 0, null);
         }

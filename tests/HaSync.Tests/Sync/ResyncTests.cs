@@ -93,6 +93,7 @@ public sealed class ResyncTests(SshServer ssh) : IClassFixture<SshServer>
         File.CreateSymbolicLink(p("current.ini"), "elsewhere.ini");                       // symlink target
         Directory.Delete(p("empty"));
         File.WriteAllText(p("empty"), "a file where the active has a directory\n");       // type
+        Directory.SetLastWriteTimeUtc(p("conf.d"), new DateTime(2020, 1, 1));            // a directory's mtime
 
         var report = (await WithSession(config.Targets[0], s => DiffReport.BuildAsync(config, s))).ToDictionary(i => i.Path);
         DiffItem item(string relative) => report["/etc/bm/" + relative];
@@ -111,6 +112,8 @@ public sealed class ResyncTests(SshServer ssh) : IClassFixture<SshServer>
         Assert.Equal(edited, item("current.ini").Conflict);
         AssertItem(item("empty"), "conflict", "type");
         Assert.Equal("identical", item("large.bin").Status);
+        AssertItem(item("conf.d"), "metadata", "mtime");
+        AssertItem(report["/etc/bm"], "metadata", "mtime"); // the entries made and removed in it above moved it
 
         var repair = await WithSession(config.Targets[0], s => Resync.RunAsync(config, s, delete: true)); // as resync --force
         Assert.Empty(repair.Failures);
