@@ -40,17 +40,7 @@ public class DaemonFaultTests(SshServer server, Xunit.Abstractions.ITestOutputHe
             await daemon.WaitConnectedAsync();
             await daemon.WaitIdenticalAsync();
             Assert.Equal(0, daemon.Check().Code);
-            int Stranded() => Directory.EnumerateDirectories("/proc").Count(p =>
-            {
-                try
-                {
-                    return File.ReadAllText(Path.Join(p, "cmdline")).Split('\0') is var argv && argv.Contains("serve") && argv.Contains(passive);
-                }
-                catch (IOException)
-                {
-                    return false;
-                }
-            });
+            int Stranded() => AgentsServingRoot(passive);
             Assert.Equal(1, Stranded());
 
             Tools.Check("ip", "link", "set", hostSide, "down");
@@ -113,6 +103,19 @@ public class DaemonFaultTests(SshServer server, Xunit.Abstractions.ITestOutputHe
         await daemon.Eventually(() => daemon.Status().Targets[0] is { Connected: true, AgentPid: { } pid } && pid != first, "another agent");
     }
 
+    /// <summary>How many <c>hasync serve</c> processes serve <paramref name="root"/> on this machine (a namespace's too).</summary>
+    private static int AgentsServingRoot(string root) => Directory.EnumerateDirectories("/proc").Count(p =>
+    {
+        try
+        {
+            return File.ReadAllText(Path.Join(p, "cmdline")).Split('\0') is var argv && argv.Contains("serve") && argv.Contains(root);
+        }
+        catch (IOException)
+        {
+            return false; // gone meanwhile
+        }
+    });
+
     /// <summary>An agent that stops answering, its pipes open (a node behind a link cut without a word), is noticed within
     /// five heartbeats; the daemon says so once, starts another agent and brings over what changed meanwhile.</summary>
     [Fact]
@@ -154,17 +157,7 @@ public class DaemonFaultTests(SshServer server, Xunit.Abstractions.ITestOutputHe
         var target = server.Target("ssh", "--root", passive) with { Heartbeat = TimeSpan.FromMilliseconds(200) };
         var ssh = AgentProcess.Start(target);
         using var session = AgentSession.Open(ssh.Input, ssh.Output, target.Name, ssh.Describe, target.Heartbeat);
-        int AgentsServing() => Directory.EnumerateDirectories("/proc").Count(p =>
-        {
-            try
-            {
-                return File.ReadAllText(Path.Join(p, "cmdline")).Split('\0') is var argv && argv.Contains("serve") && argv.Contains(passive);
-            }
-            catch (IOException)
-            {
-                return false; // gone meanwhile
-            }
-        });
+        int AgentsServing() => AgentsServingRoot(passive);
         Assert.Equal(1, AgentsServing());
         Assert.Equal(0, Syscall.kill(ssh.Pid, Signum.SIGSTOP));
         try
