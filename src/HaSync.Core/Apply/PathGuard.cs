@@ -111,6 +111,9 @@ public sealed class PathGuard
             try
             {
                 CheckPlace(parent, segments.Length, logicalPath);
+                // The path itself may be the state directory, under another spelling (a bind mount): its metadata is not the sender's.
+                if (parent.Entry(TreeWalker.NameOf(logicalPath)) is { } st && _forbiddenDirectories.Contains((st.st_dev, st.st_ino)))
+                    throw new ConfinementException($"{logicalPath}: is the agent's state directory; refusing to write there");
             }
             catch
             {

@@ -263,8 +263,13 @@ public sealed class AgentHostileTests : IDisposable
         {
             byte[] content = "pwned\n"u8.ToArray();
             var target = TestTree.LocalTarget(_root, "--state", state);
+            uint stateMode = 0;
             var (epoch, read, manifest) = await TestTree.WithSession(target, async s =>
             {
+                stateMode = (uint)new DirectoryInfo(state).UnixFileMode; // as the agent made it at its start
+                var itself = await s.SendSetMetadata(new FileEntry { Path = "/etc/bm/mirror", Kind = EntryKind.Directory, Mode = 0x1ff }); // 0777
+                Assert.Equal(AckStatus.Failed, itself.Status);
+                Assert.Contains("/etc/bm/mirror: is the agent's state directory; refusing to write there", itself.Message);
                 var put = await Put(s, TestTree.FileEntry("/etc/bm/mirror/epoch.json", content), content);
                 string? refused = null;
                 try
@@ -283,6 +288,7 @@ public sealed class AgentHostileTests : IDisposable
             Assert.DoesNotContain(manifest, e => e.Path.StartsWith("/etc/bm/mirror", StringComparison.Ordinal));
             Assert.Contains(manifest, e => e.Path == "/etc/bm/keep.conf"); // the rest is listed
             Assert.DoesNotContain("pwned", File.ReadAllText(Path.Join(state, "epoch.json")));
+            Assert.Equal(stateMode, (uint)new DirectoryInfo(state).UnixFileMode); // not re-moded through its other name
         }
         finally
         {
