@@ -39,7 +39,7 @@ namespace HaSync.Apply;
 /// <exception cref="IOException">The state directory cannot be read or written (thrown by the constructor).</exception>
 public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWriter log, bool keepSetId = false) : IDisposable
 {
-    private readonly uint _keptMode = keepSetId ? ModeBits.All : ModeBits.All & ~ModeBits.SetId;
+    private readonly uint _keptMode = ModeBits.Kept(keepSetId);
     private readonly EpochStore _epochs = new(stateDirectory);
     private readonly Journal _journal = new(stateDirectory);
     private readonly HashSet<string> _conflictCopies = ConflictCopies(stateDirectory); // logical paths with an incoming copy kept

@@ -18,6 +18,9 @@ public static class ModeBits
     public const uint All = 0xfff;
     /// <summary>Set-user-id and set-group-id (06000): a passive's agent strips them unless started with <c>--allow-setid</c>.</summary>
     public const uint SetId = 0xc00;
+
+    /// <summary>The bits an agent keeps as sent: all, or all but the set-id bits.</summary>
+    public static uint Kept(bool keepSetId) => keepSetId ? All : All & ~SetId;
 }
 
 /// <summary>

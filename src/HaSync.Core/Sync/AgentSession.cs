@@ -96,7 +96,7 @@ public sealed class AgentSession : IDisposable
             session._writer.Flush();
             var welcome = Welcome.Read(session._reader.Read());
             (session.RemoteRoot, session.RemoteAllowed, session.AgentEpoch) = (welcome.Root, welcome.Allowed, welcome.Epoch);
-            session.KeptModeBits = welcome.KeepsSetId ? ModeBits.All : ModeBits.All & ~ModeBits.SetId;
+            session.KeptModeBits = ModeBits.Kept(welcome.KeepsSetId);
         }
         catch (Exception e) when (e is ProtocolException or IOException)
         {

@@ -33,8 +33,9 @@ public sealed record PathDifference(string Path, PathStatus Status, FileEntry? A
 /// Compares the active's scan with the passive's manifest, path by path. Never size and mtime alone: file
 /// content is compared by hash, so a same-size rewrite within the same second is seen. Directory mtimes are
 /// compared too, as rsync -a keeps them (the agent gives each directory it changes the active's time, or back its
-/// own, once a batch is in place); symlink modes do not exist on Linux, and their times are not kept. The mode bits a passive does not keep (<see cref="ModeBits.SetId"/> unless its agent allows them)
-/// are taken off the active's side first: the passive is compared with what it can hold.
+/// own, once a batch is in place); symlink modes do not exist on Linux, and their times are not kept. The mode bits a
+/// passive does not keep (<see cref="ModeBits.SetId"/> unless its agent allows them) are taken off the active's side
+/// first: the passive is compared with what it can hold.
 /// </summary>
 public static class Comparison
 {
