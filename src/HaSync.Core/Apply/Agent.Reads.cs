@@ -114,6 +114,40 @@ public sealed partial class Agent
         return signature.ToArray();
     }
 
+    /// <summary>Free bytes and inodes, for this agent, on the file system where <paramref name="logicalPath"/> is or would be
+    /// made (that of its nearest existing directory, found below the root's descriptor); laid out as SpaceRequest says.</summary>
+    private byte[] SpaceAt(string logicalPath)
+    {
+        guard.Locate(logicalPath);
+        using var directory = NearestDirectory(logicalPath);
+        if (Mono.Unix.Native.Syscall.fstatvfs(directory.Descriptor, out var vfs) != 0)
+            throw PosixFiles.Failure(directory.FullPath, "fstatvfs", Mono.Unix.Native.Stdlib.GetLastError());
+        bool root = Mono.Unix.Native.Syscall.geteuid() == 0; // root may use the blocks and inodes reserved for it
+        var answer = new byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(answer, (root ? vfs.f_bfree : vfs.f_bavail) * vfs.f_frsize);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(answer.AsSpan(8), vfs.f_files == 0 ? ulong.MaxValue : root ? vfs.f_ffree : vfs.f_favail);
+        return answer;
+    }
+
+    /// <summary>The deepest existing directory on the way to <paramref name="logicalPath"/> within the allowed set; the root
+    /// when none is.</summary>
+    private TreeDirectory NearestDirectory(string logicalPath)
+    {
+        for (string path = logicalPath; !PathGuard.IsRoot(path); path = TreeWalker.Parent(path))
+        {
+            try
+            {
+                if (guard.OpenParent(path, create: false) is { } directory)
+                    return directory;
+            }
+            catch (ConfinementException)
+            {
+                break; // above the allowed paths
+            }
+        }
+        return guard.OpenRoot();
+    }
+
     private byte[] ReadPrefix(string logicalPath, long max)
     {
         using var file = OpenRegularFile(logicalPath, out _);

@@ -57,7 +57,7 @@ public sealed partial class Agent
             file?.Dispose();
             data.Drain();
             log.WriteLine($"hasync serve: {message}");
-            _deferredAcks.Add((id, AckStatus.Failed, message)); // in order with the batch's other answers
+            _deferredAcks.Add((id, PosixFiles.IsNoSpace(e) ? AckStatus.NoSpace : AckStatus.Failed, message)); // in order with the batch's other answers
         }
         finally
         {

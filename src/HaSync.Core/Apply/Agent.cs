@@ -180,6 +180,13 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
                     SendData(id, ReadPrefix(subject, max), writer);
                     FlushAnswers(writer);
                     return;
+                case FrameType.SpaceRequest:
+                    subject = payload.Text("path");
+                    payload.End();
+                    Commit(writer); // the batch's files count against the space
+                    SendData(id, SpaceAt(subject), writer);
+                    FlushAnswers(writer);
+                    return;
                 case FrameType.Flush:
                     payload.End();
                     Commit(writer);
@@ -245,7 +252,7 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
         {
             string what = subject.Length > 0 ? subject : Wire.Describe(frame.Type);
             log.WriteLine(e.Message.Contains(what, StringComparison.Ordinal) ? $"hasync serve: {e.Message}" : $"hasync serve: {what}: {e.Message}");
-            Ack(writer, id, AckStatus.Failed, e.Message);
+            Ack(writer, id, PosixFiles.IsNoSpace(e) ? AckStatus.NoSpace : AckStatus.Failed, e.Message);
             FlushAnswers(writer); // the sender may be waiting for this very answer (a read, a claim)
         }
     }

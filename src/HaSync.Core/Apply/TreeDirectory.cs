@@ -141,7 +141,7 @@ public sealed class TreeDirectory : IDisposable
             throw Failure(name, "utimensat", e2);
     }
 
-    private IOException Failure(string name, string call, int errno) => new($"{PathOf(name)}: {call} failed: {LibcAt.Describe(errno)}");
+    private IOException Failure(string name, string call, int errno) => new($"{PathOf(name)}: {call} failed: {LibcAt.Describe(errno)}", errno);
 
     /// <summary>Closes the descriptor.</summary>
     public void Dispose()

@@ -11,7 +11,10 @@ public sealed record PushRound(IReadOnlyList<string> Paths, bool FullScan, DateT
 /// What one target still has to push: the dirty paths events named, a pending full scan, the round in flight, and the
 /// paths that failed, each with its own retry schedule. A failed path waits <c>retryDelay</c>, then twice that after
 /// each further failure, up to <c>maxRetryDelay</c>; its record (attempts, first failure, last error) lasts while
-/// it is being retried and goes only when the path succeeds. Thread-safe: events arrive on the aggregator's thread,
+/// it is being retried and goes only when the path succeeds. A path refused for lack of room on the passive is not sent
+/// again on that schedule: every <c>retryDelay</c> the passive is asked for its free space (a question of a few bytes),
+/// and the path is sent as soon as it reports the room needed, or after <c>maxRetryDelay</c> in any case, so that a wrong
+/// guess of the room never stalls it. Thread-safe: events arrive on the aggregator's thread,
 /// status is read on another, the pusher takes and completes rounds.
 /// </summary>
 public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpan maxRetryDelay)
@@ -23,8 +26,13 @@ public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpa
     private PushRound? _inFlight;
     private readonly Dictionary<string, Retry> _retries = new(StringComparer.Ordinal);
 
-    /// <summary>A path that failed: how often, since when its change waits, when it is due again, and why it failed last.</summary>
-    public sealed record Retry(int Attempts, DateTimeOffset Due, DateTimeOffset Since, string Error);
+    /// <summary>A path that failed: how often, since when its change waits, when it is due again, and why it failed last;
+    /// for lack of room, also the free space the passive should report before then, and when to ask again.</summary>
+    public sealed record Retry(int Attempts, DateTimeOffset Due, DateTimeOffset Since, string Error, long? SpaceNeeded = null, DateTimeOffset? Ask = null)
+    {
+        /// <summary>When the path is next taken into a round (to ask about room, or to be sent).</summary>
+        public DateTimeOffset Next => Ask is { } ask && ask < Due ? ask : Due;
+    }
 
     /// <summary>Paths named by events (or a full scan), the oldest of their changes at <paramref name="since"/>.</summary>
     public void Add(IEnumerable<string> paths, bool fullScan, DateTimeOffset since)
@@ -47,7 +55,7 @@ public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpa
         {
             var since = _dirtySince;
             foreach (var (path, retry) in _retries)
-                if (allRetries || retry.Due <= now || _dirty.Contains(path))
+                if (allRetries || retry.Next <= now || _dirty.Contains(path))
                 {
                     _dirty.Add(path);
                     since = since is null || retry.Since < since ? retry.Since : since;
@@ -72,9 +80,12 @@ public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpa
         }
     }
 
-    /// <summary>The round is done: what failed (path and cause) is scheduled again, one more attempt each; every other
-    /// path of the round (or, with <paramref name="everything"/>, every path retried so far) succeeded.</summary>
-    public void Complete(PushRound round, IReadOnlyDictionary<string, string> failed, bool everything = false)
+    /// <summary>The round is done: what failed (path and cause) is scheduled again, one more attempt each (with the room it
+    /// needs, from <paramref name="spaceNeeded"/>, when that was the cause); what was <paramref name="held"/> back for room
+    /// keeps its record and is asked about again later; every other path of the round (or, with <paramref name="everything"/>,
+    /// every path retried so far) succeeded.</summary>
+    public void Complete(PushRound round, IReadOnlyDictionary<string, string> failed, bool everything = false,
+        IReadOnlyDictionary<string, long>? spaceNeeded = null, IReadOnlySet<string>? held = null)
     {
         var now = clock.GetUtcNow();
         lock (_lock)
@@ -82,15 +93,32 @@ public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpa
             if (ReferenceEquals(_inFlight, round))
                 _inFlight = null;
             foreach (string path in everything ? _retries.Keys.ToList() : round.Paths)
-                if (!failed.ContainsKey(path))
+                if (!failed.ContainsKey(path) && held?.Contains(path) != true)
                     _retries.Remove(path);
             foreach (var (path, error) in failed)
             {
                 _retries.TryGetValue(path, out var known);
                 int attempts = (known?.Attempts ?? 0) + 1;
-                var delay = TimeSpan.FromTicks(Math.Min(retryDelay.Ticks << Math.Min(attempts - 1, 30), maxRetryDelay.Ticks));
-                _retries[path] = new Retry(attempts, now + delay, known?.Since ?? round.Since ?? now, error);
+                long? needed = spaceNeeded?.TryGetValue(path, out long n) == true ? n : null;
+                var delay = needed is not null ? maxRetryDelay : TimeSpan.FromTicks(Math.Min(retryDelay.Ticks << Math.Min(attempts - 1, 30), maxRetryDelay.Ticks));
+                _retries[path] = new Retry(attempts, now + delay, known?.Since ?? round.Since ?? now, error, needed, needed is null ? null : now + retryDelay);
             }
+            foreach (string path in held ?? Enumerable.Empty<string>())
+                if (_retries.TryGetValue(path, out var known))
+                    _retries[path] = known with { Ask = now + retryDelay };
+        }
+    }
+
+    /// <summary>The paths waiting for room on the passive, with the free space each needs: until their scheduled try they
+    /// are sent only if the passive reports it.</summary>
+    public IReadOnlyDictionary<string, long> SpaceWaits
+    {
+        get
+        {
+            var now = clock.GetUtcNow();
+            lock (_lock)
+                return _retries.Where(r => r.Value.SpaceNeeded is not null && r.Value.Due > now)
+                    .ToDictionary(r => r.Key, r => r.Value.SpaceNeeded!.Value, StringComparer.Ordinal);
         }
     }
 
@@ -100,7 +128,7 @@ public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpa
         var now = clock.GetUtcNow();
         lock (_lock)
             foreach (var (path, retry) in _retries.ToList())
-                _retries[path] = retry with { Due = now };
+                _retries[path] = retry with { Due = now, Ask = null };
     }
 
     /// <summary>Forgets everything (the node stopped being active: the next term starts with a resync).</summary>
@@ -123,7 +151,7 @@ public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpa
         {
             var now = clock.GetUtcNow();
             lock (_lock)
-                return _dirty.Count > 0 || _fullScan || _retries.Values.Any(r => r.Due <= now);
+                return _dirty.Count > 0 || _fullScan || _retries.Values.Any(r => r.Next <= now);
         }
     }
 
@@ -133,7 +161,7 @@ public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpa
         get
         {
             lock (_lock)
-                return _retries.Count == 0 ? null : _retries.Values.Min(r => r.Due);
+                return _retries.Count == 0 ? null : _retries.Values.Min(r => r.Next);
         }
     }
 

@@ -142,7 +142,7 @@ public sealed class TargetPusher : IDisposable
             {
                 var conflicts = _conflicts.Keys.ToHashSet(StringComparer.Ordinal);
                 var failing = _backlog.Retries.Where(r => !conflicts.Contains(r.Key))
-                    .Select(r => new FailingStatus(r.Key, r.Value.Error, r.Value.Attempts, r.Value.Since, r.Value.Due)).OrderBy(f => f.Path, StringComparer.Ordinal).ToList();
+                    .Select(r => new FailingStatus(r.Key, r.Value.Error, r.Value.Attempts, r.Value.Since, r.Value.Next)).OrderBy(f => f.Path, StringComparer.Ordinal).ToList();
                 return _status with { Queue = _backlog.Count(conflicts), OldestPending = _backlog.OldestPending, Conflicts = [.. _conflicts.Values], Failing = failing };
             }
         }
@@ -341,7 +341,7 @@ public sealed class TargetPusher : IDisposable
         ResyncStats stats;
         try
         {
-            stats = await Resync.RunAsync(_config, session, _config.Delete, passive: passive, cache: _cache).ConfigureAwait(false);
+            stats = await Resync.RunAsync(_config, session, _config.Delete, passive: passive, cache: _cache, spaceWaits: _backlog.SpaceWaits).ConfigureAwait(false);
         }
         catch
         {
@@ -430,7 +430,8 @@ public sealed class TargetPusher : IDisposable
                 unreadable.Remove(path);
         }
         long scanned = clock.ElapsedMilliseconds;
-        var stats = await Resync.PushAsync(_config, session, differences, _config.Delete, passive, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var stats = await Resync.PushAsync(_config, session, differences, _config.Delete, passive, spaceWaits: _backlog.SpaceWaits,
+            cancellationToken: cancellationToken).ConfigureAwait(false);
         var changes = differences.Where(d => d.Status != PathStatus.Identical).ToList();
         foreach (var (path, cause) in unreadable)
         {
@@ -522,7 +523,7 @@ public sealed class TargetPusher : IDisposable
                     newConflicts.Add(message);
                 _conflicts[path] = new ConflictStatus(path, message, _conflicts.TryGetValue(path, out var known) ? known.Since : now);
             }
-            _backlog.Complete(round, stats.FailedPaths, everything: resync);
+            _backlog.Complete(round, stats.FailedPaths, everything: resync, stats.SpaceNeeded, stats.HeldForSpace);
             _status = _status with
             {
                 LastSuccess = now,

@@ -28,6 +28,9 @@ public enum FrameType : byte
     SignatureRequest = 20,
     /// <summary>id, path, max bytes: the passive's content, as Data frames (for diff).</summary>
     ReadRequest = 21,
+    /// <summary>id, path: the free space of the passive's file system that holds (or would hold) the path, as Data frames:
+    /// bytes, then inodes, each a big-endian u64 (inodes: <see cref="ulong.MaxValue"/> when the file system does not count them).</summary>
+    SpaceRequest = 22,
     /// <summary>id, entry, encoding; then Data frames and DataEnd.</summary>
     PutFile = 30,
     /// <summary>id, entry: create a directory or fix its owner and mode.</summary>
@@ -69,6 +72,8 @@ public enum AckStatus : byte
     Conflict = 3,
     /// <summary>The sender's epoch is no longer the highest the passive knows: another node has become active.</summary>
     Fenced = 4,
+    /// <summary>Failed for lack of space (or inodes, or quota) on the passive's file system; nothing of it stands there.</summary>
+    NoSpace = 5,
 }
 
 /// <summary>How a PutFile's data is encoded.</summary>
@@ -86,7 +91,7 @@ public static class Wire
     /// <summary>"HSYN".</summary>
     public const uint Magic = 0x4853594E;
     /// <summary>Protocol version; both sides must speak the same.</summary>
-    public const ushort Version = 3;
+    public const ushort Version = 4;
     /// <summary>Largest frame accepted (type + payload); larger lengths are corrupt or hostile.</summary>
     public const int MaxFrameLength = 1 << 20;
     /// <summary>File data travels in chunks of this size.</summary>
@@ -101,6 +106,7 @@ public static class Wire
         FrameType.ManifestEntries or FrameType.ManifestEnd => "the passive's list of files",
         FrameType.SignatureRequest => "a request for a file's block signature",
         FrameType.ReadRequest => "a request for a file's content",
+        FrameType.SpaceRequest => "a request for the passive's free space",
         FrameType.PutFile => "a file sent",
         FrameType.MakeDirectory => "a directory to make",
         FrameType.MakeSymlink => "a symlink to make",

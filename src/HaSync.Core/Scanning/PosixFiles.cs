@@ -240,8 +240,12 @@ public static class PosixFiles
         }
     }
 
+    /// <summary>A failed call's error, naming the path and the cause; its HResult is the errno, as .NET's own I/O errors carry it.</summary>
     internal static IOException Failure(string path, string call, Errno errno) =>
-        new($"{path}: {call} failed: {Stdlib.strerror(errno)}");
+        new($"{path}: {call} failed: {Stdlib.strerror(errno)}", NativeConvert.FromErrno(errno));
+
+    /// <summary>True when <paramref name="e"/> failed for lack of room: no space or no inode left (ENOSPC), or a quota (EDQUOT).</summary>
+    public static bool IsNoSpace(Exception e) => e is IOException { HResult: 28 or 122 };
 }
 
 /// <summary>A file that kept changing while it was being hashed; it is read again later, never shipped half-written.</summary>

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using HaSync.Guard;
 using HaSync.Protocol;
 using HaSync.Scanning;
@@ -12,6 +13,10 @@ public sealed class SessionClosedException(string message, Exception? inner = nu
 
 /// <summary>An agent's answer to a write request.</summary>
 public readonly record struct Ack(AckStatus Status, string Message);
+
+/// <summary>Room on one of the passive's file systems, for the agent: free bytes and inodes (<see cref="ulong.MaxValue"/>
+/// inodes when it does not count them).</summary>
+public readonly record struct PassiveSpace(ulong Bytes, ulong Inodes);
 
 /// <summary>
 /// The sender's side of one agent session. Requests are written whole, one at a time (a lock), and are not
@@ -139,6 +144,16 @@ public sealed class AgentSession : IDisposable
     /// <summary>Asks for up to <paramref name="maxBytes"/> of the passive's copy of <paramref name="path"/>.</summary>
     public Task<byte[]> RequestContent(string path, long maxBytes) =>
         AsBytes(Send(FrameType.ReadRequest, p => p.Text(path).I64(maxBytes), pending => pending.Data = new(), push: true));
+
+    /// <summary>Asks how much room the passive's file system has where <paramref name="path"/> is or would be made. Not pushed
+    /// out until <paramref name="push"/> or a later request that is.</summary>
+    public async Task<PassiveSpace> RequestSpace(string path, bool push = true)
+    {
+        byte[] answer = await AsBytes(Send(FrameType.SpaceRequest, p => p.Text(path), pending => pending.Data = new(), push: push)).ConfigureAwait(false);
+        return answer.Length == 16
+            ? new(BinaryPrimitives.ReadUInt64BigEndian(answer), BinaryPrimitives.ReadUInt64BigEndian(answer.AsSpan(8)))
+            : throw new ProtocolException($"the passive's free space for {path}: {answer.Length} bytes, not 16");
+    }
 
     /// <summary>Ends a burst of changes: pushes the buffered requests and asks the agent to commit them. The agent
     /// answers the burst's requests once they are on its disk.</summary>

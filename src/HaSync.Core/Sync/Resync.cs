@@ -39,6 +39,11 @@ public sealed class ResyncStats
     public SortedDictionary<string, uint> SetIdNotKept { get; } = new(StringComparer.Ordinal);
     /// <summary>The paths of <see cref="Failures"/> and <see cref="Conflicts"/>, each with its failure (the daemon tries them again).</summary>
     public Dictionary<string, string> FailedPaths { get; } = new(StringComparer.Ordinal);
+    /// <summary>Paths of <see cref="FailedPaths"/> refused for lack of room on the passive, each with the free space the
+    /// passive should report before it is worth sending again.</summary>
+    public Dictionary<string, long> SpaceNeeded { get; } = new(StringComparer.Ordinal);
+    /// <summary>Paths not sent because the passive still lacks the room an earlier try found missing (their failure stands).</summary>
+    public HashSet<string> HeldForSpace { get; } = new(StringComparer.Ordinal);
 }
 
 /// <summary>One step of a resync, for progress display.</summary>
@@ -62,9 +67,11 @@ public static class Resync
     /// <param name="progress">Receives each step.</param>
     /// <param name="passive">When given, reset to the manifest and kept up to date with every acknowledged write.</param>
     /// <param name="cache">The active's hash cache, if it keeps one.</param>
+    /// <param name="spaceWaits">Paths that failed for lack of room, each sent only if the passive now reports the free space given.</param>
     /// <param name="cancellationToken">Stops between files.</param>
     public static async Task<ResyncStats> RunAsync(HaSyncConfig config, AgentSession session, bool delete,
-        IProgress<ResyncStep>? progress = null, PassiveState? passive = null, HashCache? cache = null, CancellationToken cancellationToken = default)
+        IProgress<ResyncStep>? progress = null, PassiveState? passive = null, HashCache? cache = null,
+        IReadOnlyDictionary<string, long>? spaceWaits = null, CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
         long wireBefore = session.WireBytes;
@@ -72,7 +79,7 @@ public static class Resync
         var differences = await CompareAsync(config, session, new PathFilter(config.Exclude), cache,
             (path, e) => unreadable[path] = $"{path}: {Unreadable(e)}", cancellationToken).ConfigureAwait(false);
         passive?.Reset(differences.Select(d => d.Passive).OfType<FileEntry>());
-        var stats = await PushAsync(config, session, differences, delete, passive, progress, cancellationToken).ConfigureAwait(false);
+        var stats = await PushAsync(config, session, differences, delete, passive, progress, spaceWaits, cancellationToken).ConfigureAwait(false);
         stats.Scanned = differences.Count(d => d.Active is not null);
         stats.Failures.InsertRange(0, unreadable.Values);
         foreach (var (path, failure) in unreadable)
@@ -83,9 +90,12 @@ public static class Resync
     }
 
     /// <summary>Makes the passive match the active for every path in <paramref name="differences"/> (from
-    /// <see cref="Comparison.Compare(IReadOnlyList{FileEntry}, IReadOnlyList{FileEntry}, uint)"/>), and waits for every ack.</summary>
+    /// <see cref="Comparison.Compare(IReadOnlyList{FileEntry}, IReadOnlyList{FileEntry}, uint)"/>), and waits for every ack.
+    /// A path in <paramref name="spaceWaits"/> (it failed for lack of room) is sent only if the passive now reports the free
+    /// space given there: asking costs a few bytes, sending the whole file to have it refused again costs all of them.</summary>
     public static async Task<ResyncStats> PushAsync(HaSyncConfig config, AgentSession session, IReadOnlyList<PathDifference> differences, bool delete,
-        PassiveState? passive = null, IProgress<ResyncStep>? progress = null, CancellationToken cancellationToken = default)
+        PassiveState? passive = null, IProgress<ResyncStep>? progress = null, IReadOnlyDictionary<string, long>? spaceWaits = null,
+        CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
         long wireBefore = session.WireBytes;
@@ -94,6 +104,11 @@ public static class Resync
             stats.SetIdNotKept[d.Path] = d.Active!.Mode | d.NotKept;
         var (clearing, extras) = Deletions(differences, delete);
         var pushes = differences.Where(d => d.Active is not null && (d.Status != PathStatus.Identical || d.Passive!.Local != LocalChange.None)).ToList();
+        var room = await RoomAsync(session, pushes, spaceWaits).ConfigureAwait(false);
+        foreach (var (path, space) in room)
+            if (space.Bytes < (ulong)spaceWaits![path] || space.Inodes < 2) // a temp file beside the target, then the rename
+                stats.HeldForSpace.Add(path);
+        pushes.RemoveAll(d => stats.HeldForSpace.Contains(d.Path));
         int total = clearing.Count + pushes.Count + extras.Count, done = 0;
 
         var signatures = new Dictionary<string, Task<byte[]>>(StringComparer.Ordinal);
@@ -139,6 +154,15 @@ public static class Resync
                 stats.FailedPaths[d.Path] = ack.Message;
                 continue;
             }
+            if (ack.Status == AckStatus.NoSpace)
+            {
+                // Room for it, and more than the passive had when it last said there was enough: never resent on the same guess.
+                long needed = Math.Max(RoomFor(d.Active), room.TryGetValue(d.Path, out var had) ? (long)Math.Min(had.Bytes, long.MaxValue / 2) + RoomFor(null) : 0);
+                stats.SpaceNeeded[d.Path] = needed;
+                stats.Failures.Add($"{d.Path}: {Doing(action)}: {ack.Message} (the passive needs about {Sizes.Human(needed)} free for it)");
+                stats.FailedPaths[d.Path] = stats.Failures[^1];
+                continue;
+            }
             if (ack.Status != AckStatus.Ok)
             {
                 stats.Failures.Add($"{d.Path}: {Doing(action)}: {ack.Message}");
@@ -161,6 +185,35 @@ public static class Resync
         stats.WireBytes = session.WireBytes - wireBefore;
         stats.Elapsed = clock.Elapsed;
         return stats;
+    }
+
+    /// <summary>The passive's free space where each push waiting for room would go (asked in one pipelined batch).</summary>
+    private static async Task<Dictionary<string, PassiveSpace>> RoomAsync(AgentSession session, List<PathDifference> pushes,
+        IReadOnlyDictionary<string, long>? spaceWaits)
+    {
+        var waiting = spaceWaits is null ? [] : pushes.Where(d => spaceWaits.ContainsKey(d.Path)).ToList();
+        var asked = waiting.Select(d => (d.Path, Space: session.RequestSpace(d.Path, push: d == waiting[^1]))).ToList();
+        var room = new Dictionary<string, PassiveSpace>(StringComparer.Ordinal);
+        foreach (var (path, space) in asked)
+        {
+            try
+            {
+                room[path] = await space.ConfigureAwait(false);
+            }
+            catch (AgentRequestException)
+            {
+                // The passive could not say: the push itself is tried, and its answer says what is wrong.
+            }
+        }
+        return room;
+    }
+
+    /// <summary>About what <paramref name="entry"/> takes on the passive's disk: its size, a little for its blocks' bookkeeping,
+    /// and 64 KiB for the directory and journal entries that come with it.</summary>
+    private static long RoomFor(FileEntry? entry)
+    {
+        long size = entry?.Kind == EntryKind.File ? entry.Size : 0;
+        return size + size / 64 + (64 << 10);
     }
 
     /// <summary>The active's scan and the passive's manifest of the watched set, compared.</summary>

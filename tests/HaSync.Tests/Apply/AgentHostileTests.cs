@@ -374,12 +374,25 @@ public sealed class AgentHostileTests : IDisposable
             var full = await Put(session, TestTree.FileEntry("/etc/bm/keep.conf", large), large);
             var next = await Put(session, TestTree.FileEntry("/etc/bm/small.conf", small), small);
 
-            Assert.Equal(AckStatus.Failed, full.Status);
+            Assert.Equal(AckStatus.NoSpace, full.Status);
             Assert.Contains("No space left on device", full.Message);
             Assert.Equal("existing complete content\n", File.ReadAllText(Path.Join(mount, "etc/bm/keep.conf")));
             Assert.Empty(Directory.GetFiles(mount, "*.hasync-*", SearchOption.AllDirectories));
             Assert.Equal(AckStatus.Ok, next.Status);
             Assert.Equal("fits\n", File.ReadAllText(Path.Join(mount, "etc/bm/small.conf")));
+
+            // The room the agent reports is the file system's, where the path is or would be made, checked with df's own numbers.
+            var df = System.Text.Encoding.UTF8.GetString(Tools.Check("df", "--output=avail,iavail", "-B1", mount)).Split('\n', StringSplitOptions.RemoveEmptyEntries)[1]
+                .Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(ulong.Parse).ToArray();
+            foreach (string path in new[] { "/etc/bm/keep.conf", "/etc/bm/not/yet/made.conf" })
+            {
+                var room = await session.RequestSpace(path);
+                Assert.InRange(room.Bytes, 1UL, 256UL << 10);
+                Assert.InRange((long)room.Bytes - (long)df[0], -(64 << 10), 64 << 10); // df counts for unprivileged users
+                Assert.InRange(room.Inodes, 1UL, ulong.MaxValue - 1);
+            }
+            var outside = await Assert.ThrowsAsync<AgentRequestException>(() => session.RequestSpace("/etc/bm/../../outside"));
+            Assert.Contains("'..' segment", outside.Message);
         }
         finally
         {

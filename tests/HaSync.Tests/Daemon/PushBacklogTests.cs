@@ -113,4 +113,50 @@ public class PushBacklogTests
         Assert.Equal(0, _backlog.Count(new HashSet<string> { "/etc/bm/a.conf" }));
         Assert.Equal(1, _backlog.Count());
     }
+
+    [Fact]
+    public void APathRefusedForLackOfRoomIsAskedAboutEveryRetryDelayAndSentAgainOnlyAtTheCap()
+    {
+        const string big = "/etc/bm/big.bin";
+        _backlog.Add([big], false, _clock.GetUtcNow());
+        _backlog.Complete(_backlog.Take(), Failed(big), spaceNeeded: new Dictionary<string, long> { [big] = 3 << 20 });
+        var retry = _backlog.Retries[big];
+        Assert.Equal((1, 3L << 20), (retry.Attempts, retry.SpaceNeeded));
+        Assert.Equal(30, (retry.Due - _clock.GetUtcNow()).TotalSeconds); // sent again, whatever the room, at the cap
+        Assert.Equal(2, (retry.Next - _clock.GetUtcNow()).TotalSeconds); // but asked about after 2 s
+
+        int asked = 0;
+        while (_backlog.Retries.ContainsKey(big))
+        {
+            Assert.False(_backlog.HasWork);
+            _clock.Advance(2000);
+            Assert.True(_backlog.HasWork);
+            var round = _backlog.Take();
+            Assert.Equal([big], round.Paths);
+            if (_backlog.SpaceWaits.TryGetValue(big, out long needed))
+            {
+                Assert.Equal(3L << 20, needed);
+                asked++; // still no room: held back, the next question due in 2 s
+                _backlog.Complete(round, new Dictionary<string, string>(), held: new HashSet<string> { big });
+                Assert.Equal((1, retry.Error), (_backlog.Retries[big].Attempts, _backlog.Retries[big].Error));
+            }
+            else
+            {
+                Assert.Equal(retry.Due, _clock.GetUtcNow()); // its schedule came: sent whatever the room
+                _backlog.Complete(round, new Dictionary<string, string>());
+            }
+        }
+        Assert.Equal(14, asked);
+    }
+
+    [Fact]
+    public void RetryNowSendsAPathWaitingForRoomWithoutAsking()
+    {
+        _backlog.Add(["/etc/bm/big.bin"], false, _clock.GetUtcNow());
+        _backlog.Complete(_backlog.Take(), Failed("/etc/bm/big.bin"), spaceNeeded: new Dictionary<string, long> { ["/etc/bm/big.bin"] = 1 << 20 });
+        Assert.Single(_backlog.SpaceWaits);
+        _backlog.RetryNow();
+        Assert.Empty(_backlog.SpaceWaits);
+        Assert.True(_backlog.HasWork);
+    }
 }
