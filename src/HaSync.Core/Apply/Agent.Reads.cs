@@ -13,8 +13,10 @@ public sealed partial class Agent
     {
         foreach (string path in paths)
             guard.Locate(path); // refuses paths outside the allowed set before listing anything
+        // Sent as the walk goes (the sender sorts them): it sees the passive's side of the compare advance, and a large tree
+        // is never held here whole.
         PayloadWriter? batch = null;
-        foreach (var entry in WalkBelowRoot(paths))
+        WalkBelowRoot(paths, entry =>
         {
             if (batch is null || batch.Length > 60_000)
             {
@@ -24,18 +26,17 @@ public sealed partial class Agent
             }
             _manifests.Write(batch, entry);
             batch.U8((byte)(AtomicFile.IsTempName(Path.GetFileName(entry.Path)) ? LocalChange.None : _journal.Check(entry)));
-        }
+        });
         if (batch is not null)
             writer.Write(FrameType.ManifestEntries, batch);
         writer.Write(FrameType.ManifestEnd, new PayloadWriter().U32(id));
     }
 
-    /// <summary>The entries at and below <paramref name="paths"/>, in path order, each read through its directory's
-    /// descriptor from the root down (no link followed, whatever is swapped in meanwhile); a path behind a file or a
-    /// link has nothing to list.</summary>
-    private List<FileEntry> WalkBelowRoot(IEnumerable<string> paths)
+    /// <summary>Gives <paramref name="each"/> the entries at and below <paramref name="paths"/> (depth first, names in order;
+    /// not quite path order), each read through its directory's descriptor from the root down (no link followed, whatever
+    /// is swapped in meanwhile); a path behind a file or a link has nothing to list.</summary>
+    private void WalkBelowRoot(IEnumerable<string> paths, Action<FileEntry> each)
     {
-        var entries = new List<FileEntry>();
         var seen = new HashSet<string>(StringComparer.Ordinal);
         void Visit(TreeDirectory directory, string name, string logical)
         {
@@ -56,13 +57,13 @@ public sealed partial class Agent
                 return;
             if (entry.Kind != EntryKind.Directory)
             {
-                entries.Add(entry);
+                each(entry);
                 return;
             }
             using var below = name == "." ? guard.OpenRoot() : directory.OpenDirectory(name);
             if (below is not null && guard.IsForbidden(below))
                 return; // the agent's own state is not part of the tree it serves
-            entries.Add(entry);
+            each(entry);
             if (below is null)
                 return; // replaced since its lstat: the next manifest sees what stands there
             foreach (string child in below.Names().Order(StringComparer.Ordinal))
@@ -74,8 +75,6 @@ public sealed partial class Agent
             if (directory is not null)
                 Visit(directory, PathGuard.IsRoot(path) ? "." : TreeWalker.NameOf(path), path);
         }
-        entries.Sort((a, b) => string.CompareOrdinal(a.Path, b.Path));
-        return entries;
     }
 
     private static void SendData(uint id, byte[] data, FrameWriter writer)

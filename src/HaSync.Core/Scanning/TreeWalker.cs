@@ -78,13 +78,14 @@ public static class TreeWalker
     /// <param name="cache">Hashes already known (see <see cref="HashCache"/>).</param>
     /// <param name="onUnreadable">When given, a path that cannot be read is reported here and left out (with what is
     /// below it) instead of failing the walk; the caller must then not mistake its absence for a delete.</param>
+    /// <param name="counter">When given, counts each entry as it is described (for a progress line).</param>
     public static List<FileEntry> Walk(string root, IEnumerable<string> logicalPaths, PathFilter exclude, bool withHash = true,
         Action<FileEntry, Mono.Unix.Native.Stat, Delta.Signature>? onSignature = null, HashCache? cache = null,
-        Action<string, IOException>? onUnreadable = null, CancellationToken cancellationToken = default)
+        Action<string, IOException>? onUnreadable = null, ScanCounter? counter = null, CancellationToken cancellationToken = default)
     {
         var seen = new HashSet<string>(StringComparer.Ordinal);
         var entries = new List<FileEntry>();
-        var walk = new Walker(root, exclude, withHash, seen, entries, onSignature, cache, onUnreadable, cancellationToken);
+        var walk = new Walker(root, exclude, withHash, seen, entries, onSignature, cache, onUnreadable, counter, cancellationToken);
         foreach (string logical in logicalPaths.Order(StringComparer.Ordinal))
             walk.Visit(logical);
         entries.Sort((a, b) => string.CompareOrdinal(a.Path, b.Path));
@@ -93,7 +94,7 @@ public static class TreeWalker
 
     private sealed record Walker(string Root, PathFilter Exclude, bool WithHash, HashSet<string> Seen, List<FileEntry> Entries,
         Action<FileEntry, Mono.Unix.Native.Stat, Delta.Signature>? OnSignature, HashCache? Cache,
-        Action<string, IOException>? OnUnreadable, CancellationToken CancellationToken)
+        Action<string, IOException>? OnUnreadable, ScanCounter? Counter, CancellationToken CancellationToken)
     {
         public void Visit(string logical)
         {
@@ -108,6 +109,7 @@ public static class TreeWalker
                 entry = PosixFiles.Describe(full, logical, WithHash, OnSignature, Cache);
                 if (entry is null)
                     return;
+                Counter?.Add(entry);
                 if (entry.Kind != EntryKind.Directory)
                 {
                     Entries.Add(entry);

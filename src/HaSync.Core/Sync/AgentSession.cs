@@ -49,6 +49,7 @@ public sealed class AgentSession : IDisposable
     {
         public readonly TaskCompletionSource<object> Done = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public List<FileEntry>? Entries;
+        public ScanCounter? Counter;
         public MemoryStream? Data;
     }
 
@@ -128,13 +129,14 @@ public sealed class AgentSession : IDisposable
             throw new FencedException($"target {Target}: {ack.Message}");
     }
 
-    /// <summary>Asks for the passive's view of the watched set under <paramref name="paths"/>.</summary>
-    public Task<List<FileEntry>> RequestManifest(IReadOnlyList<string> paths) => Answer<List<FileEntry>>(Send(FrameType.ManifestRequest, p =>
+    /// <summary>Asks for the passive's view of the watched set under <paramref name="paths"/>, sorted by path; each entry is
+    /// counted by <paramref name="counter"/> as it arrives.</summary>
+    public Task<List<FileEntry>> RequestManifest(IReadOnlyList<string> paths, ScanCounter? counter = null) => Answer<List<FileEntry>>(Send(FrameType.ManifestRequest, p =>
     {
         p.U32((uint)paths.Count);
         foreach (string path in paths)
             p.Text(path);
-    }, pending => pending.Entries = [], push: true));
+    }, pending => (pending.Entries, pending.Counter) = ([], counter), push: true));
 
     /// <summary>Asks for the librsync signature of the passive's copy of <paramref name="path"/>. Not pushed
     /// out until <paramref name="push"/> or a later request that is: ask for a batch, push with the last.</summary>
@@ -320,9 +322,12 @@ public sealed class AgentSession : IDisposable
                     {
                         Local = Enum.IsDefined((LocalChange)mark) ? (LocalChange)mark : throw new ProtocolException($"entry {entry.Path}: unknown journal mark {mark}"),
                     });
+                    request.Counter?.Add(entry);
                 }
                 return;
             case FrameType.ManifestEnd when request.Entries is not null:
+                request.Entries.Sort((a, b) => string.CompareOrdinal(a.Path, b.Path)); // the agent sends them as its walk meets them
+                request.Counter?.Finish();
                 Complete(requestId, request.Entries);
                 return;
             case FrameType.Data when request.Data is not null:

@@ -46,9 +46,6 @@ public sealed class ResyncStats
     public HashSet<string> HeldForSpace { get; } = new(StringComparer.Ordinal);
 }
 
-/// <summary>One step of a resync, for progress display.</summary>
-public readonly record struct ResyncStep(int Done, int Total, string Action, string Path);
-
 /// <summary>
 /// Full compare of the watched set against one target's manifest, then the pushes that make the passive
 /// identical. Order: first whatever stands where the active has another kind of entry (deepest first, so the
@@ -64,20 +61,20 @@ public static class Resync
     /// <param name="config">The watched set.</param>
     /// <param name="session">The target's session.</param>
     /// <param name="delete">Remove extras on the passive.</param>
-    /// <param name="progress">Receives each step.</param>
+    /// <param name="progress">Receives the compare's counts a few times a second, then each push.</param>
     /// <param name="passive">When given, reset to the manifest and kept up to date with every acknowledged write.</param>
     /// <param name="cache">The active's hash cache, if it keeps one.</param>
     /// <param name="spaceWaits">Paths that failed for lack of room, each sent only if the passive now reports the free space given.</param>
     /// <param name="cancellationToken">Stops between files.</param>
     public static async Task<ResyncStats> RunAsync(HaSyncConfig config, AgentSession session, bool delete,
-        IProgress<ResyncStep>? progress = null, PassiveState? passive = null, HashCache? cache = null,
+        IProgress<ResyncProgress>? progress = null, PassiveState? passive = null, HashCache? cache = null,
         IReadOnlyDictionary<string, long>? spaceWaits = null, CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
         long wireBefore = session.WireBytes;
         var unreadable = new Dictionary<string, string>(StringComparer.Ordinal);
         var differences = await CompareAsync(config, session, new PathFilter(config.Exclude), cache,
-            (path, e) => unreadable[path] = $"{path}: {Unreadable(e)}", cancellationToken).ConfigureAwait(false);
+            (path, e) => unreadable[path] = $"{path}: {Unreadable(e)}", progress, cancellationToken).ConfigureAwait(false);
         passive?.Reset(differences.Select(d => d.Passive).OfType<FileEntry>());
         var stats = await PushAsync(config, session, differences, delete, passive, progress, spaceWaits, cancellationToken).ConfigureAwait(false);
         stats.Scanned = differences.Count(d => d.Active is not null);
@@ -94,7 +91,7 @@ public static class Resync
     /// A path in <paramref name="spaceWaits"/> (it failed for lack of room) is sent only if the passive now reports the free
     /// space given there: asking costs a few bytes, sending the whole file to have it refused again costs all of them.</summary>
     public static async Task<ResyncStats> PushAsync(HaSyncConfig config, AgentSession session, IReadOnlyList<PathDifference> differences, bool delete,
-        PassiveState? passive = null, IProgress<ResyncStep>? progress = null, IReadOnlyDictionary<string, long>? spaceWaits = null,
+        PassiveState? passive = null, IProgress<ResyncProgress>? progress = null, IReadOnlyDictionary<string, long>? spaceWaits = null,
         CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
@@ -110,6 +107,7 @@ public static class Resync
                 stats.HeldForSpace.Add(path);
         pushes.RemoveAll(d => stats.HeldForSpace.Contains(d.Path));
         int total = clearing.Count + pushes.Count + extras.Count, done = 0;
+        long totalBytes = pushes.Sum(ContentBytes), bytes = 0;
 
         var signatures = new Dictionary<string, Task<byte[]>>(StringComparer.Ordinal);
         var deltaCandidates = pushes.Where(UsesDelta).ToList();
@@ -121,7 +119,7 @@ public static class Resync
         {
             foreach (string path in paths)
             {
-                progress?.Report(new(++done, total, "delete", path));
+                progress?.Report(new PushProgress(++done, total, "delete", path, bytes, totalBytes));
                 acks.Add((new(path, PathStatus.Extra, null, null, []), "delete", session.SendDelete(path)));
             }
         }
@@ -129,8 +127,17 @@ public static class Resync
         foreach (var d in pushes)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var (action, ack) = await PushAsync(config, session, d, signatures, stats, cancellationToken).ConfigureAwait(false);
-            progress?.Report(new(++done, total, action, d.Path));
+            long before = bytes, reported = bytes;
+            // A large file's progress shows while it is read and sent, every MiB of it.
+            Action<int>? onRead = progress is null ? null : read =>
+            {
+                bytes += read;
+                if (bytes - reported >= 1 << 20)
+                    progress.Report(new PushProgress(done + 1, total, "sending", d.Path, Math.Min(reported = bytes, before + ContentBytes(d)), totalBytes));
+            };
+            var (action, ack) = await PushAsync(config, session, d, signatures, stats, onRead, cancellationToken).ConfigureAwait(false);
+            bytes = before + ContentBytes(d);
+            progress?.Report(new PushProgress(++done, total, action, d.Path, bytes, totalBytes));
             acks.Add((d, action, ack));
         }
         SendDeletes(extras);
@@ -187,6 +194,10 @@ public static class Resync
         return stats;
     }
 
+    /// <summary>The bytes of content a push reads and sends (whole, or as a delta): a file's size, nothing for the rest.</summary>
+    private static long ContentBytes(PathDifference d) =>
+        d is { Status: PathStatus.Missing or PathStatus.ContentDiffers, Active: { Kind: EntryKind.File } file } ? file.Size : 0;
+
     /// <summary>The passive's free space where each push waiting for room would go (asked in one pipelined batch).</summary>
     private static async Task<Dictionary<string, PassiveSpace>> RoomAsync(AgentSession session, List<PathDifference> pushes,
         IReadOnlyDictionary<string, long>? spaceWaits)
@@ -224,17 +235,47 @@ public static class Resync
     /// <param name="cancellationToken">Stops the scan.</param>
     /// <param name="onUnreadable">When given, a path the active cannot read is reported here and left out of the
     /// comparison on both sides (with what is below it), instead of failing the whole compare.</param>
+    /// <param name="progress">When given, receives what each side has described so far, every quarter of a second and at the end.</param>
     public static async Task<List<PathDifference>> CompareAsync(HaSyncConfig config, AgentSession session, PathFilter exclude,
-        HashCache? cache = null, Action<string, IOException>? onUnreadable = null, CancellationToken cancellationToken = default)
+        HashCache? cache = null, Action<string, IOException>? onUnreadable = null, IProgress<ResyncProgress>? progress = null,
+        CancellationToken cancellationToken = default)
     {
-        var manifest = session.RequestManifest(config.Paths); // the agent hashes while we do
+        var (activeCount, passiveCount) = (new ScanCounter(), new ScanCounter());
+        using var stopReporting = new CancellationTokenSource();
+        var reporting = progress is null ? Task.CompletedTask : ReportAsync(progress, activeCount, passiveCount, stopReporting.Token);
         var skipped = new List<string>();
-        var local = await Task.Run(() => TreeWalker.Walk(config.SourceRoot, config.Paths, exclude, withHash: true, cache: cache,
-            onUnreadable: onUnreadable is null ? null : (path, e) => { skipped.Add(path); onUnreadable(path, e); },
-            cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
-        var remote = (await manifest.ConfigureAwait(false))
-            .Where(e => !Excluded(exclude, e.Path) && !skipped.Any(s => TreeWalker.Within(e.Path, s))).ToList();
+        List<FileEntry> local, held;
+        try
+        {
+            var manifest = session.RequestManifest(config.Paths, passiveCount); // the agent hashes while we do
+            local = await Task.Run(() => TreeWalker.Walk(config.SourceRoot, config.Paths, exclude, withHash: true, cache: cache,
+                onUnreadable: onUnreadable is null ? null : (path, e) => { skipped.Add(path); onUnreadable(path, e); },
+                counter: activeCount, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
+            activeCount.Finish();
+            held = await manifest.ConfigureAwait(false);
+        }
+        finally
+        {
+            stopReporting.Cancel();
+            await reporting.ConfigureAwait(false);
+        }
+        progress?.Report(new CompareProgress(activeCount.Now, passiveCount.Now));
+        var remote = held.Where(e => !Excluded(exclude, e.Path) && !skipped.Any(s => TreeWalker.Within(e.Path, s))).ToList();
         return Comparison.Compare(local, remote, session.KeptModeBits);
+    }
+
+    private static async Task ReportAsync(IProgress<ResyncProgress> progress, ScanCounter active, ScanCounter passive, CancellationToken stop)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(250));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stop).ConfigureAwait(false))
+                progress.Report(new CompareProgress(active.Now, passive.Now));
+        }
+        catch (OperationCanceledException)
+        {
+            // the compare is over; its last counts follow
+        }
     }
 
     /// <summary>The passive's manifest of <paramref name="roots"/> (and what is below them), excluded paths left out as
@@ -294,7 +335,7 @@ public static class Resync
         && passive.Size >= SignatureFormat.DeltaMinimumFileSize && d.Active.Size >= SignatureFormat.DeltaMinimumFileSize;
 
     private static async Task<(string Action, Task<Ack> Ack)> PushAsync(HaSyncConfig config, AgentSession session, PathDifference d,
-        Dictionary<string, Task<byte[]>> signatures, ResyncStats stats, CancellationToken cancellationToken)
+        Dictionary<string, Task<byte[]>> signatures, ResyncStats stats, Action<int>? onRead, CancellationToken cancellationToken)
     {
         var entry = d.Active!;
         if (d.Status == PathStatus.Identical)
@@ -309,10 +350,10 @@ public static class Resync
                 return ("symlink", session.SendMakeSymlink(entry));
         }
         string source = TreeWalker.FullPath(config.SourceRoot, entry.Path);
-        FileStream input;
+        Stream input;
         try
         {
-            input = OpenSource(source); // opened before the request starts: a failure here is this file's alone
+            input = OpenSource(source, onRead); // opened before the request starts: a failure here is this file's alone
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -346,7 +387,7 @@ public static class Resync
         return ("whole", SendWhole(session, entry, input, stats));
     }
 
-    private static Task<Ack> SendWhole(AgentSession session, FileEntry entry, FileStream input, ResyncStats stats) =>
+    private static Task<Ack> SendWhole(AgentSession session, FileEntry entry, Stream input, ResyncStats stats) =>
         session.SendPut(entry, PutEncoding.Whole, output =>
         {
             using (input)
@@ -361,7 +402,7 @@ public static class Resync
     {
         string source = TreeWalker.FullPath(config.SourceRoot, d.Path);
         FileEntry? fresh;
-        FileStream input;
+        Stream input;
         try
         {
             fresh = PosixFiles.Describe(source, d.Path)?.WithModeKept(session.KeptModeBits);
@@ -378,6 +419,39 @@ public static class Resync
         return (await ack.ConfigureAwait(false), d with { Active = fresh });
     }
 
-    private static FileStream OpenSource(string path) =>
-        new(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 0, FileOptions.SequentialScan);
+    private static Stream OpenSource(string path, Action<int>? onRead = null)
+    {
+        var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 0, FileOptions.SequentialScan);
+        return onRead is null ? file : new CountingReadStream(file, onRead);
+    }
+
+    /// <summary>A file being read for a push, each read counted (for the progress line).</summary>
+    private sealed class CountingReadStream(FileStream file, Action<int> onRead) : Stream
+    {
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            int read = file.Read(buffer);
+            onRead(read);
+            return read;
+        }
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => file.Length;
+        public override long Position { get => file.Position; set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+                file.Dispose();
+            base.Dispose(disposing);
+        }
+    }
 }

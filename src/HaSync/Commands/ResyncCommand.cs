@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Diagnostics;
 using HaSync.Configuration;
 using HaSync.Guard;
 using HaSync.Sync;
@@ -94,30 +95,67 @@ internal static class ResyncCommand
     internal static Option<string> ConfigOption() =>
         new("--config", "-c") { Description = "Configuration file", DefaultValueFactory = _ => ConfigLoader.DefaultPath };
 
+    /// <summary>Runs the resync showing how far it has got: the compare (entries and bytes hashed on each side), then the pushes
+    /// (steps, bytes, rate and time left). On a terminal, one live line; otherwise, a line per push and one every few
+    /// seconds of the compare, for a log.</summary>
     private static async Task<ResyncStats> RunWithProgressAsync(HaSyncConfig config, AgentSession session, bool delete, CancellationToken cancellationToken)
     {
+        string target = session.Target;
+        Stopwatch? pushing = null;
+        string PushLine(PushProgress step, int pathLength = int.MaxValue)
+        {
+            pushing ??= Stopwatch.StartNew();
+            string line = $"[{step.Done}/{step.Total}] {step.Action} {Truncate(step.Path, pathLength)}";
+            return step.TotalBytes > 0 ? $"{line} ({step.Transfer(pushing.Elapsed)})" : line;
+        }
         if (Console.IsOutputRedirected)
         {
-            var plain = new InlineProgress<ResyncStep>(step => Console.WriteLine($"{session.Target}: [{step.Done}/{step.Total}] {step.Action} {step.Path}"));
+            // Every push, and the compare's counts or a large file's progress when nothing was said for two seconds.
+            var lastLine = Stopwatch.StartNew();
+            var plain = new InlineProgress<ResyncProgress>(step =>
+            {
+                string? line = step switch
+                {
+                    CompareProgress compare when (compare.Active.Done && compare.Passive.Done) || lastLine.Elapsed >= TimeSpan.FromSeconds(2) => compare.ToString(),
+                    PushProgress push when push.Action != "sending" || lastLine.Elapsed >= TimeSpan.FromSeconds(2) => PushLine(push),
+                    _ => null,
+                };
+                if (line is null)
+                    return;
+                lastLine.Restart();
+                Console.WriteLine($"{target}: {line}");
+            });
             return await Resync.RunAsync(config, session, delete, plain, cancellationToken: cancellationToken);
         }
         ResyncStats? stats = null;
-        await AnsiConsole.Progress().AutoClear(true).StartAsync(async context =>
-        {
-            var task = context.AddTask($"{Markup.Escape(session.Target)}: comparing", maxValue: 1);
-            var progress = new InlineProgress<ResyncStep>(step =>
+        await AnsiConsole.Progress().AutoClear(true).HideCompleted(false)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new SpinnerColumn())
+            .StartAsync(async context =>
             {
-                task.MaxValue = step.Total;
-                task.Value = step.Done;
-                task.Description = $"{Markup.Escape(session.Target)}: {step.Action} {Markup.Escape(Truncate(step.Path, 40))}";
+                var task = context.AddTask($"{Markup.Escape(target)}: comparing", maxValue: 1);
+                task.IsIndeterminate = true;
+                var progress = new InlineProgress<ResyncProgress>(step =>
+                {
+                    switch (step)
+                    {
+                        case CompareProgress compare:
+                            task.Description = Markup.Escape($"{target}: {compare}");
+                            break;
+                        case PushProgress push:
+                            task.IsIndeterminate = false;
+                            task.MaxValue = Math.Max(1, push.TotalBytes > 0 ? push.TotalBytes : push.Total);
+                            task.Value = push.TotalBytes > 0 ? push.Bytes : push.Done;
+                            task.Description = Markup.Escape($"{target}: {PushLine(push, pathLength: 48)}"); // one line on the terminal
+                            break;
+                    }
+                });
+                stats = await Resync.RunAsync(config, session, delete, progress, cancellationToken: cancellationToken);
+                task.Value = task.MaxValue;
             });
-            stats = await Resync.RunAsync(config, session, delete, progress, cancellationToken: cancellationToken);
-            task.Value = task.MaxValue;
-        });
         return stats!;
     }
 
-    /// <summary>Reports on the caller's thread, in order (Progress&lt;T&gt; posts every report to the thread pool: one hop
+    /// <summary>Reports on the reporter's thread, in order (Progress&lt;T&gt; posts every report to the thread pool: one hop
     /// per file, and lines that may come out of order).</summary>
     private sealed class InlineProgress<T>(Action<T> report) : IProgress<T>
     {

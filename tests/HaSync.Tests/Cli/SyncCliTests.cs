@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using HaSync.Tests.Support;
 
 namespace HaSync.Tests.Cli;
@@ -72,6 +73,36 @@ public sealed class SyncCliTests
             summary.RootElement.GetProperty("failures").GetArrayLength()));
         Assert.True(summary.RootElement.GetProperty("wire_bytes").GetInt64() > 0);
         TestTree.AssertIdentical(dir.File("active"), dir.File("passive"));
+    }
+
+    [Fact]
+    public void ResyncShowsTheCompareOfBothSidesThenEachPushWithItsBytes()
+    {
+        using var dir = new TempDir();
+        TestTree.Build(dir.File("active"));
+        File.WriteAllBytes(dir.File("active/etc/bm/big.bin"), TestData.Random(new Random(5), 3 << 20)); // read and sent in several MiB
+        Directory.CreateDirectory(dir.File("passive"));
+        string config = WriteConfig(dir, LocalTarget.Replace("hasync, serve", $"{Hasync}, serve"));
+        // What the compare must count, found here with the file system's own listing: every entry, and the bytes of the files.
+        static IEnumerable<FileSystemInfo> Below(DirectoryInfo d) => // links are entries, never followed
+            d.EnumerateFileSystemInfos().SelectMany(i => i is DirectoryInfo { LinkTarget: null } sub ? Below(sub).Prepend(i) : [i]);
+        var below = Below(new DirectoryInfo(dir.File("active/etc/bm"))).ToList();
+        long fileBytes = below.OfType<FileInfo>().Where(f => f.LinkTarget is null).Sum(f => f.Length);
+
+        var resync = Run("resync", "-c", config); // stdout is not a terminal here: a line per step
+        Assert.True(resync.Code == 0, resync.Stderr);
+        var lines = resync.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal($"local: comparing: active {below.Count + 1} entries, {HaSync.Sizes.Human(fileBytes)} hashed, done; passive 0 entries, 0 B hashed, done", lines[0]);
+        var pushes = lines.Where(l => l.StartsWith("local: [", StringComparison.Ordinal)).ToList();
+        Assert.Equal(below.Count + 1, pushes.Count(l => !l.Contains("] sending ", StringComparison.Ordinal)));
+        Assert.Matches($@"^local: \[{below.Count + 1}/{below.Count + 1}\] \w+ /etc/bm/\S+ \({Regex.Escape(HaSync.Sizes.Human(fileBytes))} of {Regex.Escape(HaSync.Sizes.Human(fileBytes))}(, [\d.]+ (B|KiB|MiB|GiB)/s, \d+:\d\d left)?\)$", pushes[^1]);
+        Assert.Contains(pushes, l => l.Contains("] whole /etc/bm/big.bin (", StringComparison.Ordinal));
+        TestTree.AssertIdentical(dir.File("active"), dir.File("passive"));
+
+        var again = Run("resync", "-c", config); // the passive now lists (and hashes) what the active has
+        Assert.True(again.Code == 0, again.Stderr);
+        string side = $"{below.Count + 1} entries, {HaSync.Sizes.Human(fileBytes)} hashed, done";
+        Assert.Equal($"local: comparing: active {side}; passive {side}", again.Stdout.Split('\n')[0]);
     }
 
     [Fact]

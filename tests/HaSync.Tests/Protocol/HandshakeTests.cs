@@ -14,7 +14,7 @@ public class HandshakeTests
     [Fact]
     public void TheHelloIsMagicVersionAndHeartbeat()
     {
-        Assert.Equal("4853594E" + "0003" + "00000BB8", Hex(Hello.Write(TimeSpan.FromSeconds(3))));
+        Assert.Equal("4853594E" + "0004" + "00000BB8", Hex(Hello.Write(TimeSpan.FromSeconds(3))));
         Assert.Equal(TimeSpan.FromSeconds(3), Hello.Check(AsFrame(FrameType.Hello, Hello.Write(TimeSpan.FromSeconds(3)))));
     }
 
@@ -32,7 +32,7 @@ public class HandshakeTests
     public void AWelcomeWithoutAnEpochHasItsGoldenBytesAndReadsBack()
     {
         var welcome = new Welcome("/", ["/etc/bm"], false, null);
-        Assert.Equal("4853594E" + "0003" + "00000001" + "2F" + "00000001" + "00000007" + "2F6574632F626D" + "00" + "00", Hex(welcome.Write()));
+        Assert.Equal("4853594E" + "0004" + "00000001" + "2F" + "00000001" + "00000007" + "2F6574632F626D" + "00" + "00", Hex(welcome.Write()));
         var read = Welcome.Read(AsFrame(FrameType.Welcome, welcome.Write()));
         Assert.Equal(("/", "/etc/bm", 1, false, (Epoch?)null), (read.Root, read.Allowed[0], read.Allowed.Count, read.KeepsSetId, read.Epoch));
     }
@@ -42,7 +42,7 @@ public class HandshakeTests
     {
         var epoch = new Epoch(3, "node-a", "bm1", DateTimeOffset.FromUnixTimeMilliseconds(1764547200000));
         var welcome = new Welcome("/srv", [], true, epoch);
-        Assert.Equal("4853594E" + "0003" + "00000004" + "2F737276" + "00000000" + "01" + "01"
+        Assert.Equal("4853594E" + "0004" + "00000004" + "2F737276" + "00000000" + "01" + "01"
             + "0000000000000003" + "00000006" + "6E6F64652D61" + "00000003" + "626D31" + "0000019AD7358400", Hex(welcome.Write()));
         var read = Welcome.Read(AsFrame(FrameType.Welcome, welcome.Write()));
         Assert.Equal((epoch, true), (read.Epoch, read.KeepsSetId));
@@ -61,7 +61,7 @@ public class HandshakeTests
     {
         var other = new PayloadWriter().U32(Wire.Magic).U16(1);
         var e = Assert.Throws<ProtocolException>(() => Welcome.Read(AsFrame(FrameType.Welcome, other)));
-        Assert.Equal("the agent speaks magic 0x4853594e version 1, we speak version 3", e.Message);
+        Assert.Equal("the agent speaks magic 0x4853594e version 1, we speak version 4", e.Message);
     }
 
     [Fact]
