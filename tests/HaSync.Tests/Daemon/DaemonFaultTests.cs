@@ -270,6 +270,11 @@ public class DaemonFaultTests(SshServer server, Xunit.Abstractions.ITestOutputHe
             Assert.Contains("(the passive needs about 673 KiB free for it)", line); // 600 KiB, 1/64 of it, 64 KiB
             Assert.DoesNotContain(".hasync-", line); // the file the admin knows, not the agent's temp file
             Assert.True(seen < TimeSpan.FromSeconds(5), $"check said WARNING {seen.TotalSeconds:F1} s after the write");
+            var target = daemon.StatusJson().GetProperty("targets")[0];
+            Assert.Equal("failing", target.GetProperty("state").GetString());
+            var failingJson = target.GetProperty("failing")[0];
+            Assert.Equal("/etc/bm/big.bin", failingJson.GetProperty("path").GetString());
+            Assert.Contains("No space left on device", failingJson.GetProperty("error").GetString());
 
             // Six seconds of a full disk: asked about some 30 times, sent once, refused once, logged once on each side.
             await Task.Delay(TimeSpan.FromSeconds(6));

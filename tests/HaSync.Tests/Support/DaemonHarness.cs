@@ -94,11 +94,20 @@ internal sealed class DaemonHarness : IAsyncDisposable
     public DaemonSnapshot Status() => StatusFile.Read(Config.StatusFile);
 
     /// <summary><c>hasync check</c> on this daemon's status file: exit code and line.</summary>
-    public (int Code, string Line) Check()
+    public (int Code, string Line) Check() => Cli("check");
+
+    /// <summary><c>hasync status --json</c> on this daemon's state, as a monitoring script reads it.</summary>
+    public System.Text.Json.JsonElement StatusJson()
+    {
+        var (_, json) = Cli("status", "--json");
+        return System.Text.Json.JsonDocument.Parse(json).RootElement;
+    }
+
+    private (int Code, string Output) Cli(params string[] verb)
     {
         string config = Path.Combine(Config.StateDirectory, "check.yaml");
         File.WriteAllText(config, $"paths: [/etc/bm]\nstate_dir: {Config.StateDirectory}\ntargets:\n  - name: local\n    transport: local\n");
-        var (code, stdout, stderr) = Tools.Run(Path.Combine(AppContext.BaseDirectory, "hasync"), ["check", "-c", config]);
+        var (code, stdout, stderr) = Tools.Run(Path.Combine(AppContext.BaseDirectory, "hasync"), [.. verb, "-c", config]);
         return (code, System.Text.Encoding.UTF8.GetString(stdout) + stderr);
     }
 
