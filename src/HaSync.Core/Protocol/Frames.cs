@@ -121,6 +121,10 @@ public static class Wire
         _ => $"a message of type {(byte)type}",
     };
 
+    /// <summary>How long a sender waits for the agent's welcome after starting it (ssh connects, logs in and starts the agent,
+    /// which the process start-up of a loaded node may slow down): past it, the session attempt has failed.</summary>
+    public static readonly TimeSpan WelcomeTimeout = TimeSpan.FromSeconds(30);
+
     /// <summary>How often a quiet side sends a heartbeat, unless the target's <c>heartbeat_ms</c> says otherwise.</summary>
     public static readonly TimeSpan DefaultHeartbeat = TimeSpan.FromSeconds(3);
 

@@ -93,14 +93,21 @@ public sealed class AgentSession : IDisposable
     /// <param name="describePeer">Says why the agent went away (exit code, stderr), for messages.</param>
     /// <param name="heartbeat">How often a quiet side sends a heartbeat (default <see cref="Wire.DefaultHeartbeat"/>); five
     /// without a word from the agent and the session is over.</param>
-    public static AgentSession Open(Stream toAgent, Stream fromAgent, string target, Func<string> describePeer, TimeSpan? heartbeat = null)
+    /// <param name="welcomeTimeout">How long the agent may take to answer the hello (default <see cref="Wire.WelcomeTimeout"/>):
+    /// the remote shell may hang logging in, or the command never start an agent. The caller then stops the process.</param>
+    public static AgentSession Open(Stream toAgent, Stream fromAgent, string target, Func<string> describePeer, TimeSpan? heartbeat = null,
+        TimeSpan? welcomeTimeout = null)
     {
         var session = new AgentSession(toAgent, fromAgent, target, describePeer, heartbeat ?? Wire.DefaultHeartbeat);
         try
         {
             session._writer.Write(FrameType.Hello, Hello.Write(session._heartbeat));
             session._writer.Flush();
-            var welcome = Welcome.Read(session._reader.Read());
+            var reading = Task.Run(session._reader.Read);
+            var limit = welcomeTimeout ?? Wire.WelcomeTimeout;
+            if (Task.WaitAny([reading], limit) < 0)
+                throw new IOException($"no answer from the agent {limit.TotalSeconds:0.#} s after it was started (the remote login or command hangs)");
+            var welcome = Welcome.Read(reading.GetAwaiter().GetResult());
             (session.RemoteRoot, session.RemoteAllowed, session.AgentEpoch) = (welcome.Root, welcome.Allowed, welcome.Epoch);
             session.KeptModeBits = ModeBits.Kept(welcome.KeepsSetId);
         }

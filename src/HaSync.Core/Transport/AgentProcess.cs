@@ -100,9 +100,9 @@ public sealed class AgentProcess : IAsyncDisposable
         }
         program = "ssh";
         var args = new List<string> { "-o", "BatchMode=yes" };
-        // ssh's own check of a dead link, 15 s as the heartbeat's default, unless the admin's options say otherwise: for each
-        // option the first value given wins, so ours must not come before theirs.
-        foreach (var (option, value) in new[] { ("ServerAliveInterval", "5"), ("ServerAliveCountMax", "3") })
+        // ssh's own check of a dead link, 15 s as the heartbeat's default, and of one that never answers, unless the admin's
+        // options say otherwise: for each option the first value given wins, so ours must not come before theirs.
+        foreach (var (option, value) in new[] { ("ServerAliveInterval", "5"), ("ServerAliveCountMax", "3"), ("ConnectTimeout", "10") })
             if (!target.SshOptions.Any(o => o.Contains(option, StringComparison.OrdinalIgnoreCase)))
                 args.AddRange(["-o", $"{option}={value}"]);
         if (target.Port is int port)

@@ -40,4 +40,30 @@ public sealed class SessionMessagesTests(SshServer server) : IClassFixture<SshSe
         Assert.Contains("Host key verification failed", message);
         Assert.Contains($"then 'ssh-keyscan -p {server.Port} 127.0.0.1 >> /etc/hasync/known_hosts' and ssh_options: [-o, UserKnownHostsFile=/etc/hasync/known_hosts]", message);
     }
+
+    [Fact]
+    public async Task AnAgentThatNeverAnswersFailsTheSessionAttemptInsteadOfHangingIt()
+    {
+        using var passive = new TempDir();
+        var target = TestTree.LocalTarget(passive.Path) with { Command = ["/bin/sh", "-c", "sleep 60"] }; // a login that hangs
+        await using var agent = AgentProcess.Start(target);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var e = Assert.Throws<SessionClosedException>(() =>
+            AgentSession.Open(agent.Input, agent.Output, target.Name, agent.Describe, welcomeTimeout: TimeSpan.FromSeconds(1)));
+        Assert.InRange(clock.Elapsed.TotalSeconds, 0.9, 10);
+        agent.Abandon(); // as the daemon does with a failed attempt: no grace for an orderly exit
+        Assert.Contains("target local: cannot start a session: no answer from the agent 1 s after it was started (the remote login or command hangs)", e.Message);
+    }
+
+    [Fact]
+    public void SshIsToldToGiveUpConnectingAndOnASilentLinkUnlessTheAdminSaidOtherwise()
+    {
+        var target = server.Target("ssh", "--root", "/srv");
+        var ours = AgentProcess.CommandLine(target, out _);
+        Assert.Contains("ConnectTimeout=10", ours);
+        Assert.Contains("ServerAliveInterval=5", ours);
+        var theirs = AgentProcess.CommandLine(target with { SshOptions = ["-o", "ConnectTimeout=3"] }, out _);
+        Assert.DoesNotContain("ConnectTimeout=10", theirs);
+        Assert.Contains("ConnectTimeout=3", theirs);
+    }
 }
