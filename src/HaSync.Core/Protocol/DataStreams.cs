@@ -1,14 +1,12 @@
 namespace HaSync.Protocol;
 
 /// <summary>Reads the Data frames of one request as a stream, up to its DataEnd.</summary>
-internal sealed class DataFrameReadStream(Func<Frame?> nextFrame, uint id) : Stream
+internal sealed class DataFrameReadStream(Func<Frame?> nextFrame, uint id) : ReadOnlyStream
 {
     private ReadOnlyMemory<byte> _current;
     private bool _ended;
 
     public long Received { get; private set; }
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)
     {
@@ -46,15 +44,7 @@ internal sealed class DataFrameReadStream(Func<Frame?> nextFrame, uint id) : Str
         System.Buffers.ArrayPool<byte>.Shared.Return(sink);
     }
 
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
     public override long Position { get => Received; set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
 
 /// <summary>Writes what it is given as Data frames of one request (the caller holds the writer and sends DataEnd).</summary>

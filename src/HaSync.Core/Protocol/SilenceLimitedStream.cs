@@ -11,7 +11,7 @@ public sealed class PeerSilentException(string message) : HaSyncException(messag
 /// </summary>
 /// <param name="inner">The descriptor's stream (unbuffered: every read of it is a read(2)).</param>
 /// <param name="descriptor">The descriptor it reads, polled before each read.</param>
-public sealed class SilenceLimitedStream(Stream inner, int descriptor) : Stream
+public sealed class SilenceLimitedStream(Stream inner, int descriptor) : ReadOnlyStream
 {
     private readonly byte[] _buffer = new byte[1 << 16];
     private int _start, _end;
@@ -36,28 +36,6 @@ public sealed class SilenceLimitedStream(Stream inner, int descriptor) : Stream
         _start += count;
         return count;
     }
-
-    /// <inheritdoc/>
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
-    /// <inheritdoc/>
-    public override bool CanRead => true;
-    /// <inheritdoc/>
-    public override bool CanSeek => false;
-    /// <inheritdoc/>
-    public override bool CanWrite => false;
-    /// <inheritdoc/>
-    public override long Length => throw new NotSupportedException();
-    /// <inheritdoc/>
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    /// <inheritdoc/>
-    public override void Flush() { }
-    /// <inheritdoc/>
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    /// <inheritdoc/>
-    public override void SetLength(long value) => throw new NotSupportedException();
-    /// <inheritdoc/>
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     /// <inheritdoc/>
     protected override void Dispose(bool disposing)

@@ -426,10 +426,8 @@ public static class Resync
     }
 
     /// <summary>A file being read for a push, each read counted (for the progress line).</summary>
-    private sealed class CountingReadStream(FileStream file, Action<int> onRead) : Stream
+    private sealed class CountingReadStream(FileStream file, Action<int> onRead) : ReadOnlyStream
     {
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
         public override int Read(Span<byte> buffer)
         {
             int read = file.Read(buffer);
@@ -437,15 +435,7 @@ public static class Resync
             return read;
         }
 
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
         public override long Length => file.Length;
-        public override long Position { get => file.Position; set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
         protected override void Dispose(bool disposing)
         {
