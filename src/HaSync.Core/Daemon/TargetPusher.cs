@@ -432,7 +432,7 @@ public sealed class TargetPusher : IDisposable
         long scanned = clock.ElapsedMilliseconds;
         var stats = await Resync.PushAsync(_config, session, differences, _config.Delete, passive, spaceWaits: _backlog.SpaceWaits,
             cancellationToken: cancellationToken).ConfigureAwait(false);
-        var changes = differences.Where(d => d.Status != PathStatus.Identical).ToList();
+        var changes = differences.Where(d => d.Status != PathStatus.Identical && !stats.HeldForSpace.Contains(d.Path)).ToList();
         foreach (var (path, cause) in unreadable)
         {
             stats.Failures.Add($"{path}: {cause}");
