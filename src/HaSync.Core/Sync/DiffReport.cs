@@ -149,22 +149,21 @@ public static class DiffReport
 
     /// <summary>The report as a JSON document: target name, in_sync, counts per status (every path), and the items that
     /// differ (every item with <paramref name="all"/>).</summary>
-    public static string ToJson(string target, IReadOnlyList<DiffItem> items, bool all = false) => JsonSerializer.Serialize(new
-    {
+    public static string ToJson(string target, IReadOnlyList<DiffItem> items, bool all = false) => JsonSerializer.Serialize(new DiffDocument(
         target,
-        in_sync = items.All(i => i.Status == "identical"),
-        counts = items.GroupBy(i => i.Status).ToDictionary(g => g.Key, g => g.Count()),
-        items = all ? items : items.Where(i => i.Status != "identical").ToList(),
-    }, JsonOptions);
-
-    private static readonly JsonSerializerOptions JsonOptions = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-        TypeInfoResolver = new System.Text.Json.Serialization.Metadata.DefaultJsonTypeInfoResolver(),
-    };
+        items.All(i => i.Status == "identical"),
+        items.GroupBy(i => i.Status).ToDictionary(g => g.Key, g => g.Count()),
+        all ? items : [.. items.Where(i => i.Status != "identical")]), DiffJson.Default.DiffDocument);
 }
+
+/// <summary><c>hasync diff --json</c>'s document for one target.</summary>
+public sealed record DiffDocument(string Target, bool InSync, Dictionary<string, int> Counts, IReadOnlyList<DiffItem> Items);
+
+/// <summary>The diff report's JSON, generated at build time (no reflection at run time: the binary is compiled ahead of time).</summary>
+[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(DiffDocument))]
+internal sealed partial class DiffJson : JsonSerializerContext;
 
 /// <summary>A unified diff (3 lines of context) in the format of <c>diff -u</c>.</summary>
 public static class UnifiedDiff

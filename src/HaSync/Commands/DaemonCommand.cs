@@ -1,11 +1,10 @@
 using System.CommandLine;
+using HaSync.Cli.Logging;
 using HaSync.Configuration;
 using HaSync.Daemon;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Serilog;
-using Serilog.Events;
 
 namespace HaSync.Cli.Commands;
 
@@ -41,9 +40,9 @@ internal static class DaemonCommand
                 return 2;
             }
             using var held = running;
-            using var serilog = CreateLogger(loaded, r.GetValue(verbose));
+            using var logs = CreateLogger(loaded, r.GetValue(verbose));
             var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-            builder.Logging.ClearProviders().AddSerilog(serilog);
+            builder.Logging.ClearProviders().SetMinimumLevel(LogLevel.Trace).AddProvider(logs);
             builder.Services.AddSingleton(loaded);
             builder.Services.AddHostedService<DaemonService>();
             builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = ShutdownTimeout);
@@ -54,17 +53,9 @@ internal static class DaemonCommand
         return command;
     }
 
-    internal static Serilog.Core.Logger CreateLogger(HaSyncConfig config, bool verbose)
-    {
-        const string Template = "{Timestamp:yyyy-MM-dd HH:mm:ss.fff} {Level:u3} {Message:lj}{NewLine}{Exception}";
-        var logger = new LoggerConfiguration()
-            .MinimumLevel.Is(verbose ? LogEventLevel.Debug : LogEventLevel.Information)
-            .MinimumLevel.Override("Microsoft", LogEventLevel.Warning)
-            .WriteTo.Console(outputTemplate: Template, standardErrorFromLevel: LogEventLevel.Verbose);
-        if (config.Daemon.LogFile is { } file)
-            logger = logger.WriteTo.File(file, outputTemplate: Template);
-        return logger.CreateLogger();
-    }
+    /// <summary>The daemon's log (stderr, and the configuration's log file).</summary>
+    internal static LineLoggerProvider CreateLogger(HaSyncConfig config, bool verbose) =>
+        new(verbose ? LogLevel.Debug : LogLevel.Information, config.Daemon.LogFile);
 
     /// <summary>The daemon as a hosted service. SIGHUP (systemctl reload, hasync resolve) retries what waits now.</summary>
     private sealed class DaemonService(HaSyncConfig config, ILogger<SyncDaemon> log) : BackgroundService

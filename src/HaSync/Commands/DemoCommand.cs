@@ -3,6 +3,7 @@ using System.Reflection;
 using HaSync.Configuration;
 using HaSync.Daemon;
 using HaSync.Scanning;
+using Microsoft.Extensions.Logging;
 
 namespace HaSync.Cli.Commands;
 
@@ -73,8 +74,8 @@ internal static class DemoCommand
     private static async Task<bool> LiveEditAsync(HaSyncConfig config, string active, string passive, CancellationToken cancellationToken)
     {
         Console.WriteLine($"== hasync daemon -c {config.Source}   (for a moment: one edit, live)");
-        using var serilog = DaemonCommand.CreateLogger(config, verbose: false);
-        using var loggers = new Serilog.Extensions.Logging.SerilogLoggerFactory(serilog);
+        using var logs = DaemonCommand.CreateLogger(config, verbose: false);
+        using var loggers = LoggerFactory.Create(b => b.SetMinimumLevel(LogLevel.Trace).AddProvider(logs));
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var daemon = new SyncDaemon(config, loggers.CreateLogger("hasync"), TimeProvider.System);
         var running = daemon.RunAsync(stop.Token);

@@ -21,7 +21,7 @@ internal static class Tools
 
     /// <summary>Runs a program to completion (with a timeout) and returns exit code, stdout and stderr.</summary>
     public static (int ExitCode, byte[] Stdout, string Stderr) Run(string program, IEnumerable<string> arguments,
-        byte[]? stdin = null, TimeSpan? timeout = null)
+        byte[]? stdin = null, TimeSpan? timeout = null, IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo(program)
         {
@@ -29,6 +29,8 @@ internal static class Tools
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+            start.Environment[name] = value;
         foreach (string argument in arguments)
             start.ArgumentList.Add(argument);
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"cannot start {program}");
