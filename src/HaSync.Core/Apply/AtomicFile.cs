@@ -52,6 +52,16 @@ public sealed partial class AtomicFile : IDisposable
             Stream.Flush(flushToDisk: true);
         Stream.Dispose();
         beforeRename?.Invoke(_tempPath);
+        // Not durable: a rename over an existing file makes ext4 (auto_da_alloc) write the new file out then and there, a
+        // flush nobody asked for (50 ms for 64 MB). Exchanging the names, then removing the old file from under the temp
+        // name, keeps the path holding one complete file throughout, without it.
+        if (!durable && Scanning.PosixFiles.TryLstat(TargetPath, out var old) && Scanning.PosixFiles.KindOf(old) == Scanning.EntryKind.File
+            && Libc.Exchange(_tempPath, TargetPath))
+        {
+            _committed = true;
+            File.Delete(_tempPath);
+            return;
+        }
         Libc.Rename(_tempPath, TargetPath);
         _committed = true;
         if (durable)

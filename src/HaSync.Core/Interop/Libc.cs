@@ -85,6 +85,18 @@ internal static partial class Libc
             throw new IOException($"{to}: rename from {Path.GetFileName(from)} failed: {Marshal.GetLastPInvokeErrorMessage()}");
     }
 
+    [LibraryImport("libc", EntryPoint = "renameat2", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int renameat2(int fromDirectory, string from, int toDirectory, string to, uint flags);
+
+    /// <summary>renameat2(2) with RENAME_EXCHANGE: swaps the two names atomically. False when <paramref name="to"/> does not
+    /// exist or the file system cannot exchange (nothing changed then).</summary>
+    public static bool Exchange(string from, string to)
+    {
+        const int AT_FDCWD = -100;
+        const uint RENAME_EXCHANGE = 2;
+        return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_EXCHANGE) == 0;
+    }
+
     /// <summary>fsync of a directory: makes a rename inside it durable.</summary>
     public static void FsyncDirectory(string directory) => OnDirectory(directory, "fsync of directory", fsync);
 
