@@ -20,7 +20,15 @@ public static class DeltaEncoder
     internal const int MaxLiteralRun = 32768; // librsync's max_miss: literal runs are cut here
 
     /// <summary>Writes the delta that turns the signature's basis into <paramref name="newData"/>.</summary>
-    public static DeltaStats Encode(Signature signature, Stream newData, Stream output, CancellationToken cancellationToken = default)
+    /// <param name="signature">The basis's signature.</param>
+    /// <param name="newData">The new content.</param>
+    /// <param name="output">Where the delta goes.</param>
+    /// <param name="own">The new content's own signature, when a hash pass over it already computed one (the compare): a
+    /// window that is one of its blocks takes that block's strong sum instead of hashing it again. The strong sums found
+    /// so are those of the content when it was hashed; if it changed since, the delta may not rebuild it, which the
+    /// receiver's check of the whole file's hash catches, as it catches any false match.</param>
+    /// <param name="cancellationToken">Observed between reads.</param>
+    public static DeltaStats Encode(Signature signature, Stream newData, Stream output, Signature? own = null, CancellationToken cancellationToken = default)
     {
         var writer = new DeltaWriter(output);
         if (signature.Count == 0)
@@ -33,10 +41,12 @@ public static class DeltaEncoder
             byte[] buffer = ArrayPool<byte>.Shared.Rent(MaxLiteralRun + blockLength + 1 + Math.Max(blockLength, 1 << 20));
             try
             {
+                bool ownFits = own is not null && own.Parameters.BlockLength == blockLength
+                    && own.Parameters.StrongLength >= signature.Parameters.StrongLength && own.Parameters.Magic.UsesBlake2() == signature.Parameters.Magic.UsesBlake2();
                 if (signature.Parameters.Magic.UsesRabinKarp())
-                    new Scanner<RabinKarpSum>(signature, newData, writer, buffer, cancellationToken).Run();
+                    new Scanner<RabinKarpSum>(signature, ownFits ? own : null, newData, writer, buffer, cancellationToken).Run();
                 else
-                    new Scanner<Rollsum>(signature, newData, writer, buffer, cancellationToken).Run();
+                    new Scanner<Rollsum>(signature, ownFits ? own : null, newData, writer, buffer, cancellationToken).Run();
             }
             finally
             {
@@ -69,16 +79,20 @@ public static class DeltaEncoder
         private readonly CancellationToken _cancellationToken;
         private readonly int _blockLength;
         private readonly bool _blake2;
+        private readonly Signature? _own; // the new content's own blocks, when already hashed
         private readonly byte[] _buffer;
+        private long _base;        // offset in the new content of _buffer[0]
+        private bool _ended;       // the input is all in _buffer
         private int _literalStart; // start of the pending literal run in _buffer
         private int _position;     // start of the window in _buffer
         private int _end;          // end of valid data in _buffer
         private long _copyPosition, _copyLength; // pending copy; never pending together with a literal
         private TSum _sum;
 
-        public Scanner(Signature signature, Stream input, DeltaWriter writer, byte[] buffer, CancellationToken cancellationToken)
+        public Scanner(Signature signature, Signature? own, Stream input, DeltaWriter writer, byte[] buffer, CancellationToken cancellationToken)
         {
             _signature = signature;
+            _own = own;
             _index = signature.Index;
             _input = input;
             _writer = writer;
@@ -166,12 +180,27 @@ public static class DeltaEncoder
             if (!_index.MayContain(weak) || !_index.HasWeak(weak))
                 return false;
             Span<byte> strong = stackalloc byte[Blake2b.HashLength];
-            StrongSum.Compute(_blake2, _buffer.AsSpan(_position, length), strong);
+            if (OwnBlock(length) is { } known)
+                _own!.StrongSum(known)[.._signature.Parameters.StrongLength].CopyTo(strong);
+            else
+                StrongSum.Compute(_blake2, _buffer.AsSpan(_position, length), strong);
             int block = _index.Find(weak, strong);
             if (block < 0)
                 return false;
             match = (long)block * _blockLength;
             return true;
+        }
+
+        /// <summary>Which of the new content's own blocks the window of <paramref name="length"/> bytes is, if it is one: it
+        /// starts on a block boundary and is a whole block, or the short last one (it ends where the content ends).</summary>
+        private int? OwnBlock(int length)
+        {
+            if (_own is null)
+                return null;
+            long offset = _base + _position;
+            if (offset % _blockLength != 0 || offset / _blockLength >= _own.Count)
+                return null;
+            return length == _blockLength || (_ended && _position + length == _end) ? (int)(offset / _blockLength) : null;
         }
 
         private void AppendMatch(long match, int length)
@@ -212,11 +241,13 @@ public static class DeltaEncoder
             _cancellationToken.ThrowIfCancellationRequested();
             int keep = _end - _literalStart;
             Buffer.BlockCopy(_buffer, _literalStart, _buffer, 0, keep);
+            _base += _literalStart;
             _position -= _literalStart;
             _end = keep;
             _literalStart = 0;
             int read = _input.ReadAtLeast(_buffer.AsSpan(_end), _buffer.Length - _end, throwOnEndOfStream: false);
             _end += read;
+            _ended = read == 0;
             return read > 0;
         }
     }

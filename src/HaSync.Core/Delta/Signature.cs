@@ -64,6 +64,17 @@ public sealed class Signature
         }
     }
 
+    /// <summary>A copy whose strong sums are cut to <paramref name="strongLength"/> bytes (a prefix of a strong sum is the shorter
+    /// strong sum): what a delta against a signature of that strong length needs, in less memory.</summary>
+    public Signature Truncated(int strongLength)
+    {
+        int strong = Math.Min(strongLength, Parameters.StrongLength);
+        var copy = new Signature(Parameters with { StrongLength = strong }, Count);
+        for (int block = 0; block < Count; block++)
+            copy.Add(_weak[block], StrongSum(block)[..strong]);
+        return copy;
+    }
+
     /// <summary>Bytes of the serialised signature with <paramref name="strongLength"/>-byte strong sums.</summary>
     public long SerializedLength(int strongLength) => SignatureFormat.HeaderLength + (long)Count * (4 + strongLength);
 

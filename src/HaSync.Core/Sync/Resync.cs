@@ -73,10 +73,13 @@ public static class Resync
         var clock = Stopwatch.StartNew();
         long wireBefore = session.WireBytes;
         var unreadable = new Dictionary<string, string>(StringComparer.Ordinal);
+        var own = new Dictionary<string, Signature>(StringComparer.Ordinal);
         var differences = await CompareAsync(config, session, new PathFilter(config.Exclude), cache,
-            (path, e) => unreadable[path] = $"{path}: {Unreadable(e)}", progress, cancellationToken).ConfigureAwait(false);
+            (path, e) => unreadable[path] = $"{path}: {Unreadable(e)}", progress, own, cancellationToken).ConfigureAwait(false);
         passive?.Reset(differences.Select(d => d.Passive).OfType<FileEntry>());
-        var stats = await PushAsync(config, session, differences, delete, passive, progress, spaceWaits, cancellationToken).ConfigureAwait(false);
+        foreach (var d in differences.Where(d => !UsesDelta(d)))
+            own.Remove(d.Path); // kept only for the files a delta is made of
+        var stats = await PushAsync(config, session, differences, delete, passive, progress, spaceWaits, own, cancellationToken).ConfigureAwait(false);
         stats.Scanned = differences.Count(d => d.Active is not null);
         stats.Failures.InsertRange(0, unreadable.Values);
         foreach (var (path, failure) in unreadable)
@@ -89,10 +92,12 @@ public static class Resync
     /// <summary>Makes the passive match the active for every path in <paramref name="differences"/> (from
     /// <see cref="Comparison.Compare(IReadOnlyList{FileEntry}, IReadOnlyList{FileEntry}, uint)"/>), and waits for every ack.
     /// A path in <paramref name="spaceWaits"/> (it failed for lack of room) is sent only if the passive now reports the free
-    /// space given there: asking costs a few bytes, sending the whole file to have it refused again costs all of them.</summary>
+    /// space given there: asking costs a few bytes, sending the whole file to have it refused again costs all of them.
+    /// <paramref name="ownSignatures"/>: the active files' own block sums from the compare's hash pass, which a delta then
+    /// need not compute again.</summary>
     public static async Task<ResyncStats> PushAsync(HaSyncConfig config, AgentSession session, IReadOnlyList<PathDifference> differences, bool delete,
         PassiveState? passive = null, IProgress<ResyncProgress>? progress = null, IReadOnlyDictionary<string, long>? spaceWaits = null,
-        CancellationToken cancellationToken = default)
+        IReadOnlyDictionary<string, Signature>? ownSignatures = null, CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
         long wireBefore = session.WireBytes;
@@ -135,7 +140,7 @@ public static class Resync
                 if (bytes - reported >= 1 << 20)
                     progress.Report(new PushProgress(done + 1, total, "sending", d.Path, Math.Min(reported = bytes, before + ContentBytes(d)), totalBytes));
             };
-            var (action, ack) = await PushAsync(config, session, d, signatures, stats, onRead, cancellationToken).ConfigureAwait(false);
+            var (action, ack) = await PushAsync(config, session, d, signatures, stats, onRead, ownSignatures?.GetValueOrDefault(d.Path), cancellationToken).ConfigureAwait(false);
             bytes = before + ContentBytes(d);
             progress?.Report(new PushProgress(++done, total, action, d.Path, bytes, totalBytes));
             acks.Add((d, action, ack));
@@ -236,9 +241,11 @@ public static class Resync
     /// <param name="onUnreadable">When given, a path the active cannot read is reported here and left out of the
     /// comparison on both sides (with what is below it), instead of failing the whole compare.</param>
     /// <param name="progress">When given, receives what each side has described so far, every quarter of a second and at the end.</param>
+    /// <param name="ownSignatures">When given, receives the block sums the active's hash pass yields for each file large
+    /// enough for a delta (strong sums cut to the sync length).</param>
     public static async Task<List<PathDifference>> CompareAsync(HaSyncConfig config, AgentSession session, PathFilter exclude,
         HashCache? cache = null, Action<string, IOException>? onUnreadable = null, IProgress<ResyncProgress>? progress = null,
-        CancellationToken cancellationToken = default)
+        IDictionary<string, Signature>? ownSignatures = null, CancellationToken cancellationToken = default)
     {
         var (activeCount, passiveCount) = (new ScanCounter(), new ScanCounter());
         using var stopReporting = new CancellationTokenSource();
@@ -248,8 +255,9 @@ public static class Resync
         try
         {
             var manifest = session.RequestManifest(config.Paths, passiveCount); // the agent hashes while we do
-            local = await Task.Run(() => TreeWalker.Walk(config.SourceRoot, config.Paths, exclude, withHash: true, cache: cache,
-                onUnreadable: onUnreadable is null ? null : (path, e) => { skipped.Add(path); onUnreadable(path, e); },
+            local = await Task.Run(() => TreeWalker.Walk(config.SourceRoot, config.Paths, exclude, withHash: true,
+                onSignature: ownSignatures is null ? null : (entry, _, signature) => ownSignatures[entry.Path] = signature.Truncated(SignatureParameters.SyncStrongLength),
+                cache: cache, onUnreadable: onUnreadable is null ? null : (path, e) => { skipped.Add(path); onUnreadable(path, e); },
                 counter: activeCount, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
             activeCount.Finish();
             held = await manifest.ConfigureAwait(false);
@@ -335,7 +343,7 @@ public static class Resync
         && passive.Size >= SignatureFormat.DeltaMinimumFileSize && d.Active.Size >= SignatureFormat.DeltaMinimumFileSize;
 
     private static async Task<(string Action, Task<Ack> Ack)> PushAsync(HaSyncConfig config, AgentSession session, PathDifference d,
-        Dictionary<string, Task<byte[]>> signatures, ResyncStats stats, Action<int>? onRead, CancellationToken cancellationToken)
+        Dictionary<string, Task<byte[]>> signatures, ResyncStats stats, Action<int>? onRead, Signature? own, CancellationToken cancellationToken)
     {
         var entry = d.Active!;
         if (d.Status == PathStatus.Identical)
@@ -376,7 +384,7 @@ public static class Resync
                 {
                     using (input)
                     {
-                        var delta = DeltaEncoder.Encode(Signature.Read(new MemoryStream(signature)), input, output, cancellationToken);
+                        var delta = DeltaEncoder.Encode(Signature.Read(new MemoryStream(signature)), input, output, own, cancellationToken);
                         stats.LiteralBytes += delta.LiteralBytes;
                         stats.MatchedBytes += delta.CopiedBytes;
                     }

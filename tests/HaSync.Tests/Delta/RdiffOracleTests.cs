@@ -101,4 +101,31 @@ public sealed class RdiffOracleTests
         DeltaEncoder.Encode(Signature.Read(File.OpenRead(dir.File("sig"))), new MemoryStream(updated), ours);
         Assert.Equal(File.ReadAllBytes(dir.File("delta")), ours.ToArray());
     }
+
+    [Theory]
+    [InlineData(Mutation.Edits, 1)]
+    [InlineData(Mutation.Inserts, 2)]
+    [InlineData(Mutation.Append, 3)]
+    [InlineData(Mutation.MovedBlocks, 5)]
+    [InlineData(Mutation.Identical, 6)]
+    public void TheNewFilesOwnBlockSumsGiveRdiffsDeltaByteForByte(Mutation mutation, int seed)
+    {
+        // The sender has the new file's block sums from the compare's hash pass: a delta that takes them for the windows
+        // that are its blocks must be the very delta rdiff computes by hashing every window.
+        var (basis, updated) = TestData.Pair(mutation, 400_000, seed);
+        using var dir = new TempDir();
+        File.WriteAllBytes(dir.File("basis"), basis);
+        File.WriteAllBytes(dir.File("new"), updated);
+        int block = HaSync.Delta.SignatureParameters.SyncBlockLength(updated.Length);
+        Tools.Check(Tools.Rdiff, "-b", block.ToString(), "-S", "8", "signature", dir.File("basis"), dir.File("sig"));
+        Tools.Check(Tools.Rdiff, "delta", dir.File("sig"), dir.File("new"), dir.File("delta"));
+
+        var hasher = new HaSync.Scanning.ContentHasher(updated.Length, collectSignature: true);
+        hasher.Update(updated);
+        hasher.Finish();
+        var own = hasher.Signature!.Truncated(8);
+        var ours = new MemoryStream();
+        DeltaEncoder.Encode(Signature.Read(File.OpenRead(dir.File("sig"))), new MemoryStream(updated), ours, own);
+        Assert.Equal(File.ReadAllBytes(dir.File("delta")), ours.ToArray());
+    }
 }

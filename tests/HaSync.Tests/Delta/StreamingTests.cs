@@ -63,7 +63,7 @@ public sealed class StreamingTests
         using var cts = new CancellationTokenSource();
         byte[] unrelated = TestData.Random(new Random(43), 1 << 20);
         var input = new RepeatingStream(unrelated, long.MaxValue, read => { if (read > 20 << 20) cts.Cancel(); });
-        Assert.ThrowsAny<OperationCanceledException>(() => DeltaEncoder.Encode(BasisSignature, input, Stream.Null, cts.Token));
+        Assert.ThrowsAny<OperationCanceledException>(() => DeltaEncoder.Encode(BasisSignature, input, Stream.Null, cancellationToken: cts.Token));
     }
 
     [Fact]
@@ -71,7 +71,7 @@ public sealed class StreamingTests
     {
         using var cts = new CancellationTokenSource();
         var input = new RepeatingStream(Basis, long.MaxValue, read => { if (read > 50 << 20) cts.Cancel(); });
-        Assert.ThrowsAny<OperationCanceledException>(() => DeltaEncoder.Encode(BasisSignature, input, Stream.Null, cts.Token));
+        Assert.ThrowsAny<OperationCanceledException>(() => DeltaEncoder.Encode(BasisSignature, input, Stream.Null, cancellationToken: cts.Token));
     }
 
     [Fact]
