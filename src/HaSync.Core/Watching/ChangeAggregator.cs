@@ -7,6 +7,10 @@ public sealed record AggregatorOptions
 {
     /// <summary>A path is ready once it has had no event for this long.</summary>
     public TimeSpan QuietWindow { get; init; } = TimeSpan.FromMilliseconds(50);
+    /// <summary>A path whose last event says its writer is done with it (a file closed after writing, or renamed into
+    /// place) is ready after this much instead: time for the event that often follows at once (the rename of a file just
+    /// closed) to come in the same batch.</summary>
+    public TimeSpan SettleWindow { get; init; } = TimeSpan.FromMilliseconds(2);
     /// <summary>A path that keeps changing is ready this long after its first event all the same.</summary>
     public TimeSpan MaxDelay { get; init; } = TimeSpan.FromSeconds(1);
     /// <summary>More pending paths than this in one directory become one pending directory (scanned whole).</summary>
@@ -26,7 +30,8 @@ public sealed record ChangeBatch(IReadOnlyList<string> Paths, bool FullScan, Dat
 /// <summary>
 /// Turns a stream of watch events into batches of paths worth scanning, in the manner of syncthing's
 /// watchaggregator: a path is ready after a quiet window without events, or after a maximum delay even if it
-/// keeps changing; many events in one directory escalate to the directory, many in all to a full scan. Time
+/// keeps changing; a file whose writer is done with it (closed after writing, renamed into place) after a settle window
+/// of a few milliseconds; many events in one directory escalate to the directory, many in all to a full scan. Time
 /// comes from the injected <see cref="TimeProvider"/>. Not thread-safe: one loop owns it.
 /// </summary>
 public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? options = null)
@@ -41,11 +46,13 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         public DateTimeOffset First { get; set; } = now;
         public DateTimeOffset Last { get; set; } = now;
         public bool Removed { get; set; }
+        public bool Final { get; set; } // the last event said the path's writer is done with it
 
-        public void Touch(DateTimeOffset now, bool removed)
+        public void Touch(DateTimeOffset now, bool removed, bool final = false)
         {
             Last = now;
             Removed = removed;
+            Final = final;
         }
     }
 
@@ -69,7 +76,9 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
             EscalateToFullScan(now);
             return;
         }
-        bool removed = e.Kind == WatchEventKind.Removed;
+        // Removals keep the quiet window: an editor that moves the old file away before it writes the new one would
+        // otherwise have it missing on the passive for a moment.
+        bool removed = e.Kind == WatchEventKind.Removed, final = e.Kind == WatchEventKind.Completed;
         if (PendingAncestor(e.Path) is { } ancestor)
         {
             ancestor.Touch(now, ancestor.Removed && removed);
@@ -77,11 +86,11 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         }
         if (_pending.TryGetValue(e.Path, out var known))
         {
-            known.Touch(now, removed);
+            known.Touch(now, removed, final);
             return;
         }
         AbsorbDescendants(e.Path, out var first);
-        _pending[e.Path] = new PendingPath(first ?? now) { Last = now, Removed = removed };
+        _pending[e.Path] = new PendingPath(first ?? now) { Last = now, Removed = removed, Final = final };
         string parent = TreeWalker.Parent(e.Path);
         int inParent = _perDirectory[parent] = _perDirectory.GetValueOrDefault(parent) + 1;
         if (_pending.Count > _options.TotalLimit)
@@ -126,14 +135,16 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         TimeSpan? soonest = null;
         foreach (var p in pending)
         {
-            var due = Min(p.Last + _options.QuietWindow, p.First + _options.MaxDelay) - now;
+            var due = Min(p.Last + Window(p), p.First + _options.MaxDelay) - now;
             if (soonest is null || due < soonest)
                 soonest = due;
         }
         return soonest is { } s && s < TimeSpan.Zero ? TimeSpan.Zero : soonest;
     }
 
-    private bool IsReady(PendingPath p, DateTimeOffset now) => now - p.Last >= _options.QuietWindow || now - p.First >= _options.MaxDelay;
+    private bool IsReady(PendingPath p, DateTimeOffset now) => now - p.Last >= Window(p) || now - p.First >= _options.MaxDelay;
+
+    private TimeSpan Window(PendingPath p) => p.Final ? _options.SettleWindow : _options.QuietWindow;
 
     private ChangeBatch Take(List<KeyValuePair<string, PendingPath>> ready)
     {

@@ -11,6 +11,8 @@ public enum WatchEventKind
 {
     /// <summary>Something at the path was created, written, renamed in or had its metadata changed.</summary>
     Changed,
+    /// <summary>A file at the path was closed after writing, or renamed into place: its writer is done with it.</summary>
+    Completed,
     /// <summary>The path was deleted or renamed away.</summary>
     Removed,
     /// <summary>Events were lost (kernel queue overflow, a watch newly possible): the whole watched set must be scanned.</summary>
@@ -286,7 +288,8 @@ public sealed class InotifyWatcher : IDisposable
             else if ((e.Mask & (Inotify.IN_CREATE | Inotify.IN_MOVED_TO)) != 0)
                 WatchTree(child, _paths.First(p => TreeWalker.Within(child, p)));
         }
-        Emit(child, removed ? WatchEventKind.Removed : WatchEventKind.Changed);
+        bool completed = (e.Mask & Inotify.IN_CLOSE_WRITE) != 0 || (e.Mask & (Inotify.IN_MOVED_TO | Inotify.IN_ISDIR)) == Inotify.IN_MOVED_TO;
+        Emit(child, removed ? WatchEventKind.Removed : completed ? WatchEventKind.Completed : WatchEventKind.Changed);
     }
 
     /// <summary>A watched directory found at <paramref name="to"/> (inotify_add_watch returned its watch): it and the

@@ -120,6 +120,42 @@ public class ChangeAggregatorTests
     }
 
     [Fact]
+    public void AFileItsWriterIsDoneWithIsReadyAfterTheSettleWindowNotTheQuietOne()
+    {
+        Changed("/etc/bm/a.conf");                                                  // created, written
+        _aggregator.Add(new WatchEvent("/etc/bm/a.conf", WatchEventKind.Completed)); // closed
+        Assert.Null(_aggregator.TakeReady());
+        Assert.Equal(TimeSpan.FromMilliseconds(2), _aggregator.NextReadyIn());
+        _clock.Advance(2);
+        Assert.Equal(["/etc/bm/a.conf"], _aggregator.TakeReady()!.Paths);
+    }
+
+    [Fact]
+    public void AWriteAfterTheCloseAndARemovalWaitForTheQuietWindow()
+    {
+        _aggregator.Add(new WatchEvent("/etc/bm/a.conf", WatchEventKind.Completed));
+        Changed("/etc/bm/a.conf"); // opened and written again: not done yet
+        _aggregator.Add(new WatchEvent("/etc/bm/old.conf", WatchEventKind.Removed));
+        _clock.Advance(2);
+        Assert.Null(_aggregator.TakeReady());
+        _clock.Advance(48);
+        Assert.Equal(["/etc/bm/a.conf", "/etc/bm/old.conf"], _aggregator.TakeReady()!.Paths);
+    }
+
+    [Fact]
+    public void ASaveByRenameIsReadyAtOnceAndTheTempFileWithIt()
+    {
+        // An editor's save: the temp file written and closed, then renamed over the target, all before the batch is taken.
+        _aggregator.Add(new WatchEvent("/etc/bm/.a.conf.swx", WatchEventKind.Completed));
+        _aggregator.Add(new WatchEvent("/etc/bm/.a.conf.swx", WatchEventKind.Removed));
+        _aggregator.Add(new WatchEvent("/etc/bm/a.conf", WatchEventKind.Completed));
+        _clock.Advance(2);
+        Assert.Equal(["/etc/bm/a.conf"], _aggregator.TakeReady()!.Paths); // the target at once; the temp name's removal waits
+        _clock.Advance(48);
+        Assert.Equal(["/etc/bm/.a.conf.swx"], _aggregator.TakeReady()!.Paths);
+    }
+
+    [Fact]
     public void ADirectoryEventAbsorbsWhatIsPendingBelowIt()
     {
         Changed("/etc/bm/new/a.conf");

@@ -72,4 +72,40 @@ public class InotifyWatcherTests
         Assert.True(await SeenAsync(events.Reader, "/etc/w/c/sub/back.conf", TimeSpan.FromSeconds(5)));
         Assert.Equal(DirectoriesBelow(w) + 1, watcher.WatchCount);
     }
+
+    [Fact]
+    public async Task AFileIsCompletedWhenClosedAfterWritingOrRenamedIntoPlaceAndNotWhileStillOpen()
+    {
+        using var tmp = new TempDir();
+        string w = tmp.File("etc/w");
+        Directory.CreateDirectory(w);
+        var events = Channel.CreateUnbounded<WatchEvent>();
+        using var watcher = new InotifyWatcher(tmp.Path, ["/etc/w"], PathFilter.None, events.Writer, new ListLogger());
+        watcher.Start();
+        async Task<List<WatchEventKind>> KindsAsync(string path)
+        {
+            await Task.Delay(300);
+            var kinds = new List<WatchEventKind>();
+            while (events.Reader.TryRead(out var e))
+                if (e.Path == path)
+                    kinds.Add(e.Kind);
+            return kinds;
+        }
+
+        var open = new FileStream(Path.Join(w, "log"), FileMode.Create, FileAccess.Write);
+        open.Write("still being written\n"u8);
+        open.Flush();
+        Assert.DoesNotContain(WatchEventKind.Completed, await KindsAsync("/etc/w/log"));
+        await open.DisposeAsync();
+        Assert.Equal(WatchEventKind.Completed, (await KindsAsync("/etc/w/log")).Last());
+
+        File.WriteAllText(Path.Join(w, ".tmp"), "new content\n");
+        await KindsAsync("/etc/w/.tmp");
+        File.Move(Path.Join(w, ".tmp"), Path.Join(w, "target"));
+        Assert.Equal([WatchEventKind.Completed], await KindsAsync("/etc/w/target"));
+
+        Directory.CreateDirectory(tmp.File("etc/elsewhere"));
+        Directory.Move(tmp.File("etc/elsewhere"), Path.Join(w, "dir")); // a directory renamed in: its scan says what it holds
+        Assert.DoesNotContain(WatchEventKind.Completed, await KindsAsync("/etc/w/dir"));
+    }
 }
