@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Daemon latency benchmark: hasync daemon against lsyncd (default.rsync over the same sshd), in the same run.
-# Rows: change-to-replica time (p50/p90/max over BENCH_EDITS edits) for in-place and rename saves, with lsyncd
+# Rows: change-to-replica time (p50/p99/max over BENCH_EDITS edits) for in-place and rename saves, with lsyncd
 # at delay = 0 and at its default delay (BENCH_DEFAULT_EDITS edits: each waits out that delay); a burst of
 # BENCH_BURST files written at once (time until the replica holds them all) against one rsync of the same set;
 # and the daemon's resident memory while it watches a copy of /etc.
@@ -76,11 +76,11 @@ wait_copied() { # NAME: the start-up copy is complete
 stop_daemon() { kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=""; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$daemon_pid/status"; }
 
-declare -A p50 p90 pmax burst_s burst_after
+declare -A p50 p99 pmax burst_s burst_after
 measure() { # NAME EDITS
   local mode
   for mode in inplace rename; do
-    read -r p50[$1.$mode] p90[$1.$mode] pmax[$1.$mode] < <($probe edits $mode "$work/src/bench" "$work/$1/bench" "$2")
+    read -r p50[$1.$mode] p99[$1.$mode] pmax[$1.$mode] < <($probe edits $mode "$work/src/bench" "$work/$1/bench" "$2")
   done
 }
 
@@ -120,11 +120,11 @@ measure theirs15 "$DEFAULT_EDITS"
 stop_daemon
 
 
-printf '%-40s %10s %10s %10s\n' "change-to-replica (ms)" p50 p90 max
+printf '%-40s %10s %10s %10s\n' "change-to-replica (ms)" p50 p99 max
 for mode in inplace rename; do
-  printf '%-40s %10s %10s %10s\n' "hasync daemon, $mode ($EDITS edits)" "${p50[ours.$mode]}" "${p90[ours.$mode]}" "${pmax[ours.$mode]}"
-  printf '%-40s %10s %10s %10s\n' "lsyncd delay=0, $mode ($EDITS edits)" "${p50[theirs0.$mode]}" "${p90[theirs0.$mode]}" "${pmax[theirs0.$mode]}"
-  printf '%-40s %10s %10s %10s\n' "lsyncd default delay, $mode ($DEFAULT_EDITS)" "${p50[theirs15.$mode]}" "${p90[theirs15.$mode]}" "${pmax[theirs15.$mode]}"
+  printf '%-40s %10s %10s %10s\n' "hasync daemon, $mode ($EDITS edits)" "${p50[ours.$mode]}" "${p99[ours.$mode]}" "${pmax[ours.$mode]}"
+  printf '%-40s %10s %10s %10s\n' "lsyncd delay=0, $mode ($EDITS edits)" "${p50[theirs0.$mode]}" "${p99[theirs0.$mode]}" "${pmax[theirs0.$mode]}"
+  printf '%-40s %10s %10s %10s\n' "lsyncd default delay, $mode ($DEFAULT_EDITS)" "${p50[theirs15.$mode]}" "${p99[theirs15.$mode]}" "${pmax[theirs15.$mode]}"
   awk -v m="$mode" -v o="${p50[ours.$mode]}" -v t="${p50[theirs0.$mode]}" -v d="${p50[theirs15.$mode]}" 'BEGIN {
     printf "%-40s %9.1fx (vs delay=0) %9.1fx (vs default)\n", "  p50 speed-up, " m, t / o, d / o }'
 done

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Change-to-replica latency: make an edit on the active, poll the replica until it holds the new content.
 
-  latency-probe.py edits MODE SRC DST COUNT   -> prints "p50 p90 max" in milliseconds
+  latency-probe.py edits MODE SRC DST COUNT   -> prints "p50 p99 max" in milliseconds
   latency-probe.py burst SRC DST COUNT        -> prints the seconds until DST holds all COUNT files, counted from
                                                  the first write and from the last one
 MODE: inplace (open, truncate, write, close) or rename (write a temp file, rename it over).
@@ -46,7 +46,7 @@ def edits(mode, src, dst, count):
         time.sleep(0.02)  # edits apart, as an admin makes them
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
-    print(f"{pick(0.5):.1f} {pick(0.9):.1f} {latencies[-1] * 1000:.1f}")
+    print(f"{pick(0.5):.1f} {pick(0.99):.1f} {latencies[-1] * 1000:.1f}")
 
 
 def burst(src, dst, count):
