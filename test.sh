@@ -22,6 +22,7 @@ command -v python3 >/dev/null || missing+=(python3)
 [ -x /usr/bin/python3 ] || missing+=(python3)      # the agent race test runs its racer as an unprivileged user: Debian's python3, not one under /root
 command -v setpriv >/dev/null || missing+=(util-linux)
 command -v useradd >/dev/null || missing+=(passwd)  # the race test creates its unprivileged user
+command -v clang >/dev/null || command -v gcc >/dev/null || missing+=(gcc)  # Native AOT links the hasync the tests run
 if ((${#missing[@]})); then
   [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]}: run as root, or: sudo apt-get install -y ${missing[*]}"
   echo "test.sh: installing ${missing[*]}"
@@ -30,6 +31,7 @@ if ((${#missing[@]})); then
   apt-get install -y -qq "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
 fi
 for tool in rdiff rsync lsyncd python3 ip; do command -v "$tool" >/dev/null || die "$tool is still missing after the install"; done
+command -v clang >/dev/null || command -v gcc >/dev/null || die "no C linker (clang or gcc) after the install: Native AOT needs one"
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
