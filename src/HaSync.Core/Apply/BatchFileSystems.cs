@@ -23,8 +23,8 @@ internal sealed class BatchFileSystems : IDisposable
     /// <summary>Remembers the file system holding the open <paramref name="directory"/> (a descriptor of its own is kept).</summary>
     public void Touch(TreeDirectory directory)
     {
-        if (Mono.Unix.Native.Syscall.fstat(directory.Descriptor, out var st) == 0 && !_descriptors.ContainsKey(st.st_dev))
-            Keep(st.st_dev, LibcAt.OpenAt(directory.Descriptor, ".", LibcAt.O_RDONLY | LibcAt.O_DIRECTORY));
+        if (!_descriptors.ContainsKey(directory.Identity.Device))
+            Keep(directory.Identity.Device, LibcAt.OpenAt(directory.Descriptor, ".", LibcAt.O_RDONLY | LibcAt.O_DIRECTORY));
     }
 
     private void Keep(ulong device, int fd)

@@ -75,7 +75,7 @@ public sealed class PathGuard
 
     /// <summary>True when <paramref name="directory"/> is one of the directories never written (the agent's state), by device and
     /// inode: the manifest walk leaves it out.</summary>
-    public bool IsForbidden(TreeDirectory directory) => _forbiddenDirectories.Contains(IdentityOf(directory.Descriptor));
+    public bool IsForbidden(TreeDirectory directory) => _forbiddenDirectories.Contains(directory.Identity);
 
     /// <summary>The root directory itself, opened anew (the caller disposes it).</summary>
     public TreeDirectory OpenRoot()
@@ -132,7 +132,7 @@ public sealed class PathGuard
     /// directory into the state directory, which is root's alone.</remarks>
     private void CheckPlace(TreeDirectory directory, int depth, string logicalPath)
     {
-        var self = IdentityOf(directory.Descriptor);
+        var self = directory.Identity;
         if (Environment.TickCount64 - _placedSince > PlacedForMs)
         {
             _placed.Clear();

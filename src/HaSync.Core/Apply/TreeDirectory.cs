@@ -26,6 +26,13 @@ public sealed class TreeDirectory : IDisposable
 
     internal int Descriptor => _fd >= 0 ? _fd : throw new ObjectDisposedException(FullPath);
 
+    private (ulong Device, ulong Inode)? _identity;
+
+    /// <summary>The directory's device and inode, by fstat on its descriptor the first time they are asked for: they cannot
+    /// change while it is held (its mtime can, so nothing else is kept).</summary>
+    internal (ulong Device, ulong Inode) Identity =>
+        _identity ??= Syscall.fstat(Descriptor, out var st) == 0 ? (st.st_dev, st.st_ino) : throw PosixFiles.Failure(FullPath, "fstat", Stdlib.GetLastError());
+
     /// <summary>The full path of <paramref name="name"/> in this directory, for messages.</summary>
     public string PathOf(string name) => Path.Join(FullPath, name);
 

@@ -18,13 +18,16 @@ public sealed class TreeFile : IDisposable
     private readonly ulong _device, _inode;    // of the temp file we created
     private bool _published;
 
-    private TreeFile(TreeDirectory directory, string name, string tempName, FileStream stream, ulong device, ulong inode)
+    private readonly SafeFileHandle _handle;
+
+    private TreeFile(TreeDirectory directory, string name, string tempName, SafeFileHandle handle, ulong device, ulong inode)
     {
-        (_directory, _name, _tempName, Stream, _device, _inode) = (directory, name, tempName, stream, device, inode);
+        (_directory, _name, _tempName, _handle, _device, _inode) = (directory, name, tempName, handle, device, inode);
+        Stream = new AppendStream(handle);
     }
 
-    /// <summary>Where the content goes.</summary>
-    public FileStream Stream { get; }
+    /// <summary>Where the content goes, from its start.</summary>
+    public Stream Stream { get; }
 
     /// <summary>The directory the file is received in, held until the rename.</summary>
     public TreeDirectory Directory => _directory;
@@ -42,7 +45,7 @@ public sealed class TreeFile : IDisposable
             handle.Dispose();
             throw PosixFiles.Failure(directory.PathOf(temp), "fstat", Mono.Unix.Native.Stdlib.GetLastError());
         }
-        return new TreeFile(directory, name, temp, new FileStream(handle, FileAccess.ReadWrite, bufferSize: 0), st.st_dev, st.st_ino);
+        return new TreeFile(directory, name, temp, handle, st.st_dev, st.st_ino);
     }
 
     /// <summary>Sets owner, mode and times on the complete file's own descriptor and closes it; the rename comes with
@@ -51,11 +54,11 @@ public sealed class TreeFile : IDisposable
     {
         try
         {
-            PosixFiles.ApplyMetadata(Stream.SafeFileHandle, TargetPath, entry);
+            PosixFiles.ApplyMetadata(_handle, TargetPath, entry);
         }
         finally
         {
-            Stream.Dispose();
+            _handle.Dispose();
         }
     }
 
@@ -75,7 +78,7 @@ public sealed class TreeFile : IDisposable
     /// <summary>Removes the temp file unless published (and only if it is still the one made here); closes the directory.</summary>
     public void Dispose()
     {
-        Stream.Dispose();
+        _handle.Dispose();
         try
         {
             if (!_published && _directory.Entry(_tempName) is { } st && st.st_dev == _device && st.st_ino == _inode)
@@ -86,5 +89,30 @@ public sealed class TreeFile : IDisposable
             // The temp file stays: it is a hidden name of HaSync's own, an extra the next resync removes.
         }
         _directory.Dispose();
+    }
+
+    /// <summary>Writes a new file from its start through its descriptor, pwrite(2) by pwrite, the position kept here: a
+    /// FileStream would ask the kernel for it (lseek) on creation and after every write, three calls a file in a burst.</summary>
+    private sealed class AppendStream(SafeFileHandle handle) : Stream
+    {
+        private long _position;
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            RandomAccess.Write(handle, buffer, _position);
+            _position += buffer.Length;
+        }
+
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => _position;
+        public override long Position { get => _position; set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }
