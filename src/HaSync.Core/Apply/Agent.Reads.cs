@@ -117,7 +117,7 @@ public sealed partial class Agent
     /// made (that of its nearest existing directory, found below the root's descriptor); laid out as SpaceRequest says.</summary>
     private byte[] SpaceAt(string logicalPath)
     {
-        guard.Locate(logicalPath);
+        guard.Locate(logicalPath); // refused here: the walk up below stops quietly at the first path outside the allowed set
         using var directory = NearestDirectory(logicalPath);
         if (Mono.Unix.Native.Syscall.fstatvfs(directory.Descriptor, out var vfs) != 0)
             throw PosixFiles.Failure(directory.FullPath, "fstatvfs", Mono.Unix.Native.Stdlib.GetLastError());

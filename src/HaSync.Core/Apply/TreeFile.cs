@@ -93,26 +93,16 @@ public sealed class TreeFile : IDisposable
 
     /// <summary>Writes a new file from its start through its descriptor, pwrite(2) by pwrite, the position kept here: a
     /// FileStream would ask the kernel for it (lseek) on creation and after every write, three calls a file in a burst.</summary>
-    private sealed class AppendStream(SafeFileHandle handle) : Stream
+    private sealed class AppendStream(SafeFileHandle handle) : Protocol.WriteOnlyStream
     {
-        private long _position;
-
-        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+        private long _written;
 
         public override void Write(ReadOnlySpan<byte> buffer)
         {
-            RandomAccess.Write(handle, buffer, _position);
-            _position += buffer.Length;
+            RandomAccess.Write(handle, buffer, _written);
+            _written += buffer.Length;
         }
 
-        public override bool CanRead => false;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => _position;
-        public override long Position { get => _position; set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
+        public override long Length => _written;
     }
 }

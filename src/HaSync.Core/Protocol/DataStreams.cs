@@ -48,7 +48,7 @@ internal sealed class DataFrameReadStream(Func<Frame?> nextFrame, uint id) : Rea
 }
 
 /// <summary>Writes what it is given as Data frames of one request (the caller holds the writer and sends DataEnd).</summary>
-internal sealed class DataFrameWriteStream(FrameWriter writer, uint id) : Stream
+internal sealed class DataFrameWriteStream(FrameWriter writer, uint id) : WriteOnlyStream
 {
     // Pooled: a put of a 20-byte file must not cost a 256 KiB allocation (a burst of 10,000 files made that 2.5 GB
     // of large-object garbage and hundreds of full collections).
@@ -56,8 +56,6 @@ internal sealed class DataFrameWriteStream(FrameWriter writer, uint id) : Stream
     private int _used;
 
     public long Sent { get; private set; }
-
-    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
     public override void Write(ReadOnlySpan<byte> buffer)
     {
@@ -91,18 +89,11 @@ internal sealed class DataFrameWriteStream(FrameWriter writer, uint id) : Stream
         base.Dispose(disposing);
     }
 
-    public override bool CanRead => false;
-    public override bool CanSeek => false;
-    public override bool CanWrite => true;
     public override long Length => Sent + _used;
-    public override long Position { get => Length; set => throw new NotSupportedException(); }
-    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
 }
 
 /// <summary>Passes writes through while computing their content hash (see <see cref="Scanning.ContentHasher"/>).</summary>
-internal sealed class HashingWriteStream(Stream inner, long expectedLength) : Stream
+internal sealed class HashingWriteStream(Stream inner, long expectedLength) : WriteOnlyStream
 {
     private readonly Scanning.ContentHasher _hasher = new(expectedLength);
 
@@ -110,8 +101,6 @@ internal sealed class HashingWriteStream(Stream inner, long expectedLength) : St
 
     /// <summary>The content hash, or null when fewer or more bytes than expected were written.</summary>
     public byte[]? Finish() => _hasher.Finish();
-
-    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
     public override void Write(ReadOnlySpan<byte> buffer)
     {
@@ -121,12 +110,5 @@ internal sealed class HashingWriteStream(Stream inner, long expectedLength) : St
     }
 
     public override void Flush() => inner.Flush();
-    public override bool CanRead => false;
-    public override bool CanSeek => false;
-    public override bool CanWrite => true;
     public override long Length => Written;
-    public override long Position { get => Written; set => throw new NotSupportedException(); }
-    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
 }

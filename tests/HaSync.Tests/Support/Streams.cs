@@ -2,11 +2,9 @@ namespace HaSync.Tests.Support;
 
 /// <summary>A non-seekable stream that yields <c>length</c> bytes by repeating <c>pattern</c>: gigabytes of
 /// input without gigabytes of memory. <c>onRead</c> sees the running total (used to cancel mid-way).</summary>
-internal sealed class RepeatingStream(byte[] pattern, long length, Action<long>? onRead = null) : Stream
+internal sealed class RepeatingStream(byte[] pattern, long length, Action<long>? onRead = null) : HaSync.Protocol.ReadOnlyStream
 {
     private long _position;
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)
     {
@@ -23,23 +21,13 @@ internal sealed class RepeatingStream(byte[] pattern, long length, Action<long>?
         return total;
     }
 
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
     public override long Position { get => _position; set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
 
 /// <summary>Counts what is written and drops it; <c>onWrite</c> sees the running total.</summary>
-internal sealed class CountingStream(Action<long>? onWrite = null) : Stream
+internal sealed class CountingStream(Action<long>? onWrite = null) : HaSync.Protocol.WriteOnlyStream
 {
     public long Count { get; private set; }
-
-    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
     public override void Write(ReadOnlySpan<byte> buffer)
     {
@@ -47,13 +35,5 @@ internal sealed class CountingStream(Action<long>? onWrite = null) : Stream
         onWrite?.Invoke(Count);
     }
 
-    public override bool CanRead => false;
-    public override bool CanSeek => false;
-    public override bool CanWrite => true;
     public override long Length => Count;
-    public override long Position { get => Count; set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
 }
