@@ -1,5 +1,6 @@
 using HaSync.Guard;
 using HaSync.Protocol;
+using HaSync.Scanning;
 
 namespace HaSync.Apply;
 
@@ -27,8 +28,20 @@ public sealed partial class Agent
     /// <summary>A request about a path whose new content still waits in the batch sees it in place first.</summary>
     private void CommitIfPending(string logicalPath, FrameWriter writer)
     {
-        if (_sealed.Any(s => s.Entry.Path == logicalPath || s.Entry.Path.StartsWith(logicalPath + "/", StringComparison.Ordinal)))
+        if (_sealedPaths.Contains(logicalPath))
             Commit(writer);
+    }
+
+    /// <summary>Adds a complete temp file to the batch; it and every directory above it are now "pending" for
+    /// <see cref="CommitIfPending"/> (one set lookup a request, however large the batch).</summary>
+    private void Seal(uint id, FileEntry entry, TreeFile file)
+    {
+        _sealed.Add((id, entry, file));
+        for (string path = entry.Path; !PathGuard.IsRoot(path) && _sealedPaths.Add(path); path = TreeWalker.Parent(path))
+        {
+        }
+        _batchBytes += entry.Size;
+        Defer(id, file.Directory);
     }
 
     /// <summary>Makes the batch durable and visible, then sends its acks (see the implementation notes). Each change gets
@@ -110,6 +123,7 @@ public sealed partial class Agent
             foreach (var (_, _, file) in _sealed)
                 file.Dispose();
             _sealed.Clear();
+            _sealedPaths.Clear();
             _deferredAcks.Clear();
             _fileSystems.Clear();
             _directories.Clear();

@@ -21,9 +21,8 @@ public sealed partial class Agent
             if (entry.Kind != EntryKind.File || entry.Hash is null)
                 throw new IOException($"{entry.Path}: a file sent must be described as a regular file with its hash");
             string name = TreeWalker.NameOf(entry.Path);
-            directory = guard.OpenParent(entry.Path, create: true)!;
+            directory = guard.OpenParent(entry.Path, create: true, out var existing)!;
             string full = directory.PathOf(name);
-            var existing = directory.Entry(name);
             if (existing is { } e && PosixFiles.KindOf(e) == EntryKind.Directory)
                 throw new IOException($"{full}: is a directory on the passive");
             if (LocalChangeAt(directory, entry.Path, existing, entry) is { } conflict)
@@ -47,9 +46,7 @@ public sealed partial class Agent
                 return;
             }
             file.Seal(entry);
-            _sealed.Add((id, entry, file));
-            _batchBytes += entry.Size;
-            Defer(id, file.Directory);
+            Seal(id, entry, file);
         }
         catch (Exception e) when (e is ConfinementException or IOException or UnauthorizedAccessException or DeltaFormatException)
         {
@@ -130,10 +127,10 @@ public sealed partial class Agent
             });
         }
         string name = TreeWalker.NameOf(entry.Path);
-        var directory = guard.OpenParent(entry.Path, create: true)!;
+        var directory = guard.OpenParent(entry.Path, create: true, out var existing)!;
         return Changed(directory, () =>
         {
-            if (directory.Entry(name) is { } st)
+            if (existing is { } st)
             {
                 if (PosixFiles.KindOf(st) != EntryKind.Directory)
                     throw new IOException($"{directory.PathOf(name)}: exists on the passive and is not a directory");
@@ -155,26 +152,27 @@ public sealed partial class Agent
             throw new ConfinementException("refusing to replace the root with a symlink");
         string name = TreeWalker.NameOf(entry.Path);
         string target = entry.LinkTarget ?? throw new IOException($"{entry.Path}: symlink without a target");
-        var directory = guard.OpenParent(entry.Path, create: true)!;
+        var directory = guard.OpenParent(entry.Path, create: true, out var st)!;
         return Changed(directory, () =>
         {
-            var st = directory.Entry(name);
             if (st is { } e && PosixFiles.KindOf(e) == EntryKind.Directory)
                 throw new IOException($"{directory.PathOf(name)}: is a directory on the passive");
             if (LocalChangeAt(directory, entry.Path, st, entry) is { } conflict)
                 throw new ConflictException($"{conflict}; left as it is (the active has a symlink to {target})");
-            // Made beside it, owned and timed on the link itself, renamed over whatever stood there.
-            string temp = AtomicFile.TempNameFor(name);
+            // A new name gets the link at once (symlinkat makes it whole, or fails if something appeared meanwhile); one
+            // that replaces an entry is made beside it, owned and timed on the link itself, and renamed over it.
+            string made = st is null ? name : AtomicFile.TempNameFor(name);
             _directories.Before(directory);
-            directory.Symlink(target, temp);
+            directory.Symlink(target, made);
             try
             {
-                directory.SetLinkMetadata(temp, entry);
-                directory.Rename(temp, name);
+                directory.SetLinkMetadata(made, entry);
+                if (made != name)
+                    directory.Rename(made, name);
             }
             catch
             {
-                directory.Remove(temp, directory: false);
+                directory.Remove(made, directory: false);
                 throw;
             }
             Record(entry, directory);
@@ -186,11 +184,11 @@ public sealed partial class Agent
         if (PathGuard.IsRoot(entry.Path))
             return MakeDirectory(entry);
         string name = TreeWalker.NameOf(entry.Path);
-        var directory = guard.OpenParent(entry.Path, create: false) ?? throw new IOException($"{guard.Locate(entry.Path)}: does not exist on the passive");
+        var directory = guard.OpenParent(entry.Path, create: false, out var existing) ?? throw new IOException($"{guard.Locate(entry.Path)}: does not exist on the passive");
         return Changed(directory, () =>
         {
             string full = directory.PathOf(name);
-            if (directory.Entry(name) is not { } st)
+            if (existing is not { } st)
                 throw new IOException($"{full}: does not exist on the passive");
             if (PosixFiles.KindOf(st) != entry.Kind)
                 throw new IOException($"{full}: is a {PosixFiles.KindOf(st)} on the passive, not a {entry.Kind}");
@@ -218,12 +216,12 @@ public sealed partial class Agent
             throw new ConfinementException("refusing to delete the root");
         string name = TreeWalker.NameOf(logicalPath);
         // No directory there (a file or a link replaced a parent): no entry of the tree stands at the path, the delete is done.
-        var directory = guard.OpenParent(logicalPath, create: false);
+        var directory = guard.OpenParent(logicalPath, create: false, out var existing);
         if (directory is null)
             return guard.OpenRoot();
         return Changed(directory, () =>
         {
-            if (directory.Entry(name) is not { } st)
+            if (existing is not { } st)
                 return; // already gone: deleting is idempotent
             _directories.Before(directory);
             if (PosixFiles.KindOf(st) == EntryKind.Directory)

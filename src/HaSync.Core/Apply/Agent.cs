@@ -51,6 +51,7 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
     private const long MaxBatchBytes = 64L << 20;
 
     private readonly List<(uint Id, FileEntry Entry, TreeFile File)> _sealed = []; // complete, owned temp files awaiting rename
+    private readonly HashSet<string> _sealedPaths = new(StringComparer.Ordinal);   // their paths and the directories above them
     private readonly List<(uint Id, AckStatus Status, string Message)> _deferredAcks = [];
     private readonly BatchFileSystems _fileSystems = new(); // what the commit syncs
     private readonly BatchDirectories _directories = new(); // what the commit gives back its time

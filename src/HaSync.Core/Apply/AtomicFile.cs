@@ -93,7 +93,12 @@ public sealed partial class AtomicFile : IDisposable
 
     /// <summary>A fresh hidden name for a temp file that will replace <paramref name="name"/>.</summary>
     public static string TempNameFor(string name) =>
-        $".{(name.Length > 100 ? name[..100] : name)}.hasync-{Guid.NewGuid():N}.tmp"; // the temp name must stay under NAME_MAX
+        $".{(name.Length > 100 ? name[..100] : name)}.hasync-{TempNamePrefix}{(ulong)Interlocked.Increment(ref _tempNames):x16}.tmp"; // under NAME_MAX
+
+    // A random prefix a process and a counter: names no other process makes, without a random read per file (O_EXCL
+    // refuses a name that exists anyway).
+    private static readonly string TempNamePrefix = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
+    private static long _tempNames;
 
     /// <summary>True for a name <see cref="TempPathBeside"/> makes: a temp file of HaSync's own (one a killed agent
     /// left behind is an extra on the passive, never anyone's work).</summary>

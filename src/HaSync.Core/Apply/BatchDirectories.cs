@@ -20,7 +20,11 @@ internal sealed class BatchDirectories : IDisposable
     private readonly Dictionary<(ulong Device, ulong Inode), Held> _held = [];
 
     /// <summary>Before an entry of <paramref name="directory"/> is made, renamed or removed: its time as it stands.</summary>
-    public void Before(TreeDirectory directory) => Hold(directory.Descriptor, wanted: null);
+    public void Before(TreeDirectory directory)
+    {
+        if (!_held.ContainsKey(directory.Identity)) // held already: its time before the batch is known
+            Hold(directory.Descriptor, wanted: null);
+    }
 
     /// <summary>The sender asks <paramref name="directory"/> (an open descriptor of the directory itself) to have this time.</summary>
     public void Want(Microsoft.Win32.SafeHandles.SafeFileHandle directory, long seconds, uint nanoseconds) =>

@@ -11,7 +11,7 @@ public sealed class ConfinementException(string message) : HaSyncException(messa
 /// authorized_keys forced command), never from the sender. A logical path must be absolute and normalised
 /// (no empty, "." or ".." segment, no NUL), equal to or below an allowed path, and reached without passing
 /// through a symlink or a non-directory below the root: writing through a link could leave the allowed set.
-/// Writes find their directory below a descriptor on the root, held from the start: <see cref="OpenParent"/> resolves
+/// Writes find their directory below a descriptor on the root, held from the start: <see cref="OpenParent(string, bool)"/> resolves
 /// with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), or, where the kernel lacks it, one
 /// openat(O_NOFOLLOW | O_DIRECTORY) per component; either way no link is followed, whatever a local user swaps in.
 /// </summary>
@@ -60,7 +60,7 @@ public sealed class PathGuard
     public IReadOnlyList<string> Allowed => _allowed;
 
     /// <summary>Checks <paramref name="logicalPath"/> (syntax, allow-list, state directory) and returns where it is on this
-    /// node, for messages and the journal: nothing is looked up (<see cref="OpenParent"/> does that, below the root's descriptor).</summary>
+    /// node, for messages and the journal: nothing is looked up (<see cref="OpenParent(string, bool)"/> does that, below the root's descriptor).</summary>
     /// <exception cref="ConfinementException">Malformed, outside the allowed set, or in the state directory.</exception>
     public string Locate(string logicalPath)
     {
@@ -89,14 +89,17 @@ public sealed class PathGuard
     /// metadata when it gets to them); without, null when no directory stands there (nothing to read, a delete done).</summary>
     /// <exception cref="ConfinementException">Malformed, outside the allowed set, in the state directory, or (when
     /// creating) behind a symlink or a file.</exception>
-    public TreeDirectory? OpenParent(string logicalPath, bool create)
+    public TreeDirectory? OpenParent(string logicalPath, bool create) => OpenParent(logicalPath, create, out _);
+
+    /// <summary><see cref="OpenParent(string, bool)"/>, and the lstat of the path's own entry in that directory, as the
+    /// check found it (null when absent): the caller's first look at it, without a second lstat.</summary>
+    public TreeDirectory? OpenParent(string logicalPath, bool create, out Mono.Unix.Native.Stat? entry)
     {
+        entry = null;
         Locate(logicalPath);
         var segments = logicalPath.Split('/', StringSplitOptions.RemoveEmptyEntries)[..^1];
-        if (segments.Length == 0)
-            return OpenRoot();
-        TreeDirectory? parent = null;
-        if (_openat2)
+        TreeDirectory? parent = segments.Length == 0 ? OpenRoot() : null;
+        if (parent is null && _openat2)
         {
             int fd = LibcAt.OpenBeneath(_rootDescriptor, string.Join('/', segments), LibcAt.O_RDONLY | LibcAt.O_DIRECTORY);
             if (fd >= 0)
@@ -112,7 +115,8 @@ public sealed class PathGuard
             {
                 CheckPlace(parent, segments.Length, logicalPath);
                 // The path itself may be the state directory, under another spelling (a bind mount): its metadata is not the sender's.
-                if (parent.Entry(TreeWalker.NameOf(logicalPath)) is { } st && _forbiddenDirectories.Contains((st.st_dev, st.st_ino)))
+                entry = parent.Entry(TreeWalker.NameOf(logicalPath));
+                if (entry is { } st && _forbiddenDirectories.Contains((st.st_dev, st.st_ino)))
                     throw new ConfinementException($"{logicalPath}: is the agent's state directory; refusing to write there");
             }
             catch

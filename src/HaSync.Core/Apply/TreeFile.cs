@@ -23,7 +23,7 @@ public sealed class TreeFile : IDisposable
     private TreeFile(TreeDirectory directory, string name, string tempName, SafeFileHandle handle, ulong device, ulong inode)
     {
         (_directory, _name, _tempName, _handle, _device, _inode) = (directory, name, tempName, handle, device, inode);
-        Stream = new AppendStream(handle);
+        Stream = new AppendStream((int)handle.DangerousGetHandle(), directory.PathOf(tempName));
     }
 
     /// <summary>Where the content goes, from its start.</summary>
@@ -91,15 +91,15 @@ public sealed class TreeFile : IDisposable
         _directory.Dispose();
     }
 
-    /// <summary>Writes a new file from its start through its descriptor, pwrite(2) by pwrite, the position kept here: a
-    /// FileStream would ask the kernel for it (lseek) on creation and after every write, three calls a file in a burst.</summary>
-    private sealed class AppendStream(SafeFileHandle handle) : Protocol.WriteOnlyStream
+    /// <summary>Writes a new file from its start through its descriptor (held by the TreeFile until it is sealed), pwrite(2)
+    /// by pwrite, the position kept here: a FileStream, or RandomAccess, would ask the kernel for it (lseek) first.</summary>
+    private sealed class AppendStream(int fd, string path) : Protocol.WriteOnlyStream
     {
         private long _written;
 
         public override void Write(ReadOnlySpan<byte> buffer)
         {
-            RandomAccess.Write(handle, buffer, _written);
+            Libc.WriteAt(fd, buffer, _written, path);
             _written += buffer.Length;
         }
 

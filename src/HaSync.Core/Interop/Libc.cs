@@ -21,6 +21,31 @@ internal static partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     private static partial int syncfs(int fd);
 
+    [LibraryImport("libc", SetLastError = true)]
+    private static unsafe partial nint pwrite(int fd, byte* buffer, nuint count, long offset);
+
+    /// <summary>Writes all of <paramref name="data"/> at <paramref name="offset"/> of <paramref name="fd"/> (pwrite(2), EINTR and
+    /// short writes retried). The exception's HResult is the errno (ENOSPC reads as a full disk).</summary>
+    public static unsafe void WriteAt(int fd, ReadOnlySpan<byte> data, long offset, string path)
+    {
+        const int EINTR = 4;
+        fixed (byte* start = data)
+        {
+            for (int done = 0; done < data.Length;)
+            {
+                nint written = pwrite(fd, start + done, (nuint)(data.Length - done), offset + done);
+                if (written < 0)
+                {
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno == EINTR)
+                        continue;
+                    throw new IOException($"{path}: write failed: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
+                }
+                done += (int)written;
+            }
+        }
+    }
+
     [StructLayout(LayoutKind.Sequential)]
     private struct PollFd
     {

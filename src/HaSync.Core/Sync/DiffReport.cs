@@ -67,10 +67,9 @@ public static class DiffReport
     /// <summary>Builds the report for one target.</summary>
     public static async Task<List<DiffItem>> BuildAsync(HaSyncConfig config, AgentSession session, CancellationToken cancellationToken = default)
     {
-        var exclude = new PathFilter(config.Exclude);
         var redact = new PathFilter(config.Redact);
         var items = new List<DiffItem>();
-        foreach (var d in await Resync.CompareAsync(config, session, exclude, cancellationToken: cancellationToken).ConfigureAwait(false))
+        foreach (var d in await Resync.CompareAsync(config, session, cancellationToken).ConfigureAwait(false))
         {
             bool secret = redact.Matches(d.Path) || IsPrivate(d.Active) || IsPrivate(d.Passive);
             string? unified = null;

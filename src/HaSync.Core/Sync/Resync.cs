@@ -65,24 +65,24 @@ public static class Resync
     /// <param name="passive">When given, reset to the manifest and kept up to date with every acknowledged write.</param>
     /// <param name="cache">The active's hash cache, if it keeps one.</param>
     /// <param name="spaceWaits">Paths that failed for lack of room, each sent only if the passive now reports the free space given.</param>
+    /// <param name="scan">The active's side, when it was started before the session (see <see cref="ActiveScan"/>); else started here.</param>
     /// <param name="cancellationToken">Stops between files.</param>
     public static async Task<ResyncStats> RunAsync(HaSyncConfig config, AgentSession session, bool delete,
         IProgress<ResyncProgress>? progress = null, PassiveState? passive = null, HashCache? cache = null,
-        IReadOnlyDictionary<string, long>? spaceWaits = null, CancellationToken cancellationToken = default)
+        IReadOnlyDictionary<string, long>? spaceWaits = null, ActiveScan? scan = null, CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
         long wireBefore = session.WireBytes;
-        var unreadable = new Dictionary<string, string>(StringComparer.Ordinal);
-        var own = new Dictionary<string, Signature>(StringComparer.Ordinal);
-        var differences = await CompareAsync(config, session, new PathFilter(config.Exclude), cache,
-            (path, e) => unreadable[path] = $"{path}: {Unreadable(e)}", progress, own, cancellationToken).ConfigureAwait(false);
+        scan ??= ActiveScan.Start(config, cache, cancellationToken);
+        var differences = await CompareAsync(session, scan, progress, cancellationToken).ConfigureAwait(false);
         passive?.Reset(differences.Select(d => d.Passive).OfType<FileEntry>());
+        var own = scan.OwnSignatures;
         foreach (var d in differences.Where(d => !UsesDelta(d)))
             own.Remove(d.Path); // kept only for the files a delta is made of
         var stats = await PushAsync(config, session, differences, delete, passive, progress, spaceWaits, own, cancellationToken).ConfigureAwait(false);
         stats.Scanned = differences.Count(d => d.Active is not null);
-        stats.Failures.InsertRange(0, unreadable.Values);
-        foreach (var (path, failure) in unreadable)
+        stats.Failures.InsertRange(0, scan.Unreadable.Values);
+        foreach (var (path, failure) in scan.Unreadable)
             stats.FailedPaths[path] = failure;
         stats.WireBytes = session.WireBytes - wireBefore; // the manifest too, not only the pushes
         stats.Elapsed = clock.Elapsed;
@@ -232,34 +232,25 @@ public static class Resync
         return size + size / 64 + (64 << 10);
     }
 
-    /// <summary>The active's scan and the passive's manifest of the watched set, compared.</summary>
-    /// <param name="config">The watched set.</param>
-    /// <param name="session">The target's session.</param>
-    /// <param name="exclude">Names left out on both sides.</param>
-    /// <param name="cache">The active's hash cache, if it keeps one.</param>
-    /// <param name="cancellationToken">Stops the scan.</param>
-    /// <param name="onUnreadable">When given, a path the active cannot read is reported here and left out of the
-    /// comparison on both sides (with what is below it), instead of failing the whole compare.</param>
-    /// <param name="progress">When given, receives what each side has described so far, every quarter of a second and at the end.</param>
-    /// <param name="ownSignatures">When given, receives the block sums the active's hash pass yields for each file large
-    /// enough for a delta (strong sums cut to the sync length).</param>
-    public static async Task<List<PathDifference>> CompareAsync(HaSyncConfig config, AgentSession session, PathFilter exclude,
-        HashCache? cache = null, Action<string, IOException>? onUnreadable = null, IProgress<ResyncProgress>? progress = null,
-        IDictionary<string, Signature>? ownSignatures = null, CancellationToken cancellationToken = default)
+    /// <summary>The active's scan and the passive's manifest of the watched set, compared; a path the active cannot read
+    /// fails the compare (nothing of it may look like a delete).</summary>
+    public static Task<List<PathDifference>> CompareAsync(HaSyncConfig config, AgentSession session, CancellationToken cancellationToken = default) =>
+        CompareAsync(session, ActiveScan.Start(config, cache: null, cancellationToken, strict: true), progress: null, cancellationToken);
+
+    /// <summary>The passive's manifest, asked for now (the agent walks and hashes while the scan does, if it still runs),
+    /// compared with <paramref name="scan"/>; <paramref name="progress"/> receives what each side has described so far,
+    /// every quarter of a second and at the end.</summary>
+    private static async Task<List<PathDifference>> CompareAsync(AgentSession session, ActiveScan scan, IProgress<ResyncProgress>? progress,
+        CancellationToken cancellationToken)
     {
-        var (activeCount, passiveCount) = (new ScanCounter(), new ScanCounter());
+        var passiveCount = new ScanCounter();
         using var stopReporting = new CancellationTokenSource();
-        var reporting = progress is null ? Task.CompletedTask : ReportAsync(progress, activeCount, passiveCount, stopReporting.Token);
-        var skipped = new List<string>();
+        var reporting = progress is null ? Task.CompletedTask : ReportAsync(progress, scan.Counter, passiveCount, stopReporting.Token);
         List<FileEntry> local, held;
         try
         {
-            var manifest = session.RequestManifest(config.Paths, passiveCount); // the agent hashes while we do
-            local = await Task.Run(() => TreeWalker.Walk(config.SourceRoot, config.Paths, exclude, withHash: true,
-                onSignature: ownSignatures is null ? null : (entry, _, signature) => ownSignatures[entry.Path] = signature.Truncated(SignatureParameters.SyncStrongLength),
-                cache: cache, onUnreadable: onUnreadable is null ? null : (path, e) => { skipped.Add(path); onUnreadable(path, e); },
-                counter: activeCount, cancellationToken: cancellationToken), cancellationToken).ConfigureAwait(false);
-            activeCount.Finish();
+            var manifest = session.RequestManifest(scan.Config.Paths, passiveCount);
+            local = await scan.Entries.WaitAsync(cancellationToken).ConfigureAwait(false);
             held = await manifest.ConfigureAwait(false);
         }
         finally
@@ -267,8 +258,8 @@ public static class Resync
             stopReporting.Cancel();
             await reporting.ConfigureAwait(false);
         }
-        progress?.Report(new CompareProgress(activeCount.Now, passiveCount.Now));
-        var remote = held.Where(e => !Excluded(exclude, e.Path) && !skipped.Any(s => TreeWalker.Within(e.Path, s))).ToList();
+        progress?.Report(new CompareProgress(scan.Counter.Now, passiveCount.Now));
+        var remote = held.Where(e => !Excluded(scan.Exclude, e.Path) && !scan.Unreadable.Keys.Any(s => TreeWalker.Within(e.Path, s))).ToList();
         return Comparison.Compare(local, remote, session.KeptModeBits);
     }
 

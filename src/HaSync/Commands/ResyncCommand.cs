@@ -72,12 +72,23 @@ internal static class ResyncCommand
             var epochs = new EpochStore(config.StateDirectory);
             // This node's term is read while the agent starts (it takes longer); --force needs the agent's epoch first.
             var term = force ? Task.FromResult<Epoch?>(null) : Task.Run<Epoch?>(epochs.CurrentOrNew, cancellationToken);
-            var stats = await Targets.WithSessionAsync(target, async session =>
+            // The watched set is walked and hashed while ssh connects; it stops if the session cannot be had.
+            using var scanning = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var scan = ActiveScan.Start(config, cache: null, scanning.Token);
+            ResyncStats stats;
+            try
             {
-                await epochs.ClaimAsync(session, await term, outbid: force, adopt: force);
-                return json ? await Resync.RunAsync(config, session, delete, cancellationToken: cancellationToken)
-                    : await RunWithProgressAsync(config, session, delete, cancellationToken);
-            }, cancellationToken);
+                stats = await Targets.WithSessionAsync(target, async session =>
+                {
+                    await epochs.ClaimAsync(session, await term, outbid: force, adopt: force);
+                    return json ? await Resync.RunAsync(config, session, delete, scan: scan, cancellationToken: cancellationToken)
+                        : await RunWithProgressAsync(config, session, delete, scan, cancellationToken);
+                }, cancellationToken);
+            }
+            finally
+            {
+                scanning.Cancel();
+            }
             if (json)
                 Console.WriteLine(SummaryJson(target.Name, stats));
             else
@@ -98,7 +109,7 @@ internal static class ResyncCommand
     /// <summary>Runs the resync showing how far it has got: the compare (entries and bytes hashed on each side), then the pushes
     /// (steps, bytes, rate and time left). On a terminal, one live line; otherwise, a line per push and one every few
     /// seconds of the compare, for a log.</summary>
-    private static async Task<ResyncStats> RunWithProgressAsync(HaSyncConfig config, AgentSession session, bool delete, CancellationToken cancellationToken)
+    private static async Task<ResyncStats> RunWithProgressAsync(HaSyncConfig config, AgentSession session, bool delete, ActiveScan scan, CancellationToken cancellationToken)
     {
         string target = session.Target;
         Stopwatch? pushing = null;
@@ -125,7 +136,7 @@ internal static class ResyncCommand
                 lastLine.Restart();
                 Console.WriteLine($"{target}: {line}");
             });
-            return await Resync.RunAsync(config, session, delete, plain, cancellationToken: cancellationToken);
+            return await Resync.RunAsync(config, session, delete, plain, scan: scan, cancellationToken: cancellationToken);
         }
         ResyncStats? stats = null;
         await AnsiConsole.Progress().AutoClear(true).HideCompleted(false)
@@ -149,7 +160,7 @@ internal static class ResyncCommand
                             break;
                     }
                 });
-                stats = await Resync.RunAsync(config, session, delete, progress, cancellationToken: cancellationToken);
+                stats = await Resync.RunAsync(config, session, delete, progress, scan: scan, cancellationToken: cancellationToken);
                 task.Value = task.MaxValue;
             });
         return stats!;
