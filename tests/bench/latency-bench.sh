@@ -3,7 +3,8 @@
 # Rows: change-to-replica time (p50/p99/max over BENCH_EDITS edits) for in-place and rename saves, with lsyncd
 # at delay = 0 and at its default delay (BENCH_DEFAULT_EDITS edits: each waits out that delay); a burst of
 # BENCH_BURST files written at once (time until the replica holds them all) against one rsync of the same set;
-# and the daemon's resident memory while it watches a copy of /etc.
+# in-place edits again while dd writes BENCH_LOAD_MB (2048) MB on the same file system; and the daemon's resident memory while
+# it watches a copy of /etc.
 #   BENCH_EDITS=50 BENCH_DEFAULT_EDITS=5 BENCH_BURST=10000 tests/bench/latency-bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -88,6 +89,13 @@ measure() { # NAME EDITS
 run_hasync ours; wait_copied ours
 sleep 1; rss=$(rss_kb)
 measure ours "$EDITS"
+# The same edits while another process writes 2 GB on the passive's file system (a backup, a log burst): an ack must
+# not wait for that writer's data.
+sync
+dd if=/dev/zero of="$work/load.bin" bs=1M count="${BENCH_LOAD_MB:-2048}" status=none &
+load_pid=$!
+read -r p50[ours.loaded] p99[ours.loaded] pmax[ours.loaded] < <($probe edits inplace "$work/src/bench" "$work/ours/bench" "$EDITS")
+wait "$load_pid"; rm -f "$work/load.bin"
 sync
 read -r burst_s[ours] burst_after[ours] < <($probe burst "$work/src/burst" "$work/ours/burst" "$BURST")
 # The self-check that follows the burst (after daemon.self_check_ms without a push) covers the burst directory.
@@ -128,6 +136,7 @@ for mode in inplace rename; do
   awk -v m="$mode" -v o="${p50[ours.$mode]}" -v t="${p50[theirs0.$mode]}" -v d="${p50[theirs15.$mode]}" 'BEGIN {
     printf "%-40s %9.1fx (vs delay=0) %9.1fx (vs default)\n", "  p50 speed-up, " m, t / o, d / o }'
 done
+printf '%-40s %10s %10s %10s\n' "hasync daemon, inplace, dd writing too" "${p50[ours.loaded]}" "${p99[ours.loaded]}" "${pmax[ours.loaded]}"
 printf '%-40s %14s %16s\n' "burst of $BURST files written at once" "from 1st write" "from last write"
 printf '%-40s %12s s %14s s\n' "  hasync daemon, until all on replica" "${burst_s[ours]}" "${burst_after[ours]}"
 printf '%-40s %12s s %14s s\n' "  lsyncd delay=0, until all on replica" "${burst_s[theirs0]}" "${burst_after[theirs0]}"

@@ -14,7 +14,7 @@ public sealed partial class Agent
     /// <summary>The change is applied; its ack waits for the commit that makes it durable.</summary>
     private void Defer(uint id, TreeDirectory directory)
     {
-        _fileSystems.Touch(directory);
+        _sync.Touch(directory);
         _deferredAcks.Add((id, AckStatus.Ok, ""));
     }
 
@@ -64,24 +64,42 @@ public sealed partial class Agent
         {
             foreach (var (_, entry, _) in _sealed)
                 _journal.Intend(entry);
-            _journal.Flush();
-            _fileSystems.Touch(stateDirectory);
-            try
+            _sync.Touch(stateDirectory);
+            bool perInode = _sync.PerInode(_sealed.Count); // see BatchSync
+            _journal.Flush(durable: perInode); // the intents are on disk before any rename
+            if (!perInode)
             {
-                _fileSystems.SyncAll(); // the temp files and the intents are on disk before any rename
+                try
+                {
+                    _sync.SyncAll(perInode); // the temp files and the intents
+                }
+                catch (IOException e)
+                {
+                    // Nothing of the batch's files is published; the changes made in place (directories, links, deletes, metadata) stand.
+                    log.WriteLine($"hasync serve: commit of {acks.Count} changes: {e.Message}");
+                    Fail(puts.Contains, PosixFiles.IsNoSpace(e) ? AckStatus.NoSpace : AckStatus.Failed, $"not written: the passive's file system could not be flushed ({e.Message})");
+                    Fail(_ => true, AckStatus.Failed, $"made, but the passive's file system could not confirm it is on disk ({e.Message})");
+                    return;
+                }
             }
-            catch (IOException e)
-            {
-                // Nothing of the batch's files is published (a rename made durable before the data would leave an empty
-                // file after a crash); the changes made in place (directories, links, deletes, metadata) stand.
-                log.WriteLine($"hasync serve: commit of {acks.Count} changes: {e.Message}");
-                Fail(puts.Contains, AckStatus.Failed, $"not written: the passive's file system could not be flushed ({e.Message})");
-                Fail(_ => true, AckStatus.Failed, $"made, but the passive's file system could not confirm it is on disk ({e.Message})");
-                return;
-            }
-            if (_sealed.Count > 0 && _claim is not null)
-                _epochs.EnsureStillCurrent(_claim); // a later active claimed this node while the batch came in: publish none of it
+            var durable = new List<(uint Id, FileEntry Entry, TreeFile File)>(_sealed.Count);
             foreach (var (id, entry, file) in _sealed)
+            {
+                try
+                {
+                    file.MakeDurable(fileSystemSynced: !perInode); // a rename made durable before the data would leave an empty file after a crash
+                    durable.Add((id, entry, file));
+                }
+                catch (IOException e)
+                {
+                    // Not published: the current file stays; the other changes stand.
+                    log.WriteLine($"hasync serve: {e.Message}");
+                    Fail(a => a == id, PosixFiles.IsNoSpace(e) ? AckStatus.NoSpace : AckStatus.Failed, $"not written: {e.Message}");
+                }
+            }
+            if (durable.Count > 0 && _claim is not null)
+                _epochs.EnsureStillCurrent(_claim); // a later active claimed this node while the batch came in: publish none of it
+            foreach (var (id, entry, file) in durable)
             {
                 try
                 {
@@ -94,12 +112,14 @@ public sealed partial class Agent
                     log.WriteLine($"hasync serve: {entry.Path}: {e.Message}");
                 }
             }
-            _journal.Flush();
             foreach (string problem in _directories.Apply())
                 log.WriteLine($"hasync serve: commit: {problem}");
             try
             {
-                _fileSystems.SyncAll();
+                _journal.Flush(durable: false);
+                _sync.SyncAll(perInode); // the renames and the changes in place
+                if (perInode)
+                    _journal.Flush(durable: true);
             }
             catch (IOException e)
             {
@@ -125,7 +145,7 @@ public sealed partial class Agent
             _sealed.Clear();
             _sealedPaths.Clear();
             _deferredAcks.Clear();
-            _fileSystems.Clear();
+            _sync.Clear();
             _directories.Clear();
             _batchBytes = 0;
             AckFrames.Write(writer, acks);

@@ -124,6 +124,7 @@ public sealed partial class Agent
                 using var self = root.Open(".", LibcAt.O_RDONLY | LibcAt.O_DIRECTORY);
                 PosixFiles.ApplyMetadata(self, root.FullPath, entry);
                 _directories.Want(self, entry.MtimeSeconds, entry.MtimeNanoseconds);
+                _sync.Touch(self, root.FullPath);
             });
         }
         string name = TreeWalker.NameOf(entry.Path);
@@ -143,6 +144,7 @@ public sealed partial class Agent
             using var made = directory.Open(name, LibcAt.O_RDONLY | LibcAt.O_DIRECTORY);
             PosixFiles.ApplyMetadata(made, directory.PathOf(name), entry);
             _directories.Want(made, entry.MtimeSeconds, entry.MtimeNanoseconds); // again at the commit: its entries move it
+            _sync.Touch(made, directory.PathOf(name));
         });
     }
 
@@ -203,6 +205,7 @@ public sealed partial class Agent
                 if (Mono.Unix.Native.Syscall.fstat((int)self.DangerousGetHandle(), out var opened) != 0 || opened.st_ino != st.st_ino || opened.st_dev != st.st_dev)
                     throw new IOException($"{full}: replaced while its metadata was being set; left for the next try");
                 PosixFiles.ApplyMetadata(self, full, entry);
+                _sync.Touch(self, full);
                 if (entry.Kind == EntryKind.Directory)
                     _directories.Want(self, entry.MtimeSeconds, entry.MtimeNanoseconds);
             }

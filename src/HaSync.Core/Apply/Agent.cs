@@ -18,8 +18,11 @@ namespace HaSync.Apply;
 /// durable on its own costs two fsyncs per file, which is most of a cold copy of /etc and far worse on
 /// spinning disks. So changes are applied as they come, files wait as complete temp files, and at the sender's
 /// Flush (the end of its burst; the session sends one itself a few milliseconds after a change nobody flushed),
-/// before a read, or when a batch grows large, one syncfs per file system makes the batch durable, the temp files are renamed into place, a second syncfs makes the renames
-/// durable, and only then are the batch's acks sent: an ack still means "on disk".
+/// before a read, or when a batch grows large, the batch is made durable: the journal's intents and each temp file
+/// (fdatasync; its writeback was started when it was sealed) before any rename, then the renames and in-place changes
+/// (an fsync of each directory and inode changed, see <see cref="BatchSync"/>), and only then are the batch's acks
+/// sent: an ack still means "on disk". Only the batch's own inodes are flushed: a syncfs would wait for every other
+/// writer's data on the file system.
 /// Split-brain guard: nothing is written before the sender has claimed an epoch this node accepts (and none after
 /// a later one was accepted), and nothing the passive changed on its own is overwritten or deleted: the journal in
 /// the state directory says what HaSync last wrote; a file that no longer matches is a conflict, kept as it is,
@@ -46,14 +49,15 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
     private Epoch? _claim;  // the sender's term, once accepted
     private bool _adopt;    // resync --force: the passive's own changes are overwritten
 
-    private const int MaxBatchFiles = 512;
+    // Each file of a batch holds two descriptors until the commit (its temp file, its directory): within the limit.
+    private static readonly int MaxBatchFiles = (int)Math.Clamp((Interop.Libc.RaiseOpenFileLimit() - 256) / 3, 16, 512);
     private const int MaxBatchChanges = 8192; // answers held for one commit: a sender that never flushes cannot grow them without bound
     private const long MaxBatchBytes = 64L << 20;
 
     private readonly List<(uint Id, FileEntry Entry, TreeFile File)> _sealed = []; // complete, owned temp files awaiting rename
     private readonly HashSet<string> _sealedPaths = new(StringComparer.Ordinal);   // their paths and the directories above them
     private readonly List<(uint Id, AckStatus Status, string Message)> _deferredAcks = [];
-    private readonly BatchFileSystems _fileSystems = new(); // what the commit syncs
+    private readonly BatchSync _sync = new();               // what the commit fsyncs
     private readonly BatchDirectories _directories = new(); // what the commit gives back its time
     private long _batchBytes;
     private readonly Dictionary<string, (Mono.Unix.Native.Stat Version, byte[] Bytes)> _signatures = new(StringComparer.Ordinal);
@@ -143,7 +147,7 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
     public void Dispose()
     {
         _journal.Dispose();
-        _fileSystems.Dispose();
+        _sync.Dispose();
         _directories.Dispose();
     }
 

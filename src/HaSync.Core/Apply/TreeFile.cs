@@ -16,7 +16,7 @@ public sealed class TreeFile : IDisposable
     private readonly TreeDirectory _directory; // owned, held until the rename
     private readonly string _name, _tempName;
     private readonly ulong _device, _inode;    // of the temp file we created
-    private bool _published;
+    private bool _published, _durable;
 
     private readonly SafeFileHandle _handle;
 
@@ -48,23 +48,31 @@ public sealed class TreeFile : IDisposable
         return new TreeFile(directory, name, temp, handle, st.st_dev, st.st_ino);
     }
 
-    /// <summary>Sets owner, mode and times on the complete file's own descriptor and closes it; the rename comes with
-    /// <see cref="Publish"/> (the agent's group commit flushes a whole batch before renaming any of it).</summary>
+    /// <summary>Sets owner, mode and times on the complete file's own descriptor and starts writing its data back; the
+    /// descriptor stays open for <see cref="MakeDurable"/> (the agent's group commit makes a whole batch durable before
+    /// renaming any of it).</summary>
     public void Seal(FileEntry entry)
     {
-        try
-        {
-            PosixFiles.ApplyMetadata(_handle, TargetPath, entry);
-        }
-        finally
-        {
-            _handle.Dispose();
-        }
+        PosixFiles.ApplyMetadata(_handle, TargetPath, entry);
+        Libc.StartWriteback((int)_handle.DangerousGetHandle());
     }
 
-    /// <summary>Renames the sealed temp file over the target, if the temp name still holds the file received.</summary>
+    /// <summary>fdatasync of the sealed temp file (its content and size on disk: a rename made durable before them would
+    /// leave an empty file after a crash), unless <paramref name="fileSystemSynced"/> (a syncfs did it); then its descriptor
+    /// is closed.</summary>
+    public void MakeDurable(bool fileSystemSynced)
+    {
+        if (!fileSystemSynced)
+            Libc.Sync((int)_handle.DangerousGetHandle(), dataOnly: true, TargetPath);
+        _handle.Dispose();
+        _durable = true;
+    }
+
+    /// <summary>Renames the sealed, durable temp file over the target, if the temp name still holds the file received.</summary>
     public void Publish()
     {
+        if (!_durable)
+            throw new InvalidOperationException($"{TargetPath}: published before its data was on disk");
         if (_directory.Entry(_tempName) is not { } now || now.st_dev != _device || now.st_ino != _inode)
             throw new IOException($"{TargetPath}: its temp file {_tempName} was replaced or removed before the rename; not published");
         _directory.Rename(_tempName, _name);

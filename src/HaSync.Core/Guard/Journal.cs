@@ -191,11 +191,17 @@ public sealed class Journal : IDisposable
             _unwritten.Add(new JournalLine { Op = "removed", Path = path });
     }
 
-    /// <summary>Appends what was recorded since the last call (durable with the next sync of its file system).</summary>
-    public void Flush()
+    /// <summary>Appends what was recorded since the last call; with <paramref name="durable"/>, on disk when it returns
+    /// (fdatasync of the journal alone).</summary>
+    /// <exception cref="IOException">The journal could not be written or flushed.</exception>
+    public void Flush(bool durable = false)
     {
         if (_unwritten.Count == 0)
+        {
+            if (durable && _synced < _readTo)
+                Sync();
             return;
+        }
         byte[] bytes = GuardJson.Write(_unwritten);
         using (Lock())
         {
@@ -204,11 +210,21 @@ public sealed class Journal : IDisposable
             _file.Write(bytes);
             _file.Flush();
             _readTo = _file.Length;
+            if (durable)
+                Sync();
             _lines += _unwritten.Count;
             _unwritten.Clear();
             if (MostlySuperseded)
                 Compact(); // a long-lived session writing the same files again and again
         }
+    }
+
+    private long _synced; // how much of the journal is known to be on disk
+
+    private void Sync()
+    {
+        _file.Flush(flushToDisk: true);
+        _synced = _readTo;
     }
 
     /// <summary>Takes in lines other sessions appended; true when there were any.</summary>
@@ -304,7 +320,7 @@ public sealed class Journal : IDisposable
         }
         _file.Dispose();
         _file = Open();
-        _readTo = _file.Length;
+        _readTo = _synced = _file.Length; // the compacted journal was committed durably
         _lines = _records.Count;
     }
 

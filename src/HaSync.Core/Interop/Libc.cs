@@ -19,7 +19,70 @@ internal static partial class Libc
     public static partial int close(int fd);
 
     [LibraryImport("libc", SetLastError = true)]
+    private static partial int fdatasync(int fd);
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct RLimit
+    {
+        public ulong Current;
+        public ulong Maximum;
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int getrlimit(int resource, out RLimit limit);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int setrlimit(int resource, in RLimit limit);
+
+    /// <summary>Raises this process's soft limit on open descriptors to its hard limit (as systemd advises programs that
+    /// need many to do; the .NET native runtime leaves it, often at 1024) and returns the soft limit now in force.</summary>
+    public static long RaiseOpenFileLimit()
+    {
+        const int RLIMIT_NOFILE = 7;
+        if (getrlimit(RLIMIT_NOFILE, out var limit) != 0)
+            return 1024;
+        if (limit.Current < limit.Maximum && setrlimit(RLIMIT_NOFILE, new RLimit { Current = limit.Maximum, Maximum = limit.Maximum }) == 0)
+            limit.Current = limit.Maximum;
+        return (long)Math.Min(limit.Current, int.MaxValue);
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
     private static partial int syncfs(int fd);
+
+    /// <summary>syncfs(2) on the file system of an open descriptor (on <paramref name="path"/>): one flush for a whole batch.</summary>
+    public static void SyncFileSystem(int fd, string path)
+    {
+        if (syncfs(fd) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            throw new IOException($"{path}: syncfs failed: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
+        }
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fcntl(int fd, int command, int argument);
+
+    /// <summary>A second descriptor on what <paramref name="fd"/> is open on (F_DUPFD_CLOEXEC); -1 on failure.</summary>
+    public static int Duplicate(int fd) => fcntl(fd, 1030 /* F_DUPFD_CLOEXEC */, 0);
+
+    [LibraryImport("libc", EntryPoint = "sync_file_range", SetLastError = true)]
+    private static partial int sync_file_range(int fd, long offset, long count, uint flags);
+
+    /// <summary>Starts writing <paramref name="fd"/>'s dirty pages back without waiting (sync_file_range(SYNC_FILE_RANGE_WRITE)):
+    /// by the time the batch is made durable, most of its data is on its way. A hint: its failure is left to the fsync.</summary>
+    public static void StartWriteback(int fd) => _ = sync_file_range(fd, 0, 0, 2 /* SYNC_FILE_RANGE_WRITE */);
+
+    /// <summary>fsync(2) (<paramref name="dataOnly"/>: fdatasync(2), the size and blocks but not the times) of one
+    /// descriptor: only its own data is waited for, never another writer's on the same file system (syncfs would).
+    /// The exception's HResult is the errno (ENOSPC reads as a full disk).</summary>
+    public static void Sync(int fd, bool dataOnly, string path)
+    {
+        if ((dataOnly ? fdatasync(fd) : fsync(fd)) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            throw new IOException($"{path}: {(dataOnly ? "fdatasync" : "fsync")} failed: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
+        }
+    }
 
     [LibraryImport("libc", SetLastError = true)]
     private static unsafe partial nint pwrite(int fd, byte* buffer, nuint count, long offset);
@@ -124,13 +187,6 @@ internal static partial class Libc
 
     /// <summary>fsync of a directory: makes a rename inside it durable.</summary>
     public static void FsyncDirectory(string directory) => OnDirectory(directory, "fsync of directory", fsync);
-
-    /// <summary>syncfs(2) on the file system of an open descriptor: one flush for a whole batch.</summary>
-    public static void SyncFileSystem(int fd)
-    {
-        if (syncfs(fd) != 0)
-            throw new IOException($"syncfs failed: {Marshal.GetLastPInvokeErrorMessage()}");
-    }
 
     /// <summary>Opens <paramref name="directory"/>, runs a call on its descriptor, closes it; errors name the directory and errno.</summary>
     private static void OnDirectory(string directory, string what, Func<int, int> call)
