@@ -19,10 +19,10 @@ namespace HaSync.Apply;
 /// spinning disks. So changes are applied as they come, files wait as complete temp files, and at the sender's
 /// Flush (the end of its burst; the session sends one itself a few milliseconds after a change nobody flushed),
 /// before a read, or when a batch grows large, the batch is made durable: the journal's intents and each temp file
-/// (fdatasync; its writeback was started when it was sealed) before any rename, then the renames and in-place changes
+/// (fsync; its writeback was started when it was sealed) before any rename, then the renames and in-place changes
 /// (an fsync of each directory and inode changed, see <see cref="BatchSync"/>), and only then are the batch's acks
-/// sent: an ack still means "on disk". Only the batch's own inodes are flushed: a syncfs would wait for every other
-/// writer's data on the file system.
+/// sent: an ack still means "on disk". A small batch flushes only its own inodes (a syncfs would wait for every other
+/// writer's data on the file system); a large one, one syncfs per file system at each of the two steps.
 /// Split-brain guard: nothing is written before the sender has claimed an epoch this node accepts (and none after
 /// a later one was accepted), and nothing the passive changed on its own is overwritten or deleted: the journal in
 /// the state directory says what HaSync last wrote; a file that no longer matches is a conflict, kept as it is,
@@ -49,7 +49,8 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
     private Epoch? _claim;  // the sender's term, once accepted
     private bool _adopt;    // resync --force: the passive's own changes are overwritten
 
-    // Each file of a batch holds two descriptors until the commit (its temp file, its directory): within the limit.
+    // Each file of a batch holds two descriptors until the commit (its temp file, its directory): within the limit on
+    // open files, which the first agent of the process raises to its hard limit.
     private static readonly int MaxBatchFiles = (int)Math.Clamp((Interop.Libc.RaiseOpenFileLimit() - 256) / 3, 16, 512);
     private const int MaxBatchChanges = 8192; // answers held for one commit: a sender that never flushes cannot grow them without bound
     private const long MaxBatchBytes = 64L << 20;

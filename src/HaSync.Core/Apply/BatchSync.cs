@@ -61,7 +61,7 @@ internal sealed class BatchSync : IDisposable
         if (perInode)
         {
             foreach (var (fd, path) in _held.Values)
-                Libc.Sync(fd, dataOnly: false, path);
+                Libc.Sync(fd, path);
             return;
         }
         foreach (var (_, (fd, path)) in _held.DistinctBy(h => h.Key.Device))

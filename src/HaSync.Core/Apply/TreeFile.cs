@@ -57,13 +57,13 @@ public sealed class TreeFile : IDisposable
         Libc.StartWriteback((int)_handle.DangerousGetHandle());
     }
 
-    /// <summary>fdatasync of the sealed temp file (its content and size on disk: a rename made durable before them would
-    /// leave an empty file after a crash), unless <paramref name="fileSystemSynced"/> (a syncfs did it); then its descriptor
-    /// is closed.</summary>
+    /// <summary>fsync of the sealed temp file (its content, owner, mode and times on disk: a rename made durable before them
+    /// would leave an empty or root-owned file after a crash), unless <paramref name="fileSystemSynced"/> (a syncfs did it);
+    /// then its descriptor is closed.</summary>
     public void MakeDurable(bool fileSystemSynced)
     {
         if (!fileSystemSynced)
-            Libc.Sync((int)_handle.DangerousGetHandle(), dataOnly: true, TargetPath);
+            Libc.Sync((int)_handle.DangerousGetHandle(), TargetPath);
         _handle.Dispose();
         _durable = true;
     }

@@ -54,6 +54,7 @@ public sealed class Journal : IDisposable
     private readonly byte[] _key = [];  // keys the fingerprints: see FingerprintOf
     private bool _upgraded; // lines of an older hasync were read: compact, so the file holds keyed fingerprints only
     private long _readTo;  // bytes of the file taken in
+    private long _synced;  // bytes of the file known to be on disk
     private int _lines;    // lines in the file, for compaction
 
     /// <summary>Opens (or creates) the journal in <paramref name="stateDirectory"/> and reads it.</summary>
@@ -192,7 +193,7 @@ public sealed class Journal : IDisposable
     }
 
     /// <summary>Appends what was recorded since the last call; with <paramref name="durable"/>, on disk when it returns
-    /// (fdatasync of the journal alone).</summary>
+    /// (an fsync of the journal alone).</summary>
     /// <exception cref="IOException">The journal could not be written or flushed.</exception>
     public void Flush(bool durable = false)
     {
@@ -218,8 +219,6 @@ public sealed class Journal : IDisposable
                 Compact(); // a long-lived session writing the same files again and again
         }
     }
-
-    private long _synced; // how much of the journal is known to be on disk
 
     private void Sync()
     {

@@ -18,9 +18,6 @@ internal static partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     public static partial int close(int fd);
 
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int fdatasync(int fd);
-
     [StructLayout(LayoutKind.Sequential)]
     private struct RLimit
     {
@@ -53,10 +50,14 @@ internal static partial class Libc
     public static void SyncFileSystem(int fd, string path)
     {
         if (syncfs(fd) != 0)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            throw new IOException($"{path}: syncfs failed: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
-        }
+            throw LastError(path, "syncfs");
+    }
+
+    /// <summary>The failure of the call just made on <paramref name="path"/>, its HResult the errno (ENOSPC reads as a full disk).</summary>
+    private static IOException LastError(string path, string call)
+    {
+        int errno = Marshal.GetLastPInvokeError();
+        return new IOException($"{path}: {call} failed: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
     }
 
     [LibraryImport("libc", SetLastError = true)]
@@ -72,16 +73,12 @@ internal static partial class Libc
     /// by the time the batch is made durable, most of its data is on its way. A hint: its failure is left to the fsync.</summary>
     public static void StartWriteback(int fd) => _ = sync_file_range(fd, 0, 0, 2 /* SYNC_FILE_RANGE_WRITE */);
 
-    /// <summary>fsync(2) (<paramref name="dataOnly"/>: fdatasync(2), the size and blocks but not the times) of one
-    /// descriptor: only its own data is waited for, never another writer's on the same file system (syncfs would).
-    /// The exception's HResult is the errno (ENOSPC reads as a full disk).</summary>
-    public static void Sync(int fd, bool dataOnly, string path)
+    /// <summary>fsync(2) of one descriptor on <paramref name="path"/> (content, owner, mode and times): only its own data is
+    /// waited for, never another writer's on the same file system (syncfs would).</summary>
+    public static void Sync(int fd, string path)
     {
-        if ((dataOnly ? fdatasync(fd) : fsync(fd)) != 0)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            throw new IOException($"{path}: {(dataOnly ? "fdatasync" : "fsync")} failed: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
-        }
+        if (fsync(fd) != 0)
+            throw LastError(path, "fsync");
     }
 
     [LibraryImport("libc", SetLastError = true)]
@@ -99,10 +96,9 @@ internal static partial class Libc
                 nint written = pwrite(fd, start + done, (nuint)(data.Length - done), offset + done);
                 if (written < 0)
                 {
-                    int errno = Marshal.GetLastPInvokeError();
-                    if (errno == EINTR)
+                    if (Marshal.GetLastPInvokeError() == EINTR)
                         continue;
-                    throw new IOException($"{path}: write failed: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
+                    throw LastError(path, "write");
                 }
                 done += (int)written;
             }

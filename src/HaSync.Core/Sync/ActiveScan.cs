@@ -34,9 +34,10 @@ public sealed class ActiveScan
     /// length): a delta of that file need not compute them again. Complete once <see cref="Entries"/> is.</summary>
     public Dictionary<string, Signature> OwnSignatures { get; } = new(StringComparer.Ordinal);
 
-    /// <summary>Starts the walk of <paramref name="config"/>'s watched set. <paramref name="strict"/>: a path that cannot be
-    /// read fails the whole scan (a report must not show it as missing) instead of being left out.</summary>
-    public static ActiveScan Start(HaSyncConfig config, HashCache? cache, CancellationToken cancellationToken, bool strict = false)
+    /// <summary>Starts the walk of <paramref name="config"/>'s watched set. <paramref name="forReport"/> (diff): a path that
+    /// cannot be read fails the whole scan (a report must not show it as missing) instead of being left out, and no block
+    /// sums are kept (nothing is sent).</summary>
+    public static ActiveScan Start(HaSyncConfig config, HashCache? cache, CancellationToken cancellationToken, bool forReport = false)
     {
         var scan = new ActiveScan(config, new PathFilter(config.Exclude));
         scan.Entries = Task.Run(() =>
@@ -44,8 +45,8 @@ public sealed class ActiveScan
             try
             {
                 return TreeWalker.Walk(config.SourceRoot, config.Paths, scan.Exclude, withHash: true,
-                    onSignature: (entry, _, signature) => scan.OwnSignatures[entry.Path] = signature.Truncated(SignatureParameters.SyncStrongLength),
-                    cache: cache, onUnreadable: strict ? null : (path, e) => scan.Unreadable[path] = $"{path}: {Resync.Unreadable(e)}",
+                    onSignature: forReport ? null : (entry, _, signature) => scan.OwnSignatures[entry.Path] = signature.Truncated(SignatureParameters.SyncStrongLength),
+                    cache: cache, onUnreadable: forReport ? null : (path, e) => scan.Unreadable[path] = $"{path}: {Resync.Unreadable(e)}",
                     counter: scan.Counter, cancellationToken: cancellationToken);
             }
             finally

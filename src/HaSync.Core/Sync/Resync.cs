@@ -235,7 +235,7 @@ public static class Resync
     /// <summary>The active's scan and the passive's manifest of the watched set, compared; a path the active cannot read
     /// fails the compare (nothing of it may look like a delete).</summary>
     public static Task<List<PathDifference>> CompareAsync(HaSyncConfig config, AgentSession session, CancellationToken cancellationToken = default) =>
-        CompareAsync(session, ActiveScan.Start(config, cache: null, cancellationToken, strict: true), progress: null, cancellationToken);
+        CompareAsync(session, ActiveScan.Start(config, cache: null, cancellationToken, forReport: true), progress: null, cancellationToken);
 
     /// <summary>The passive's manifest, asked for now (the agent walks and hashes while the scan does, if it still runs),
     /// compared with <paramref name="scan"/>; <paramref name="progress"/> receives what each side has described so far,
