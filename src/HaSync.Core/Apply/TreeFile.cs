@@ -100,15 +100,23 @@ public sealed class TreeFile : IDisposable
     }
 
     /// <summary>Writes a new file from its start through its descriptor (held by the TreeFile until it is sealed), pwrite(2)
-    /// by pwrite, the position kept here: a FileStream, or RandomAccess, would ask the kernel for it (lseek) first.</summary>
+    /// by pwrite, the position kept here: a FileStream, or RandomAccess, would ask the kernel for it (lseek) first. A large
+    /// file's writeback is started every <see cref="WritebackStep"/> bytes, so that the disk works while the rest arrives
+    /// and the fsync at the commit waits for the last step only.</summary>
     private sealed class AppendStream(int fd, string path) : Protocol.WriteOnlyStream
     {
-        private long _written;
+        private const long WritebackStep = 8 << 20;
+        private long _written, _writtenBack;
 
         public override void Write(ReadOnlySpan<byte> buffer)
         {
             Libc.WriteAt(fd, buffer, _written, path);
             _written += buffer.Length;
+            if (_written - _writtenBack >= WritebackStep)
+            {
+                Libc.StartWriteback(fd, _writtenBack, _written - _writtenBack);
+                _writtenBack = _written;
+            }
         }
 
         public override long Length => _written;

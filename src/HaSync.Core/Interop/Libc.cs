@@ -70,8 +70,9 @@ internal static partial class Libc
     private static partial int sync_file_range(int fd, long offset, long count, uint flags);
 
     /// <summary>Starts writing <paramref name="fd"/>'s dirty pages back without waiting (sync_file_range(SYNC_FILE_RANGE_WRITE)):
-    /// by the time the batch is made durable, most of its data is on its way. A hint: its failure is left to the fsync.</summary>
-    public static void StartWriteback(int fd) => _ = sync_file_range(fd, 0, 0, 2 /* SYNC_FILE_RANGE_WRITE */);
+    /// by the time the batch is made durable, most of its data is on its way. A hint: its failure is left to the fsync.
+    /// <paramref name="count"/> 0: from <paramref name="offset"/> to the end.</summary>
+    public static void StartWriteback(int fd, long offset = 0, long count = 0) => _ = sync_file_range(fd, offset, count, 2 /* SYNC_FILE_RANGE_WRITE */);
 
     /// <summary>fsync(2) of one descriptor on <paramref name="path"/> (content, owner, mode and times): only its own data is
     /// waited for, never another writer's on the same file system (syncfs would).</summary>

@@ -148,6 +148,28 @@ public static class PosixFiles
     {
         var hasher = new ContentHasher(length, collectSignature);
         using var stream = access.OpenRead();
+        if (length >= ParallelHashLength && Environment.ProcessorCount > 1 && stream is FileStream { CanSeek: true } file)
+        {
+            // A large file's second half is hashed on another core meanwhile (its blocks' digests join the first half's in
+            // order): the passive answers a manifest, and the active describes a large edit, in about half the time.
+            long half = hasher.BlockBoundaryNear(length / 2);
+            var rest = hasher.Part(half, length - half);
+            var second = Task.Run(() => HashRange(file.SafeFileHandle, half, length - half, rest));
+            try
+            {
+                HashRange(file.SafeFileHandle, 0, half, hasher);
+            }
+            finally
+            {
+                ((IAsyncResult)second).AsyncWaitHandle.WaitOne(); // the other half is read before the file closes
+            }
+            second.GetAwaiter().GetResult();
+            hasher.Join(rest);
+            Span<byte> beyond = stackalloc byte[1]; // grown since its lstat: hashed too long, and so no hash (it is read again)
+            if (RandomAccess.Read(file.SafeFileHandle, beyond, length) > 0)
+                hasher.Update(beyond);
+            return hasher;
+        }
         byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 16);
         try
         {
@@ -160,6 +182,31 @@ public static class PosixFiles
             System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
         return hasher;
+    }
+
+    /// <summary>Files from this size on are hashed in two halves at once.</summary>
+    private const long ParallelHashLength = 8 << 20;
+
+    /// <summary>Reads <paramref name="length"/> bytes from <paramref name="offset"/> through <paramref name="hasher"/>
+    /// (fewer if the file is shorter now: the hash then comes out null).</summary>
+    private static void HashRange(Microsoft.Win32.SafeHandles.SafeFileHandle file, long offset, long length, ContentHasher hasher)
+    {
+        byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 16);
+        try
+        {
+            for (long done = 0; done < length;)
+            {
+                int read = RandomAccess.Read(file, buffer.AsSpan(0, (int)Math.Min(1 << 16, length - done)), offset + done);
+                if (read == 0)
+                    break;
+                hasher.Update(buffer.AsSpan(0, read));
+                done += read;
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     /// <summary>Owner, mode and time of <paramref name="path"/> as <paramref name="entry"/> says. Owner first:

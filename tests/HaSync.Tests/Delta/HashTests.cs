@@ -63,6 +63,24 @@ public sealed class HashTests
         }
     }
 
+    [Fact]
+    public void FourMessagesAtOnceHashAsEachAlone()
+    {
+        var random = new Random(13);
+        foreach (int length in new[] { 0, 1, 127, 128, 129, 256, 1000, 4992, 10_001 })
+        {
+            byte[] messages = TestData.Random(random, 4 * length);
+            var together = new byte[4 * 32];
+            Blake2b.Hash4(messages, length, together);
+            for (int lane = 0; lane < 4; lane++)
+            {
+                var alone = new byte[32];
+                Blake2b.Hash(messages.AsSpan(lane * length, length), alone);
+                Assert.True(alone.AsSpan().SequenceEqual(together.AsSpan(lane * 32, 32)), $"length {length}, message {lane}");
+            }
+        }
+    }
+
     [Theory]
     [InlineData("", "31d6cfe0d16ae931b73c59d7e0c089c0")]
     [InlineData("abc", "a448017aaf21d8525fc10ae87aa6729d")]
@@ -145,13 +163,39 @@ public sealed class ContentHashTests
 
         Assert.Equal(expected, HaSync.Scanning.ContentHasher.Of(content));
 
-        var hasher = new HaSync.Scanning.ContentHasher(size, collectSignature: true);
-        for (int offset = 0; offset < size; offset += 777)
-            hasher.Update(content.AsSpan(offset, Math.Min(777, size - offset)));
-        Assert.Equal(expected, hasher.Finish());
+        // In small pieces, and in pieces of any size up to several blocks (whole groups of blocks hashed where they lie,
+        // the rest copied aside until its group is complete).
+        var random = new Random(size);
+        foreach (Func<int> piece in new Func<int>[] { () => 777, () => random.Next(1, 300_000) })
+        {
+            var hasher = new HaSync.Scanning.ContentHasher(size, collectSignature: true);
+            for (int offset = 0, take; offset < size; offset += take)
+            {
+                take = Math.Min(piece(), size - offset);
+                hasher.Update(content.AsSpan(offset, take));
+            }
+            Assert.Equal(expected, hasher.Finish());
+            var ours = new MemoryStream();
+            hasher.Signature!.WriteTo(ours);
+            Assert.Equal(signature, ours.ToArray()); // the signature a hash pass yields is rdiff's, byte for byte
+        }
+    }
+
+    [Theory]
+    [InlineData(9 << 20)]
+    [InlineData((9 << 20) + 777)]
+    public void ALargeFileHashedInTwoHalvesAtOnceHashesAsRdiffSignsIt(int size)
+    {
+        byte[] content = TestData.Random(new Random(size), size);
+        using var dir = new TempDir();
+        File.WriteAllBytes(dir.File("f"), content);
+        Tools.Check(Tools.Rdiff, "signature", "-b", SignatureParameters.SyncBlockLength(size).ToString(), dir.File("f"), dir.File("sig"));
+        Signature? signature = null;
+        var entry = HaSync.Scanning.PosixFiles.Describe(dir.File("f"), "/f", onSignature: (_, _, s) => signature = s)!;
+        Assert.Equal(HaSync.Scanning.ContentHasher.Of(content), entry.Hash);
         var ours = new MemoryStream();
-        hasher.Signature!.WriteTo(ours);
-        Assert.Equal(signature, ours.ToArray()); // the signature a hash pass yields is rdiff's, byte for byte
+        signature!.WriteTo(ours);
+        Assert.Equal(File.ReadAllBytes(dir.File("sig")), ours.ToArray());
     }
 
     [Fact]
