@@ -50,8 +50,9 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
     private bool _adopt;    // resync --force: the passive's own changes are overwritten
 
     // Each file of a batch holds two descriptors until the commit (its temp file, its directory): within the limit on
-    // open files, which the first agent of the process raises to its hard limit.
-    private static readonly int MaxBatchFiles = (int)Math.Clamp((Interop.Libc.RaiseOpenFileLimit() - 256) / 3, 16, 512);
+    // open files, which the first agent of the process raises to its hard limit. Up to a few thousand, so that a cold copy
+    // of /etc is one commit (each costs two syncfs, 20 to 60 ms).
+    private static readonly int MaxBatchFiles = (int)Math.Clamp((Interop.Libc.RaiseOpenFileLimit() - 256) / 3, 16, 4096);
     private const int MaxBatchChanges = 8192; // answers held for one commit: a sender that never flushes cannot grow them without bound
     private const long MaxBatchBytes = 64L << 20;
 

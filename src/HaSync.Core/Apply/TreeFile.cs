@@ -48,14 +48,19 @@ public sealed class TreeFile : IDisposable
         return new TreeFile(directory, name, temp, handle, st.st_dev, st.st_ino);
     }
 
-    /// <summary>Sets owner, mode and times on the complete file's own descriptor and starts writing its data back; the
-    /// descriptor stays open for <see cref="MakeDurable"/> (the agent's group commit makes a whole batch durable before
-    /// renaming any of it).</summary>
+    /// <summary>Sets owner, mode and times on the complete file's own descriptor and, unless it is small, starts writing
+    /// its data back; the descriptor stays open for <see cref="MakeDurable"/> (the agent's group commit makes a whole batch
+    /// durable before renaming any of it).</summary>
     public void Seal(FileEntry entry)
     {
         PosixFiles.ApplyMetadata(_handle, TargetPath, entry);
-        Libc.StartWriteback((int)_handle.DangerousGetHandle());
+        if (entry.Size >= EarlyWritebackSize)
+            Libc.StartWriteback((int)_handle.DangerousGetHandle());
     }
+
+    /// <summary>Below this, a file's few pages go with its fsync or the batch's syncfs: a call per file to start them
+    /// earlier costs a burst of small files more than it saves.</summary>
+    private const long EarlyWritebackSize = 64 << 10;
 
     /// <summary>fsync of the sealed temp file (its content, owner, mode and times on disk: a rename made durable before them
     /// would leave an empty or root-owned file after a crash), unless <paramref name="fileSystemSynced"/> (a syncfs did it);
