@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Change-to-replica latency: make an edit on the active, poll the replica until it holds the new content.
 
-  latency-probe.py edits MODE SRC DST COUNT   -> prints "p50 p99 max" in milliseconds
+  latency-probe.py edits MODE SRC DST COUNT   -> prints "p50 p99 max" in milliseconds; DST may list several replicas
+                                                 separated by ":" (an edit counts once every one holds it)
   latency-probe.py burst SRC DST COUNT        -> prints the seconds until DST holds all COUNT files, counted from
                                                  the first write and from the last one
 MODE: inplace (open, truncate, write, close) or rename (write a temp file, rename it over).
@@ -14,20 +15,26 @@ POLL = 0.0005
 TIMEOUT = 120.0
 
 
-def wait_for(path, content, start):
+def holds(path, content):
+    try:
+        with open(path, "rb") as f:
+            return f.read() == content
+    except OSError:
+        return False
+
+
+def wait_for(paths, content, start):
+    pending = list(paths)
     while True:
-        try:
-            with open(path, "rb") as f:
-                if f.read() == content:
-                    return time.perf_counter() - start
-        except OSError:
-            pass
+        pending = [p for p in pending if not holds(p, content)]
+        if not pending:
+            return time.perf_counter() - start
         if time.perf_counter() - start > TIMEOUT:
-            sys.exit(f"latency-probe: {path} did not get the new content within {TIMEOUT:.0f} s")
+            sys.exit(f"latency-probe: {pending[0]} did not get the new content within {TIMEOUT:.0f} s")
         time.sleep(POLL)
 
 
-def edits(mode, src, dst, count):
+def edits(mode, src, dsts, count):
     files = [f"edit-{i}.conf" for i in range(10)]
     latencies = []
     for i in range(count):
@@ -42,7 +49,7 @@ def edits(mode, src, dst, count):
             with open(tmp, "wb") as f:
                 f.write(content)
             os.rename(tmp, os.path.join(src, name))
-        latencies.append(wait_for(os.path.join(dst, name), content, start))
+        latencies.append(wait_for([os.path.join(dst, name) for dst in dsts.split(":")], content, start))
         time.sleep(0.02)  # edits apart, as an admin makes them
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000

@@ -29,10 +29,10 @@ CFG
   $ssh_cmd "$user@127.0.0.1" true || { echo "sshd did not come up: $(cat "$work/ssh/sshd.log")" >&2; exit 1; }
 }
 
-# hasync's target settings for the same sshd (YAML lines, indented for a list item).
+# hasync's target settings for the same sshd (YAML lines, indented for a list item): HASYNC ROOT [NAME].
 hasync_target_yaml() {
   cat <<CFG
-  - name: bench
+  - name: ${3:-bench}
     host: 127.0.0.1
     port: $port
     user: $user

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Scale benchmark, in the same run against the peers over the same loopback sshd:
+#  - a watched set of BENCH_DIRS (10,000) directories holding BENCH_FILES (100,000) files: the daemon's start-up on an
+#    empty passive until it watches and until the replica is whole (time, resident memory), against one cold rsync of
+#    the same tree and lsyncd's start-up (delay = 0) until its first rsync finished;
+#  - BENCH_TARGETS (16) targets, one agent each behind the same sshd: change-to-replica p50/p99 until every replica
+#    holds the edit, against the same daemon with one target.
+# Each replica is checked against the source with a listing (path, type, mode, size, mtime) and diff -r, not by hasync.
+#   BENCH_DIRS=10000 BENCH_FILES=100000 BENCH_TARGETS=16 BENCH_EDITS=50 tests/bench/scale-bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+DIRS=${BENCH_DIRS:-10000}
+FILES=${BENCH_FILES:-100000}
+TARGETS=${BENCH_TARGETS:-16}
+EDITS=${BENCH_EDITS:-50}
+work=$(mktemp -d "${BENCH_DIR:-/tmp}/hasync-scale-bench.XXXXXX")
+sshd_pid="" daemon_pid=""
+cleanup() {
+  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null
+  [ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+for tool in rsync lsyncd python3 ssh ssh-keygen /usr/sbin/sshd; do
+  command -v "$tool" >/dev/null || { echo "scale-bench: $tool is not installed (apt-get install rsync lsyncd python3 openssh-server)" >&2; exit 1; }
+done
+watches=$(cat /proc/sys/fs/inotify/max_user_watches)
+[ "$watches" -gt $((DIRS + 1000)) ] || { echo "scale-bench: fs.inotify.max_user_watches = $watches, below the $DIRS directories watched" >&2; exit 1; }
+
+dotnet publish src/HaSync -c Release -o "$work/bin" >/dev/null || { echo "scale-bench: build failed" >&2; exit 1; }
+hasync="$work/bin/hasync"
+probe="python3 tests/bench/latency-probe.py"
+source tests/bench/sshd.sh
+start_sshd
+
+# The tree: sqrt(DIRS) directories of sqrt(DIRS) directories, FILES spread over the leaves, config-sized (100 B–4 KB).
+python3 - "$work/src/tree" "$DIRS" "$FILES" <<'PY'
+import math, os, random, sys
+root, dirs, files = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(13)
+side = max(1, math.isqrt(dirs))
+leaves = [os.path.join(root, f"d{a:03d}", f"e{b:03d}") for a in range(side) for b in range(dirs // side)]
+for leaf in leaves:
+    os.makedirs(leaf)
+for i in range(files):
+    with open(os.path.join(leaves[i % len(leaves)], f"f{i:06d}.conf"), "wb") as f:
+        f.write(rng.randbytes(rng.randint(100, 4096)))
+PY
+mkdir -p "$work/src/bench"
+for i in $(seq 0 9); do echo "initial $i" >"$work/src/bench/edit-$i.conf"; done
+dir_count=$(find "$work/src/tree" -type d | wc -l); file_count=$(find "$work/src/tree" -type f | wc -l)
+sync
+
+now_ns() { date +%s%N; }
+seconds_since() { awk -v ns=$(( $(now_ns) - $1 )) 'BEGIN { printf "%.2f", ns / 1e9 }'; }
+# The replica holds the source: same entries with the same type, mode, size and mtime, and the same contents.
+listing() { (cd "$1" && find . -printf '%p %y %m %s %T@\n' | sort); }
+same_tree() { # SRC DST WHO
+  if ! cmp -s <(listing "$1") <(listing "$2") || ! diff -rq --no-dereference "$1" "$2" >/dev/null; then
+    echo "scale-bench: $3's replica differs from the source: $(diff <(listing "$1") <(listing "$2") | head -n 3)" >&2; exit 1
+  fi
+}
+wait_log() { # FILE PATTERN WHO: until FILE holds PATTERN (2 min at most)
+  for _ in $(seq 1 6000); do grep -qE "$2" "$1" 2>/dev/null && return; sleep 0.02; done
+  echo "scale-bench: $3 never logged \"$2\": $(tail -n 5 "$1")" >&2; exit 1
+}
+rss_mb() { awk -v f="$2" '$1 == f ":" { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+# The resident memory of a process and its children (the daemon's ssh clients), in MB.
+tree_rss_mb() {
+  local total=0 pid
+  for pid in $1 $(pgrep -P "$1"); do total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status"))); done
+  echo $((total / 1024))
+}
+config() { # NAME PATHS TARGET-YAML...
+  local name=$1 paths=$2; shift 2
+  printf 'source_root: %s\npaths: [%s]\nstate_dir: %s\nrole: always\ntargets:\n%s\n' "$work/src" "$paths" "$work/$name.state" "$*" >"$work/$name.yaml"
+}
+stop_daemon() { kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=""; }
+
+# --- start-up on an empty passive: one cold rsync, lsyncd, hasync (each into a directory never used before) ---
+t0=$(now_ns)
+rsync -a -e "$ssh_cmd" "$work/src/tree/" "$user@127.0.0.1:$work/rsync-tree/"
+rsync_s=$(seconds_since "$t0")
+same_tree "$work/src/tree" "$work/rsync-tree" rsync
+
+mkdir -p "$work/lsyncd-tree"
+cat >"$work/lsyncd.lua" <<CFG
+settings { nodaemon = true, logfile = "$work/lsyncd.log", insist = true }
+sync { default.rsync, source = "$work/src/tree/", target = "$user@127.0.0.1:$work/lsyncd-tree/", delay = 0,
+       rsync = { archive = true, rsh = "$ssh_cmd" } }
+CFG
+t0=$(now_ns)
+lsyncd "$work/lsyncd.lua" >/dev/null 2>&1 &
+daemon_pid=$!
+wait_log "$work/lsyncd.log" 'Startup of .* finished' lsyncd
+lsyncd_s=$(seconds_since "$t0")
+sleep 1; lsyncd_rss=$(rss_mb "$daemon_pid" VmRSS)
+stop_daemon
+same_tree "$work/src/tree" "$work/lsyncd-tree" lsyncd
+
+mkdir -p "$work/ours-tree"
+config ours /tree "$(hasync_target_yaml "$hasync" "$work/ours-tree")"
+t0=$(now_ns)
+"$hasync" daemon -c "$work/ours.yaml" 2>"$work/ours.log" &
+daemon_pid=$!
+wait_log "$work/ours.log" 'watching .* directories' hasync
+watching_s=$(seconds_since "$t0")
+wait_log "$work/ours.log" 'connected; start-up resync' hasync
+ours_s=$(seconds_since "$t0")
+sleep 1; ours_rss=$(rss_mb "$daemon_pid" VmRSS); ours_hwm=$(rss_mb "$daemon_pid" VmHWM)
+stop_daemon
+# The agent's copy of the tree is under /tree of its root.
+same_tree "$work/src/tree" "$work/ours-tree/tree" hasync
+
+# --- one target against BENCH_TARGETS, the same edits ---
+declare -A p50 p99 pmax rss
+for n in 1 "$TARGETS"; do
+  targets="" replicas=""
+  for i in $(seq -w 1 "$n"); do
+    mkdir -p "$work/fan$n/t$i"
+    targets+="$(hasync_target_yaml "$hasync" "$work/fan$n/t$i" "t$i")"$'\n'
+    replicas+="${replicas:+:}$work/fan$n/t$i/bench"
+  done
+  config "fan$n" /bench "$targets"
+  "$hasync" daemon -c "$work/fan$n.yaml" 2>"$work/fan$n.log" &
+  daemon_pid=$!
+  for _ in $(seq 1 600); do
+    [ "$(grep -c 'connected; start-up resync' "$work/fan$n.log")" -ge "$n" ] && break; sleep 0.1
+  done
+  [ "$(grep -c 'connected; start-up resync' "$work/fan$n.log")" -ge "$n" ] || { echo "scale-bench: not all $n targets connected: $(tail -n 5 "$work/fan$n.log")" >&2; exit 1; }
+  read -r p50[$n] p99[$n] pmax[$n] < <($probe edits inplace "$work/src/bench" "$replicas" "$EDITS")
+  rss[$n]=$(tree_rss_mb "$daemon_pid")
+  stop_daemon
+  for i in $(seq -w 1 "$n"); do same_tree "$work/src/bench" "$work/fan$n/t$i/bench" "hasync (t$i of $n)"; done
+done
+
+echo "watched set: $file_count files in $dir_count directories"
+printf '%-52s %10s %12s\n' "start-up on an empty passive" seconds "RSS MB"
+printf '%-52s %10s %12s\n' "  hasync daemon, until watching" "$watching_s" ""
+printf '%-52s %10s %12s\n' "  hasync daemon, until the replica is whole" "$ours_s" "$ours_rss (peak $ours_hwm)"
+printf '%-52s %10s %12s\n' "  lsyncd delay=0, until its start-up rsync finished" "$lsyncd_s" "$lsyncd_rss"
+printf '%-52s %10s\n' "  one cold rsync of the same tree" "$rsync_s"
+awk -v o="$ours_s" -v r="$rsync_s" -v l="$lsyncd_s" 'BEGIN { printf "%-52s %9.2fx (vs rsync) %6.2fx (vs lsyncd)\n", "  speed-up", r / o, l / o }'
+printf '%-52s %10s %10s %10s %14s\n' "change-to-replica (ms), every replica holding it" p50 p99 max "RSS MB (+ssh)"
+for n in 1 "$TARGETS"; do
+  printf '%-52s %10s %10s %10s %14s\n' "  hasync daemon, $n target(s), inplace ($EDITS edits)" "${p50[$n]}" "${p99[$n]}" "${pmax[$n]}" "${rss[$n]}"
+done
+awk -v a="${p50[1]}" -v b="${p50[$TARGETS]}" -v n="$TARGETS" 'BEGIN { printf "%-52s %9.2fx\n", "  p50 with " n " targets / p50 with one", b / a }'
