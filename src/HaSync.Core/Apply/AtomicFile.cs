@@ -97,7 +97,7 @@ public sealed partial class AtomicFile : IDisposable
 
     // A random prefix a process and a counter: names no other process makes, without a random read per file (O_EXCL
     // refuses a name that exists anyway).
-    private static readonly string TempNamePrefix = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
+    private static readonly string TempNamePrefix = Convert.ToHexStringLower(HaSync.Interop.Libc.RandomBytes(8));
     private static long _tempNames;
 
     /// <summary>True for a name <see cref="TempPathBeside"/> makes: a temp file of HaSync's own (one a killed agent

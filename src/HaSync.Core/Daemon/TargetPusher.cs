@@ -354,6 +354,9 @@ public sealed class TargetPusher : IDisposable
             _log.Audited(Name, stats.FilesSent, stats.MetadataFixed, stats.Deleted, stats.Failures.Count);
         _unverified.Clear(); // the manifest the resync started from is the passive's own word
         Settle(round, stats, resync: true, covered: _ => true);
+        // Both sides' listings and the scan's buffers are garbage now: a daemon that watches for weeks gives that memory
+        // back to the node rather than holding its start-up peak (a compacting collection of what is left, once a resync).
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
     }
 
     /// <summary>Waits until something is dirty, a retry, the audit or the self-check is due, or the daemon stops.</summary>

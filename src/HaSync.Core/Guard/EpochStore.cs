@@ -63,7 +63,7 @@ public sealed class EpochStore
                 return id;
             StateDirectory.Ensure(_directory);
             using var file = AtomicFile.Create(path, privateUntilCommit: true); // 0600, as all in the state directory
-            file.Stream.Write(System.Text.Encoding.ASCII.GetBytes(Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)) + "\n"));
+            file.Stream.Write(System.Text.Encoding.ASCII.GetBytes(Convert.ToHexStringLower(HaSync.Interop.Libc.RandomBytes(8)) + "\n"));
             file.Commit();
             return File.ReadAllText(path).Trim();
         }

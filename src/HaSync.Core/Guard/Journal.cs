@@ -117,7 +117,7 @@ public sealed class Journal : IDisposable
             byte[] key = File.ReadAllBytes(path);
             return key.Length == 32 ? key : throw new IOException($"{path}: not a journal key ({key.Length} bytes, expected 32): remove it, the journal starts over");
         }
-        byte[] fresh = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);
+        byte[] fresh = HaSync.Interop.Libc.RandomBytes(32);
         using (var file = HaSync.Apply.AtomicFile.Create(path, privateUntilCommit: true))
         {
             file.Stream.Write(fresh);

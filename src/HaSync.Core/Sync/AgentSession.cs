@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using HaSync.Guard;
 using HaSync.Protocol;
 using HaSync.Scanning;
@@ -38,6 +39,7 @@ public sealed class AgentSession : IDisposable
     private readonly Timer _heartbeatTimer;           // says we are here when quiet; finds a silent agent
     private readonly TimeSpan _heartbeat;
     private bool _unflushedChanges;                   // changes sent since the last Flush
+    private long _lastChangeSent;                     // when the last of them was written out (a Stopwatch timestamp)
     private static readonly TimeSpan PushDelay = TimeSpan.FromMilliseconds(5);
     private readonly EntryCodec _requests = new();  // encodes entries in request order (under the write lock)
     private readonly EntryCodec _manifests = new(); // decodes manifest entries on the reader thread
@@ -239,7 +241,10 @@ public sealed class AgentSession : IDisposable
                 if (push)
                     _writer.Flush();
                 if (_unflushedChanges)
+                {
+                    _lastChangeSent = Stopwatch.GetTimestamp();
                     _pushTimer.Change(PushDelay, Timeout.InfiniteTimeSpan);
+                }
             }
             catch (IOException e)
             {
@@ -252,11 +257,19 @@ public sealed class AgentSession : IDisposable
 
     private void Push()
     {
-        bool due;
         lock (_writeLock)
-            due = _unflushedChanges && _closed is null;
-        if (!due)
-            return;
+        {
+            if (!_unflushedChanges || _closed is not null)
+                return;
+            // The timer also fires while a change is being written into a full pipe (the agent busy with the batch): that
+            // sender is not done, and a flush then would cut a cold copy into a commit every few dozen files.
+            var idle = Stopwatch.GetElapsedTime(_lastChangeSent);
+            if (idle < PushDelay)
+            {
+                _pushTimer.Change(PushDelay - idle, Timeout.InfiniteTimeSpan);
+                return;
+            }
+        }
         try
         {
             _ = SendFlush(); // its own answer matters to nobody; the changes' answers come with it

@@ -84,4 +84,77 @@ public sealed class AgentBatchTests
         Assert.Empty(manifest); // nothing stands there: nothing to list, no refusal
         Assert.True(File.Exists(Path.Join(root, "etc/conf.d")));
     }
+
+    [Fact]
+    public async Task ChangesWrittenIntoAFullPipeStayOneBatch()
+    {
+        // A cold copy sends faster than the agent applies: the sender's writes block on a full pipe for longer than the
+        // few milliseconds after which a sender that went quiet gets its changes flushed. Blocked is not quiet: the
+        // changes must reach the agent as one batch, flushed once, where the sender asks (before: a flush, and so a
+        // commit with two syncfs, every few dozen files of a 100,000-file copy).
+        using var dir = new TempDir();
+        string root = dir.File("passive");
+        Directory.CreateDirectory(root);
+        await using var agent = AgentProcess.Start(TestTree.LocalTarget(root));
+        var wire = new SlowRecordingStream(agent.Input);
+        var files = Enumerable.Range(0, 1000).Select(i => ($"/etc/cold/{i:D4}.conf", System.Text.Encoding.ASCII.GetBytes($"file {i}\n" + new string('x', 4000)))).ToList();
+        using (var session = AgentSession.Open(wire, agent.Output, "batch", agent.Describe))
+        {
+            await TestTree.ClaimAsync(session);
+            var acks = new List<Task<Ack>> { session.SendMakeDirectory(new FileEntry { Path = "/etc/cold", Kind = EntryKind.Directory, Mode = 0x1ed }) };
+            foreach (var (path, content) in files)
+                acks.Add(session.SendPut(TestTree.FileEntry(path, content), PutEncoding.Whole, s => s.Write(content)));
+            await session.SendFlush().WaitAsync(TimeSpan.FromMinutes(1));
+            Assert.All(await Task.WhenAll(acks).WaitAsync(TimeSpan.FromMinutes(1)), a => Assert.Equal((AckStatus.Ok, ""), (a.Status, a.Message)));
+        }
+        foreach (var (path, content) in files)
+            Assert.Equal(content, File.ReadAllBytes(Path.Join(root, path)));
+
+        var reader = new FrameReader(new MemoryStream(wire.Written()));
+        int flushes = 0, puts = 0;
+        while (reader.Read() is { } frame)
+            (flushes, puts) = (flushes + (frame.Type == FrameType.Flush ? 1 : 0), puts + (frame.Type == FrameType.PutFile ? 1 : 0));
+        Assert.Equal(files.Count, puts); // the oracle reads the wire it meant to
+        Assert.True(flushes <= 2, $"{files.Count} changes sent at once were flushed {flushes} times (expected once, at the end)");
+    }
+
+    /// <summary>The agent's input as a full pipe makes it: every write blocks 10 ms (longer than the sender's quiet delay);
+    /// what went through is kept for the test to read back.</summary>
+    private sealed class SlowRecordingStream(Stream inner) : Stream
+    {
+        private readonly MemoryStream _written = new();
+
+        public byte[] Written()
+        {
+            lock (_written)
+                return _written.ToArray();
+        }
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            Thread.Sleep(10);
+            lock (_written)
+                _written.Write(buffer);
+            inner.Write(buffer);
+        }
+
+        public override void Flush() => inner.Flush();
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+                inner.Dispose();
+            base.Dispose(disposing);
+        }
+    }
 }
