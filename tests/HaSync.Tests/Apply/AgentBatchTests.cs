@@ -115,7 +115,9 @@ public sealed class AgentBatchTests
         while (reader.Read() is { } frame)
             (flushes, puts) = (flushes + (frame.Type == FrameType.Flush ? 1 : 0), puts + (frame.Type == FrameType.PutFile ? 1 : 0));
         Assert.Equal(files.Count, puts); // the oracle reads the wire it meant to
-        Assert.True(flushes <= 2, $"{files.Count} changes sent at once were flushed {flushes} times (expected once, at the end)");
+        // Once at the end, plus the odd flush where this test's own thread was descheduled past the quiet delay on a busy
+        // machine (a real quiet gap); flushing at blocked writes made 13 to 15 here.
+        Assert.True(flushes <= 5, $"{files.Count} changes sent at once were flushed {flushes} times (expected once, at the end)");
     }
 
     /// <summary>The agent's input as a full pipe makes it: every write blocks 10 ms (longer than the sender's quiet delay);
