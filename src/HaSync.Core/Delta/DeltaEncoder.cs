@@ -80,6 +80,7 @@ public static class DeltaEncoder
         private readonly int _blockLength;
         private readonly bool _blake2;
         private readonly Signature? _own; // the new content's own blocks, when already hashed
+        private readonly bool _ownWeakFits; // and their weak sums are of the signature's kind
         private readonly byte[] _buffer;
         private long _base;        // offset in the new content of _buffer[0]
         private bool _ended;       // the input is all in _buffer
@@ -93,6 +94,7 @@ public static class DeltaEncoder
         {
             _signature = signature;
             _own = own;
+            _ownWeakFits = own is not null && own.Parameters.Magic.UsesRabinKarp() == signature.Parameters.Magic.UsesRabinKarp();
             _index = signature.Index;
             _input = input;
             _writer = writer;
@@ -114,6 +116,11 @@ public static class DeltaEncoder
                 {
                     if (!Fill())
                         break;
+                    continue;
+                }
+                if (_sum.Count == 0 && OwnBlockMatch(blockLength) is { } known)
+                {
+                    AppendMatch(known, blockLength);
                     continue;
                 }
                 if (_sum.Count == 0)
@@ -189,6 +196,20 @@ public static class DeltaEncoder
                 return false;
             match = (long)block * _blockLength;
             return true;
+        }
+
+        /// <summary>Where the basis has the block the window starts, when the window (just after a match, or at the start) is
+        /// one of the new content's own blocks: found by that block's sums, so an unchanged block is passed over without its
+        /// bytes being summed again (a large file with a few edits is mostly such blocks).</summary>
+        private long? OwnBlockMatch(int length)
+        {
+            if (!_ownWeakFits || OwnBlock(length) is not { } known)
+                return null;
+            uint weak = _own!.WeakSum(known);
+            if (!_index.MayContain(weak))
+                return null;
+            int block = _index.Find(weak, _own.StrongSum(known)[.._signature.Parameters.StrongLength]);
+            return block < 0 ? null : (long)block * _blockLength;
         }
 
         /// <summary>Which of the new content's own blocks the window of <paramref name="length"/> bytes is, if it is one: it

@@ -87,6 +87,10 @@ internal static partial class Libc
     /// <summary>A second descriptor on what <paramref name="fd"/> is open on (F_DUPFD_CLOEXEC); -1 on failure.</summary>
     public static int Duplicate(int fd) => fcntl(fd, 1030 /* F_DUPFD_CLOEXEC */, 0);
 
+    /// <summary>Asks for a pipe of <paramref name="bytes"/> (F_SETPIPE_SZ; the kernel caps it at fs.pipe-max-size unless the
+    /// caller may exceed it); the size granted, or -1 when <paramref name="fd"/> is not a pipe or the call failed.</summary>
+    public static int TryResizePipe(int fd, int bytes) => fcntl(fd, 1031 /* F_SETPIPE_SZ */, bytes);
+
     [LibraryImport("libc", EntryPoint = "sync_file_range", SetLastError = true)]
     private static partial int sync_file_range(int fd, long offset, long count, uint flags);
 
@@ -124,38 +128,6 @@ internal static partial class Libc
                 }
                 done += (int)written;
             }
-        }
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct PollFd
-    {
-        public int Fd;
-        public short Events;
-        public short Revents;
-    }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static unsafe partial int poll(PollFd* fds, nuint count, int timeoutMs);
-
-    /// <summary>Waits until <paramref name="fd"/> can be read (or is at its end, or failed): true, or false after
-    /// <paramref name="timeoutMs"/>. EINTR is waited through.</summary>
-    public static unsafe bool WaitReadable(int fd, int timeoutMs)
-    {
-        const short POLLIN = 1;
-        const int EINTR = 4;
-        long deadline = Environment.TickCount64 + timeoutMs;
-        while (true)
-        {
-            var entry = new PollFd { Fd = fd, Events = POLLIN };
-            int left = (int)Math.Max(0, deadline - Environment.TickCount64);
-            int ready = poll(&entry, 1, left);
-            if (ready > 0)
-                return true; // readable, hung up or in error: the read says which
-            if (ready == 0)
-                return false;
-            if (Marshal.GetLastPInvokeError() != EINTR)
-                throw new IOException($"poll failed: {Marshal.GetLastPInvokeErrorMessage()}");
         }
     }
 

@@ -105,7 +105,7 @@ public sealed class AgentSession : IDisposable
         {
             session._writer.Write(FrameType.Hello, Hello.Write(session._heartbeat));
             session._writer.Flush();
-            var reading = Task.Run(session._reader.Read);
+            var reading = Task.Factory.StartNew(session._reader.Read, TaskCreationOptions.LongRunning); // blocks for the whole login
             var limit = welcomeTimeout ?? Wire.WelcomeTimeout;
             if (Task.WaitAny([reading], limit) < 0)
                 throw new IOException($"no answer from the agent {limit.TotalSeconds:0.#} s after it was started (the remote login or command hangs)");

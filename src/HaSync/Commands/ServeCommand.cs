@@ -46,7 +46,10 @@ internal static class ServeCommand
                 return Task.FromResult(2);
             }
             // Console streams are unbuffered on Linux: without buffers, every frame header and payload is its own read(2).
-            using var stdin = new SilenceLimitedStream(Console.OpenStandardInput(), descriptor: 0);
+            // A pipe as large as an unprivileged process may have (fs.pipe-max-size, 1 MiB by default): sshd writes what came
+            // in larger pieces, and rarely has to hold any of it (see SilenceLimitedStream).
+            HaSync.Interop.Libc.TryResizePipe(0, 1 << 20); // refused (not a pipe, over the limit): the pipe stays as it was
+            using var stdin = new SilenceLimitedStream(Console.OpenStandardInput());
             using var stdout = new BufferedStream(Console.OpenStandardOutput(), 1 << 16);
             Agent agent;
             try
