@@ -105,7 +105,7 @@ public sealed partial class Agent
             StateDirectory.EnsurePrivate(Path.GetDirectoryName(copy)!);
             using var file = AtomicFile.Create(copy, privateUntilCommit: true);
             var hashing = new HashingWriteStream(file.Stream, entry.Size);
-            Receive(encoding, data, hashing, directory, TreeWalker.NameOf(entry.Path), entry.Size);
+            Receive(encoding, data, hashing, directory, TreeWalker.NameOf(entry.Path), entry);
             data.Drain();
             if (hashing.Finish() is { } received && received.AsSpan().SequenceEqual(entry.Hash))
             {

@@ -88,25 +88,32 @@ public sealed partial class Agent
     /// <summary>Keeps the signature the manifest's hash pass produced, for the delta request that usually follows.</summary>
     private void Remember(FileEntry entry, Mono.Unix.Native.Stat version, Signature signature)
     {
-        long length = signature.SerializedLength(SignatureParameters.SyncStrongLength);
+        long length = CachedLength(signature);
         if (_signatureBytes + length > MaxCachedSignatureBytes)
             return;
-        var bytes = new MemoryStream((int)length);
-        signature.WriteTo(bytes, SignatureParameters.SyncStrongLength);
-        _signatures[entry.Path] = (version, bytes.ToArray());
-        _signatureBytes += bytes.Length;
+        _signatures[entry.Path] = (version, signature);
+        _signatureBytes += length;
     }
 
+    private static long CachedLength(Signature signature) => (long)signature.Count * (4 + signature.Parameters.StrongLength);
+
     /// <summary>The signature of the passive's copy: from the cache when that exact version (inode, size, mtime and
-    /// ctime to the nanosecond) was hashed for the manifest, else computed now.</summary>
+    /// ctime to the nanosecond) was hashed for the manifest, else computed now. A cached one's block digests are kept for
+    /// the delta that follows (see <see cref="Receive"/>).</summary>
     private byte[] SignatureOf(string logicalPath)
     {
         using var basis = OpenRegularFile(logicalPath, out var version);
+        _deltaBases.Remove(logicalPath);
         if (_signatures.Remove(logicalPath, out var cached))
         {
-            _signatureBytes -= cached.Bytes.Length;
+            _signatureBytes -= CachedLength(cached.Signature);
             if (PosixFiles.SameVersion(cached.Version, version))
-                return cached.Bytes;
+            {
+                _deltaBases[logicalPath] = cached;
+                var bytes = new MemoryStream((int)cached.Signature.SerializedLength(SignatureParameters.SyncStrongLength));
+                cached.Signature.WriteTo(bytes, SignatureParameters.SyncStrongLength);
+                return bytes.ToArray();
+            }
         }
         var signature = new MemoryStream();
         SignatureGenerator.Generate(basis, signature, SignatureParameters.ForSync(basis.Length));

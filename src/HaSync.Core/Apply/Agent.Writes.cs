@@ -34,12 +34,12 @@ public sealed partial class Agent
             file = TreeFile.Create(directory, name);
             directory = null; // the file holds it now, until its rename
             var hashing = new HashingWriteStream(file.Stream, entry.Size);
-            Receive(encoding, data, hashing, file.Directory, name, entry.Size);
+            Receive(encoding, data, hashing, file.Directory, name, entry);
             data.Drain();
             if (hashing.Finish() is not { } received || !received.AsSpan().SequenceEqual(entry.Hash))
             {
                 // A delta that did not rebuild the file, or a file that changed on the active while it was sent.
-                string what = $"{full}: received {hashing.Written} bytes whose hash differs from the active's ({entry.Size} bytes, {entry.HashHex})";
+                string what = hashing.Distrusted ?? $"{full}: received {hashing.Written} bytes whose hash differs from the active's ({entry.Size} bytes, {entry.HashHex})";
                 log.WriteLine($"hasync serve: {what}");
                 file.Dispose();
                 _deferredAcks.Add((id, AckStatus.HashMismatch, what));
@@ -63,17 +63,24 @@ public sealed partial class Agent
     }
 
     /// <summary>A PutFile's data into <paramref name="into"/>: as is, or a delta applied to the passive's copy,
-    /// <paramref name="name"/> in <paramref name="directory"/>.</summary>
-    private static void Receive(PutEncoding encoding, Stream data, Stream into, TreeDirectory directory, string name, long size)
+    /// <paramref name="name"/> in <paramref name="directory"/>. A basis whose exact version the manifest hashed lends its
+    /// block digests to the check of the result, and must still be that version when the delta is applied: else the
+    /// result is not trusted (no hash), and the sender learns that the file differs.</summary>
+    private void Receive(PutEncoding encoding, Stream data, HashingWriteStream into, TreeDirectory directory, string name, FileEntry entry)
     {
         if (encoding == PutEncoding.Delta)
         {
-            using var basis = OpenRegularFile(directory, name);
-            DeltaPatcher.Apply(basis, data, into, maxOutputLength: size);
+            using var basis = OpenRegularFile(directory, name, out var version);
+            bool lent = _deltaBases.Remove(entry.Path, out var hashed) && PosixFiles.SameVersion(hashed.Version, version);
+            if (lent)
+                into.UseBasisDigests(hashed.Signature, basis.Length);
+            DeltaPatcher.Apply(basis, data, into, maxOutputLength: entry.Size);
+            if (lent && (Mono.Unix.Native.Syscall.fstat((int)basis.SafeFileHandle.DangerousGetHandle(), out var after) != 0 || !PosixFiles.SameVersion(version, after)))
+                into.Distrust($"{directory.PathOf(name)} changed on the passive while a delta was applied to it");
         }
         else
         {
-            CopyAtMost(data, into, size, directory.PathOf(name));
+            CopyAtMost(data, into, entry.Size, directory.PathOf(name));
         }
     }
 

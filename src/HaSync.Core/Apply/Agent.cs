@@ -62,8 +62,9 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
     private readonly BatchSync _sync = new();               // what the commit fsyncs
     private readonly BatchDirectories _directories = new(); // what the commit gives back its time
     private long _batchBytes;
-    private readonly Dictionary<string, (Mono.Unix.Native.Stat Version, byte[] Bytes)> _signatures = new(StringComparer.Ordinal);
-    private long _signatureBytes;                    // cached signatures, from the manifest's hash pass
+    private readonly Dictionary<string, (Mono.Unix.Native.Stat Version, Signature Signature)> _signatures = new(StringComparer.Ordinal);
+    private long _signatureBytes;                    // cached signatures (full block digests), from the manifest's hash pass
+    private readonly Dictionary<string, (Mono.Unix.Native.Stat Version, Signature Signature)> _deltaBases = new(StringComparer.Ordinal);
     private const long MaxCachedSignatureBytes = 64L << 20;
     private readonly EntryCodec _requests = new();  // decodes entries in the sender's order
     private readonly EntryCodec _manifests = new(); // encodes entries in our answers' order

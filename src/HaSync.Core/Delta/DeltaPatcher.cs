@@ -93,6 +93,7 @@ public static class DeltaPatcher
                     throw new DeltaFormatException($"delta: COPY at byte {commandOffset} reads basis bytes {position}..{position + length} but the basis has {basisLength} bytes");
                 CheckGrowth(ref outputLength, length, maxOutputLength, "copy", commandOffset);
                 basis.Seek(position, SeekOrigin.Begin);
+                (output as ICopyAwareOutput)?.CopyFollows(position);
                 long left = length;
                 while (left > 0)
                 {
@@ -104,6 +105,7 @@ public static class DeltaPatcher
                     output.Write(copyBuffer, 0, chunk);
                     left -= chunk;
                 }
+                (output as ICopyAwareOutput)?.CopyFollows(-1);
                 stats.CopiedBytes += length;
                 stats.CopyCommands++;
             }
@@ -182,4 +184,11 @@ public static class DeltaPatcher
             return _end > 0;
         }
     }
+}
+
+/// <summary>An output that is told which of the bytes it is given are copies of the basis, and from where.</summary>
+internal interface ICopyAwareOutput
+{
+    /// <summary>The bytes written next are the basis's from <paramref name="basisPosition"/> on, until -1.</summary>
+    void CopyFollows(long basisPosition);
 }

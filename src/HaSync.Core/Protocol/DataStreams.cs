@@ -1,3 +1,5 @@
+using HaSync.Delta;
+
 namespace HaSync.Protocol;
 
 /// <summary>Reads the Data frames of one request as a stream, up to its DataEnd.</summary>
@@ -92,21 +94,65 @@ internal sealed class DataFrameWriteStream(FrameWriter writer, uint id) : WriteO
     public override long Length => Sent + _used;
 }
 
-/// <summary>Passes writes through while computing their content hash (see <see cref="Scanning.ContentHasher"/>).</summary>
-internal sealed class HashingWriteStream(Stream inner, long expectedLength) : WriteOnlyStream
+/// <summary>Passes writes through while computing their content hash (see <see cref="Scanning.ContentHasher"/>). Given the
+/// basis's block digests (<see cref="UseBasisDigests"/>), a delta's copied blocks that are whole blocks of both files take
+/// the basis's digest instead of being hashed again: a large file with a few edits is mostly such blocks.</summary>
+internal sealed class HashingWriteStream(Stream inner, long expectedLength) : WriteOnlyStream, Delta.ICopyAwareOutput
 {
     private readonly Scanning.ContentHasher _hasher = new(expectedLength);
+    private Delta.Signature? _basis; // full BLAKE2b block digests of the basis, of the content hash's block length
+    private long _basisFullBlocks;   // how many of them are of whole blocks (not the basis's short last one)
+    private long _copyFrom = -1;     // the basis offset of the next byte written, while a copy is written
 
     public long Written { get; private set; }
 
-    /// <summary>The content hash, or null when fewer or more bytes than expected were written.</summary>
-    public byte[]? Finish() => _hasher.Finish();
+    /// <summary>Why the hash of what was written cannot be trusted, when it cannot (see <see cref="Distrust"/>).</summary>
+    public string? Distrusted { get; private set; }
+
+    /// <summary>The content hash, or null when fewer or more bytes than expected were written, or it is distrusted.</summary>
+    public byte[]? Finish() => _hasher.Finish() is { } hash && Distrusted is null ? hash : null;
+
+    /// <summary>The hash is not to be trusted: digests lent by the basis may not be those of the bytes copied.</summary>
+    public void Distrust(string why) => Distrusted = why;
+
+    /// <summary>Takes the block digests of the basis (<paramref name="basisLength"/> bytes) for the copies that follow;
+    /// ignored unless its blocks are this content's blocks (same length) and its strong sums whole BLAKE2b digests.</summary>
+    public void UseBasisDigests(Delta.Signature basis, long basisLength)
+    {
+        if (basis.Parameters.BlockLength == _hasher.BlockLength && basis.Parameters.StrongLength == Delta.Blake2b.HashLength
+            && basis.Parameters.Magic.UsesBlake2() && basis.Count == (basisLength + _hasher.BlockLength - 1) / _hasher.BlockLength)
+            (_basis, _basisFullBlocks) = (basis, basisLength / _hasher.BlockLength);
+    }
+
+    void Delta.ICopyAwareOutput.CopyFollows(long basisPosition) => _copyFrom = basisPosition;
 
     public override void Write(ReadOnlySpan<byte> buffer)
     {
-        _hasher.Update(buffer);
+        if (_copyFrom >= 0 && _basis is { } basis)
+            HashCopy(buffer, basis);
+        else
+            _hasher.Update(buffer);
+        if (_copyFrom >= 0)
+            _copyFrom += buffer.Length;
         inner.Write(buffer);
         Written += buffer.Length;
+    }
+
+    private void HashCopy(ReadOnlySpan<byte> copied, Delta.Signature basis)
+    {
+        int blockLength = _hasher.BlockLength;
+        if ((Written - _copyFrom) % blockLength != 0)
+        {
+            _hasher.Update(copied); // shifted: no block of this content is a block of the basis
+            return;
+        }
+        int head = (int)Math.Min(copied.Length, (blockLength - Written % blockLength) % blockLength);
+        _hasher.Update(copied[..head]);
+        long first = (_copyFrom + head) / blockLength;
+        int whole = (int)Math.Clamp(Math.Min((copied.Length - head) / blockLength, _basisFullBlocks - first), 0, int.MaxValue);
+        for (int i = 0; i < whole; i++)
+            _hasher.AddKnownBlocks(basis.StrongSum((int)first + i));
+        _hasher.Update(copied[(head + whole * blockLength)..]);
     }
 
     public override void Flush() => inner.Flush();

@@ -110,6 +110,23 @@ public sealed class ContentHasher
         }
     }
 
+    /// <summary>The length of the blocks the hash is made of.</summary>
+    public int BlockLength => _blockLength;
+
+    /// <summary>Adds whole blocks whose digests are already known, as if their content had been given to
+    /// <see cref="Update"/>; they start on a block boundary. (The agent's patch: blocks copied from a basis whose exact
+    /// version it hashed a moment before.)</summary>
+    public void AddKnownBlocks(ReadOnlySpan<byte> digests)
+    {
+        if (_total % _blockLength != 0 || _weakSums || _partDigests is not null || digests.Length % Blake2b.HashLength != 0)
+            throw new InvalidOperationException("known blocks start on a block boundary of a content hash without signature");
+        HashBlocks(_staged.AsSpan(0, _stagedLength)); // whole blocks waiting for the rest of their group
+        _stagedLength = 0;
+        for (int offset = 0; offset < digests.Length; offset += Blake2b.HashLength)
+            Record(0, digests.Slice(offset, Blake2b.HashLength));
+        _total += (long)digests.Length / Blake2b.HashLength * _blockLength;
+    }
+
     /// <summary>The content hash; null when the content was not as long as announced (the hash would not be comparable).</summary>
     public byte[]? Finish()
     {
