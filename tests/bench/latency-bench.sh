@@ -12,23 +12,12 @@ cd "$(dirname "$0")/../.."
 EDITS=${BENCH_EDITS:-50}
 DEFAULT_EDITS=${BENCH_DEFAULT_EDITS:-5}
 BURST=${BENCH_BURST:-10000}
-work=$(mktemp -d "${BENCH_DIR:-/tmp}/hasync-latency-bench.XXXXXX")
-sshd_pid="" daemon_pid=""
-cleanup() {
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null
-  [ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-for tool in rsync lsyncd python3 ssh ssh-keygen /usr/sbin/sshd; do
-  command -v "$tool" >/dev/null || { echo "latency-bench: $tool is not installed (apt-get install rsync lsyncd python3 openssh-server)" >&2; exit 1; }
-done
+source tests/bench/sshd.sh
+bench_workdir latency-bench rsync lsyncd python3 ssh ssh-keygen /usr/sbin/sshd
 
 dotnet publish src/HaSync -c Release -o "$work/bin" >/dev/null || { echo "latency-bench: build failed" >&2; exit 1; }
 hasync="$work/bin/hasync"
 probe="python3 tests/bench/latency-probe.py"
-source tests/bench/sshd.sh
 start_sshd
 
 # The watched set: a copy of /etc (the memory row), the edited files, the burst directory.

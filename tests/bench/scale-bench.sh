@@ -14,25 +14,14 @@ DIRS=${BENCH_DIRS:-10000}
 FILES=${BENCH_FILES:-100000}
 TARGETS=${BENCH_TARGETS:-16}
 EDITS=${BENCH_EDITS:-50}
-work=$(mktemp -d "${BENCH_DIR:-/tmp}/hasync-scale-bench.XXXXXX")
-sshd_pid="" daemon_pid=""
-cleanup() {
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null
-  [ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-for tool in rsync lsyncd python3 ssh ssh-keygen /usr/sbin/sshd; do
-  command -v "$tool" >/dev/null || { echo "scale-bench: $tool is not installed (apt-get install rsync lsyncd python3 openssh-server)" >&2; exit 1; }
-done
+source tests/bench/sshd.sh
+bench_workdir scale-bench rsync lsyncd python3 ssh ssh-keygen /usr/sbin/sshd
 watches=$(cat /proc/sys/fs/inotify/max_user_watches)
 [ "$watches" -gt $((DIRS + 1000)) ] || { echo "scale-bench: fs.inotify.max_user_watches = $watches, below the $DIRS directories watched" >&2; exit 1; }
 
 dotnet publish src/HaSync -c Release -o "$work/bin" >/dev/null || { echo "scale-bench: build failed" >&2; exit 1; }
 hasync="$work/bin/hasync"
 probe="python3 tests/bench/latency-probe.py"
-source tests/bench/sshd.sh
 start_sshd
 
 # The tree: sqrt(DIRS) directories of sqrt(DIRS) directories, FILES spread over the leaves, config-sized (100 B–4 KB).

@@ -1,6 +1,26 @@
 # Sourced by the benchmarks: a real sshd on a free loopback port with throw-away keys, under "$work/ssh".
 # Sets: port, user, ssh_cmd (an ssh command line that trusts the throw-away host key), sshd_pid.
-# Needs: $work, and the caller's EXIT trap to kill "$sshd_pid".
+# Needs: $work (see bench_workdir), and the caller's EXIT trap to kill "$sshd_pid".
+
+# bench_workdir NAME TOOL...: fails naming the first tool missing; makes $work; at exit, stops the daemon
+# ($daemon_pid) and sshd ($sshd_pid) and removes $work.
+bench_workdir() {
+  local name=$1 tool
+  shift
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "$name: $tool is not installed (apt-get install rsync lsyncd python3 openssh-server)" >&2; exit 1; }
+  done
+  work=$(mktemp -d "${BENCH_DIR:-/tmp}/hasync-$name.XXXXXX")
+  sshd_pid="" daemon_pid=""
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null
+  [ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+
 start_sshd() {
   mkdir -p /run/sshd "$work/ssh"
   ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/host_key"
