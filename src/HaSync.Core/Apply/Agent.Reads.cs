@@ -89,6 +89,8 @@ public sealed partial class Agent
     private void Remember(FileEntry entry, Mono.Unix.Native.Stat version, Signature signature)
     {
         long length = CachedLength(signature);
+        if (_signatures.Remove(entry.Path, out var before))
+            _signatureBytes -= CachedLength(before.Signature); // an older version, from an earlier manifest
         if (_signatureBytes + length > MaxCachedSignatureBytes)
             return;
         _signatures[entry.Path] = (version, signature);
@@ -103,21 +105,30 @@ public sealed partial class Agent
     private byte[] SignatureOf(string logicalPath)
     {
         using var basis = OpenRegularFile(logicalPath, out var version);
-        _deltaBases.Remove(logicalPath);
+        TakeDeltaBasis(logicalPath);
         if (_signatures.Remove(logicalPath, out var cached))
         {
-            _signatureBytes -= CachedLength(cached.Signature);
             if (PosixFiles.SameVersion(cached.Version, version))
             {
-                _deltaBases[logicalPath] = cached;
+                _deltaBases[logicalPath] = cached; // still counted in the cache's size, until taken
                 var bytes = new MemoryStream((int)cached.Signature.SerializedLength(SignatureParameters.SyncStrongLength));
                 cached.Signature.WriteTo(bytes, SignatureParameters.SyncStrongLength);
                 return bytes.ToArray();
             }
+            _signatureBytes -= CachedLength(cached.Signature);
         }
         var signature = new MemoryStream();
         SignatureGenerator.Generate(basis, signature, SignatureParameters.ForSync(basis.Length));
         return signature.ToArray();
+    }
+
+    /// <summary>The basis signature kept for the delta to <paramref name="logicalPath"/>, if any, taken out of the cache.</summary>
+    private (Mono.Unix.Native.Stat Version, Signature Signature)? TakeDeltaBasis(string logicalPath)
+    {
+        if (!_deltaBases.Remove(logicalPath, out var kept))
+            return null;
+        _signatureBytes -= CachedLength(kept.Signature);
+        return kept;
     }
 
     /// <summary>Free bytes and inodes, for this agent, on the file system where <paramref name="logicalPath"/> is or would be

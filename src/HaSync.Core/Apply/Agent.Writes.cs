@@ -71,9 +71,8 @@ public sealed partial class Agent
         if (encoding == PutEncoding.Delta)
         {
             using var basis = OpenRegularFile(directory, name, out var version);
-            bool lent = _deltaBases.Remove(entry.Path, out var hashed) && PosixFiles.SameVersion(hashed.Version, version);
-            if (lent)
-                into.UseBasisDigests(hashed.Signature, basis.Length);
+            bool lent = TakeDeltaBasis(entry.Path) is { } hashed && PosixFiles.SameVersion(hashed.Version, version)
+                && into.UseBasisDigests(hashed.Signature, basis.Length);
             DeltaPatcher.Apply(basis, data, into, maxOutputLength: entry.Size);
             if (lent && (Mono.Unix.Native.Syscall.fstat((int)basis.SafeFileHandle.DangerousGetHandle(), out var after) != 0 || !PosixFiles.SameVersion(version, after)))
                 into.Distrust($"{directory.PathOf(name)} changed on the passive while a delta was applied to it");

@@ -116,12 +116,14 @@ internal sealed class HashingWriteStream(Stream inner, long expectedLength) : Wr
     public void Distrust(string why) => Distrusted = why;
 
     /// <summary>Takes the block digests of the basis (<paramref name="basisLength"/> bytes) for the copies that follow;
-    /// ignored unless its blocks are this content's blocks (same length) and its strong sums whole BLAKE2b digests.</summary>
-    public void UseBasisDigests(Delta.Signature basis, long basisLength)
+    /// true when taken: its blocks are this content's blocks (same length) and its strong sums whole BLAKE2b digests.</summary>
+    public bool UseBasisDigests(Delta.Signature basis, long basisLength)
     {
-        if (basis.Parameters.BlockLength == _hasher.BlockLength && basis.Parameters.StrongLength == Delta.Blake2b.HashLength
-            && basis.Parameters.Magic.UsesBlake2() && basis.Count == (basisLength + _hasher.BlockLength - 1) / _hasher.BlockLength)
-            (_basis, _basisFullBlocks) = (basis, basisLength / _hasher.BlockLength);
+        if (basis.Parameters.BlockLength != _hasher.BlockLength || basis.Parameters.StrongLength != Delta.Blake2b.HashLength
+            || !basis.Parameters.Magic.UsesBlake2() || basis.Count != (basisLength + _hasher.BlockLength - 1) / _hasher.BlockLength)
+            return false;
+        (_basis, _basisFullBlocks) = (basis, basisLength / _hasher.BlockLength);
+        return true;
     }
 
     void Delta.ICopyAwareOutput.CopyFollows(long basisPosition) => _copyFrom = basisPosition;

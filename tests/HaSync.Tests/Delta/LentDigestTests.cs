@@ -23,8 +23,9 @@ public sealed class LentDigestTests
     public void APatchedFilesHashWithLentDigestsIsItsHash(Mutation mutation, int seed, int size)
     {
         var (basis, updated) = TestData.Pair(mutation, size, seed);
-        var (hash, written) = Patch(basis, updated, BasisDigests(basis));
+        var (hash, written, taken) = Patch(basis, updated, BasisDigests(basis));
         Assert.Equal(updated, written);
+        Assert.Equal(SignatureParameters.SyncBlockLength(basis.Length) == SignatureParameters.SyncBlockLength(updated.Length), taken);
         Assert.Equal(SHA256.HashData(ContentHasher.Of(updated)), SHA256.HashData(hash!)); // the oracle hashes every byte
     }
 
@@ -36,7 +37,7 @@ public sealed class LentDigestTests
         var (basis, updated) = TestData.Pair(Mutation.Edits, 3_000_000, 9);
         var lie = BasisDigests(basis);
         var zeroed = TestSignature(lie.Parameters, lie.Count);
-        var (hash, _) = Patch(basis, updated, zeroed);
+        var (hash, _, _) = Patch(basis, updated, zeroed);
         Assert.NotEqual(ContentHasher.Of(updated), hash);
     }
 
@@ -48,7 +49,8 @@ public sealed class LentDigestTests
         var updated = basis.Concat(RandomNumberGenerator.GetBytes(9_000_000)).ToArray();
         var digests = BasisDigests(basis);
         var zeroed = TestSignature(digests.Parameters, digests.Count);
-        var (hash, _) = Patch(basis, updated, zeroed);
+        var (hash, _, taken) = Patch(basis, updated, zeroed);
+        Assert.False(taken);
         Assert.Equal(ContentHasher.Of(updated), hash);
     }
 
@@ -70,7 +72,7 @@ public sealed class LentDigestTests
 
     /// <summary>rdiff-format delta of <paramref name="updated"/> against <paramref name="basis"/>, applied with the digests
     /// lent to the hashing output; the hash and the bytes written.</summary>
-    private static (byte[]? Hash, byte[] Written) Patch(byte[] basis, byte[] updated, Signature lent)
+    private static (byte[]? Hash, byte[] Written, bool Taken) Patch(byte[] basis, byte[] updated, Signature lent)
     {
         var signature = new MemoryStream();
         SignatureGenerator.Generate(new MemoryStream(basis), signature, SignatureParameters.ForSync(basis.Length));
@@ -78,8 +80,8 @@ public sealed class LentDigestTests
         DeltaEncoder.Encode(Signature.Read(new MemoryStream(signature.ToArray())), new MemoryStream(updated), delta);
         var written = new MemoryStream();
         var hashing = new HashingWriteStream(written, updated.Length);
-        hashing.UseBasisDigests(lent, basis.Length);
+        bool taken = hashing.UseBasisDigests(lent, basis.Length);
         DeltaPatcher.Apply(new MemoryStream(basis), new MemoryStream(delta.ToArray()), hashing, maxOutputLength: updated.Length);
-        return (hashing.Finish(), written.ToArray());
+        return (hashing.Finish(), written.ToArray(), taken);
     }
 }
