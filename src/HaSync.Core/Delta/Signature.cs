@@ -27,8 +27,11 @@ public sealed class Signature
 
     internal uint WeakSum(int block) => _weak[block];
 
-    internal ReadOnlySpan<byte> StrongSum(int block) =>
-        _strong.AsSpan(block * Parameters.StrongLength, Parameters.StrongLength);
+    internal ReadOnlySpan<byte> StrongSum(int block) => StrongSums(block, 1);
+
+    /// <summary>The strong sums of <paramref name="count"/> blocks from <paramref name="first"/> on, one after the other.</summary>
+    internal ReadOnlySpan<byte> StrongSums(int first, int count) =>
+        _strong.AsSpan(first * Parameters.StrongLength, count * Parameters.StrongLength);
 
     internal BlockIndex Index => _index ??= new BlockIndex(this);
 

@@ -97,10 +97,10 @@ internal sealed class DataFrameWriteStream(FrameWriter writer, uint id) : WriteO
 /// <summary>Passes writes through while computing their content hash (see <see cref="Scanning.ContentHasher"/>). Given the
 /// basis's block digests (<see cref="UseBasisDigests"/>), a delta's copied blocks that are whole blocks of both files take
 /// the basis's digest instead of being hashed again: a large file with a few edits is mostly such blocks.</summary>
-internal sealed class HashingWriteStream(Stream inner, long expectedLength) : WriteOnlyStream, Delta.ICopyAwareOutput
+internal sealed class HashingWriteStream(Stream inner, long expectedLength) : WriteOnlyStream, ICopyAwareOutput
 {
     private readonly Scanning.ContentHasher _hasher = new(expectedLength);
-    private Delta.Signature? _basis; // full BLAKE2b block digests of the basis, of the content hash's block length
+    private Signature? _basis; // full BLAKE2b block digests of the basis, of the content hash's block length
     private long _basisFullBlocks;   // how many of them are of whole blocks (not the basis's short last one)
     private long _copyFrom = -1;     // the basis offset of the next byte written, while a copy is written
 
@@ -117,16 +117,16 @@ internal sealed class HashingWriteStream(Stream inner, long expectedLength) : Wr
 
     /// <summary>Takes the block digests of the basis (<paramref name="basisLength"/> bytes) for the copies that follow;
     /// true when taken: its blocks are this content's blocks (same length) and its strong sums whole BLAKE2b digests.</summary>
-    public bool UseBasisDigests(Delta.Signature basis, long basisLength)
+    public bool UseBasisDigests(Signature basis, long basisLength)
     {
-        if (basis.Parameters.BlockLength != _hasher.BlockLength || basis.Parameters.StrongLength != Delta.Blake2b.HashLength
+        if (basis.Parameters.BlockLength != _hasher.BlockLength || basis.Parameters.StrongLength != Blake2b.HashLength
             || !basis.Parameters.Magic.UsesBlake2() || basis.Count != (basisLength + _hasher.BlockLength - 1) / _hasher.BlockLength)
             return false;
         (_basis, _basisFullBlocks) = (basis, basisLength / _hasher.BlockLength);
         return true;
     }
 
-    void Delta.ICopyAwareOutput.CopyFollows(long basisPosition) => _copyFrom = basisPosition;
+    void ICopyAwareOutput.CopyFollows(long basisPosition) => _copyFrom = basisPosition;
 
     public override void Write(ReadOnlySpan<byte> buffer)
     {
@@ -140,7 +140,7 @@ internal sealed class HashingWriteStream(Stream inner, long expectedLength) : Wr
         Written += buffer.Length;
     }
 
-    private void HashCopy(ReadOnlySpan<byte> copied, Delta.Signature basis)
+    private void HashCopy(ReadOnlySpan<byte> copied, Signature basis)
     {
         int blockLength = _hasher.BlockLength;
         if ((Written - _copyFrom) % blockLength != 0)
@@ -152,8 +152,8 @@ internal sealed class HashingWriteStream(Stream inner, long expectedLength) : Wr
         _hasher.Update(copied[..head]);
         long first = (_copyFrom + head) / blockLength;
         int whole = (int)Math.Clamp(Math.Min((copied.Length - head) / blockLength, _basisFullBlocks - first), 0, int.MaxValue);
-        for (int i = 0; i < whole; i++)
-            _hasher.AddKnownBlocks(basis.StrongSum((int)first + i));
+        if (whole > 0)
+            _hasher.AddKnownBlocks(basis.StrongSums((int)first, whole));
         _hasher.Update(copied[(head + whole * blockLength)..]);
     }
 

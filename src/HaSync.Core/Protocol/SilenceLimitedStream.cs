@@ -42,13 +42,14 @@ public sealed class SilenceLimitedStream : ReadOnlyStream
     public override int Read(Span<byte> buffer)
     {
         int offset, count;
+        bool Waiting() => _filled == _consumed && !_ended && _failure is null; // nothing to hand out, nothing to say
         lock (_lock)
         {
             long deadline = Environment.TickCount64 + (long)Limit.TotalMilliseconds;
-            while (_filled == _consumed && !_ended && _failure is null)
+            while (Waiting())
             {
                 long left = deadline - Environment.TickCount64;
-                if (left <= 0 || !Monitor.Wait(_lock, TimeSpan.FromMilliseconds(left)) && _filled == _consumed && !_ended && _failure is null)
+                if (left <= 0 || !Monitor.Wait(_lock, TimeSpan.FromMilliseconds(left)) && Waiting())
                     throw new PeerSilentException($"nothing came from the sender for {Limit.TotalSeconds:0.#} s (its link or its node is down, or it stopped in the middle of a message)");
             }
             if (_filled == _consumed)
