@@ -64,11 +64,11 @@ public sealed partial class Agent
         {
             foreach (var (_, entry, _) in _sealed)
                 _journal.Intend(entry);
-            _sync.Touch(stateDirectory);
             bool perInode = _sync.PerInode(_sealed.Count); // see BatchSync
-            _journal.Flush(durable: perInode); // the intents are on disk before any rename
+            _journal.Flush(durable: perInode && _sealed.Count > 0); // the intents are on disk before any rename
             if (!perInode)
             {
+                _sync.Touch(stateDirectory); // the journal's file system is synced too
                 try
                 {
                     _sync.SyncAll(perInode); // the temp files and the intents
@@ -116,10 +116,10 @@ public sealed partial class Agent
                 log.WriteLine($"hasync serve: commit: {problem}");
             try
             {
+                // The records of what now stands need not be on disk before the acks: after a crash, the intents (on disk)
+                // accept what was renamed. They go with the next batch's intents, or at the end of the session.
                 _journal.Flush(durable: false);
                 _sync.SyncAll(perInode); // the renames and the changes in place
-                if (perInode)
-                    _journal.Flush(durable: true);
             }
             catch (IOException e)
             {

@@ -8,7 +8,8 @@ using System.Runtime.Intrinsics.X86;
 namespace HaSync.Delta;
 
 /// <summary>
-/// BLAKE2b (RFC 7693), unkeyed, with a 32-byte digest: librsync's strong sum and HaSync's whole-file hash.
+/// BLAKE2b (RFC 7693) with a 32-byte digest: unkeyed, librsync's strong sum and HaSync's whole-file hash; keyed, the
+/// agent's journal fingerprints (a MAC by design: no HMAC construction, no OpenSSL call per file).
 /// </summary>
 /// <remarks>
 /// Implementation notes: with AVX2 the 4x4 working matrix is held as four row vectors, so one vector
@@ -62,6 +63,17 @@ public struct Blake2b
     {
         IV.CopyTo(_h);
         _h[0] ^= 0x01010000UL ^ HashLength;
+    }
+
+    /// <summary>Creates a keyed hasher (a MAC under <paramref name="key"/>, 1 to 64 bytes) ready for <see cref="Update"/>.</summary>
+    public Blake2b(ReadOnlySpan<byte> key)
+    {
+        if (key.Length is 0 or > 64)
+            throw new ArgumentException($"a BLAKE2b key is 1 to 64 bytes, not {key.Length}", nameof(key));
+        IV.CopyTo(_h);
+        _h[0] ^= 0x01010000UL ^ ((ulong)key.Length << 8) ^ HashLength;
+        key.CopyTo(_buffer); // the key, zero-padded, is the first block (and the final one when no data follows)
+        _buffered = BlockLength;
     }
 
     /// <summary>Hashes <paramref name="data"/> in one call and writes the first <c>destination.Length</c>

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using HaSync.Delta;
 using HaSync.Interop;
 using HaSync.Scanning;
 using Mono.Unix.Native;
@@ -38,7 +39,9 @@ internal sealed record JournalLine
 /// version (inode, size, mtime, ctime) it left. A file that no longer matches was changed locally: a conflict, not
 /// something to overwrite. The version makes the usual check one lstat; only a file whose version moved is hashed
 /// (a touch or chmod alone is no conflict). An "intent" line is written, and made durable with the batch, before
-/// a file is renamed into place, so a crash between rename and record leaves either content acceptable.
+/// a file is renamed into place, so a crash between rename and record leaves either content acceptable; the record of
+/// what was renamed is written after it but made durable only with the next batch's intents (or at the end of the session):
+/// an ack does not wait for it.
 /// The file (<c>journal.jsonl</c>, append-only, compacted when mostly superseded) is shared by every agent session
 /// on the node, under a flock, and re-read when another session has appended to it.
 /// </summary>
@@ -67,8 +70,13 @@ public sealed class Journal : IDisposable
             StateDirectory.Ensure(stateDirectory);
             using var held = Lock();
             _key = LoadKey(System.IO.Path.Combine(stateDirectory, "journal.key"));
+            bool existed = File.Exists(_path);
             _file = Open();
+            if (!existed)
+                Libc.FsyncDirectory(stateDirectory); // the batches fsync the journal's data, not its name
             ReadNew();
+            if (_file.Length > _readTo)
+                EndTornLine();
             if (MostlySuperseded || _upgraded)
                 Compact();
         }
@@ -76,6 +84,15 @@ public sealed class Journal : IDisposable
         {
             throw new IOException($"{_path}: cannot open the journal: {e.Message}", e);
         }
+    }
+
+    /// <summary>Under the lock, a last line without its newline was torn by a crash: it is ended, so that the next line
+    /// appended is read as a line of its own, not as the torn one's end.</summary>
+    private void EndTornLine()
+    {
+        _file.Seek(0, SeekOrigin.End);
+        _file.Write("\n"u8);
+        ReadNew();
     }
 
     private bool MostlySuperseded => _lines > 10_000 && _lines > 4 * _records.Count;
@@ -95,10 +112,24 @@ public sealed class Journal : IDisposable
         _ => null,
     };
 
-    private const string KeyedPrefix = "k1:";
+    private const string KeyedPrefix = "k2:";
 
-    private string Keyed(ReadOnlySpan<byte> contentHash) =>
-        KeyedPrefix + Convert.ToHexStringLower(System.Security.Cryptography.HMACSHA256.HashData(_key, contentHash));
+    private string Keyed(ReadOnlySpan<byte> contentHash)
+    {
+        var mac = new Blake2b(_key);
+        mac.Update(contentHash);
+        Span<byte> digest = stackalloc byte[Blake2b.HashLength];
+        mac.Finish(digest);
+        return KeyedPrefix + Convert.ToHexStringLower(digest);
+    }
+
+    /// <summary>Before "k2:", fingerprints were HMAC-SHA256 under the same key: such a record still names HaSync's content
+    /// (computed only when a record holds one, until the path is written again).</summary>
+    private const string HmacPrefix = "k1:";
+
+    private bool Matches(string recorded, string fingerprint, FileEntry current) =>
+        recorded == fingerprint || recorded.StartsWith(HmacPrefix, StringComparison.Ordinal) && current.Hash is { } hash
+        && recorded == HmacPrefix + Convert.ToHexStringLower(System.Security.Cryptography.HMACSHA256.HashData(_key, hash));
 
     /// <summary>A fingerprint as an older hasync wrote it (the bare content hash) keyed as this one does; true when it was.</summary>
     private bool Upgrade(ref string fingerprint)
@@ -132,9 +163,9 @@ public sealed class Journal : IDisposable
         string? fingerprint = FingerprintOf(current);
         if (fingerprint is null)
             return LocalChange.None;
-        var state = Compare(current.Path, fingerprint);
+        var state = Compare(current, fingerprint);
         if (state != LocalChange.None && RefreshFromOthers())
-            state = Compare(current.Path, fingerprint); // another session may have written it meanwhile
+            state = Compare(current, fingerprint); // another session may have written it meanwhile
         return state;
     }
 
@@ -160,9 +191,9 @@ public sealed class Journal : IDisposable
         return current is null ? LocalChange.None : Check(current);
     }
 
-    private LocalChange Compare(string path, string fingerprint) =>
-        !_records.TryGetValue(path, out var r) ? LocalChange.Unrecorded
-        : r.Fingerprint == fingerprint || r.Pending == fingerprint ? LocalChange.None
+    private LocalChange Compare(FileEntry current, string fingerprint) =>
+        !_records.TryGetValue(current.Path, out var r) ? LocalChange.Unrecorded
+        : Matches(r.Fingerprint, fingerprint, current) || r.Pending is { } pending && Matches(pending, fingerprint, current) ? LocalChange.None
         : LocalChange.Edited;
 
     /// <summary>Notes that <paramref name="entry"/> is about to be renamed into place (before the batch's first sync).</summary>
@@ -355,6 +386,17 @@ public sealed class Journal : IDisposable
         return lockFile;
     }
 
-    /// <summary>Closes the file.</summary>
-    public void Dispose() => _file.Dispose();
+    /// <summary>Puts what was recorded on disk, then closes the file.</summary>
+    public void Dispose()
+    {
+        try
+        {
+            Flush(durable: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Not on disk: after a crash, the intents accept what was written, and a file whose version is not known is hashed.
+        }
+        _file.Dispose();
+    }
 }

@@ -26,6 +26,24 @@ public sealed class HashTests
         Assert.Equal("82628cbfc9689e234b0923a531f4578fe2e7138a03e2f81ed6cde97517336650", Convert.ToHexStringLower(digest));
     }
 
+    /// <summary>Expected digests from Python's hashlib.blake2b(data, key=key, digest_size=32).</summary>
+    [Theory]
+    [InlineData(0, 32, "4e51e7a913fc80137da52880fecca175bf81e117d5c68126dc2774033517ea0d")]   // the key block is the final one
+    [InlineData(3, 32, "d63a32d3e44738d7907f964316c241adaba0abfeabc32349677578a15a203f7f")]
+    [InlineData(768, 32, "c2eeafd52585e210bcdf69b926e9323b0a97d06bc0254e213084251d17aa888b")] // six full blocks after the key's
+    [InlineData(3, 64, "dff38c978666dff5631db35ca15535520d134f5c8060ea569c6a178ad393719f")]
+    public void KeyedBlake2b256KnownAnswers(int length, int keyLength, string expected)
+    {
+        byte[] data = length == 3 ? "abc"u8.ToArray() : Enumerable.Range(0, length).Select(i => (byte)i).ToArray();
+        byte[] key = Enumerable.Range(0, keyLength).Select(i => (byte)i).ToArray();
+        var digest = new byte[32];
+        var hasher = new Blake2b(key);
+        hasher.Update(data.AsSpan(0, length / 2));
+        hasher.Update(data.AsSpan(length / 2));
+        hasher.Finish(digest);
+        Assert.Equal(expected, Convert.ToHexStringLower(digest));
+    }
+
     [Fact]
     public void IncrementalUpdatesEqualOneShot()
     {

@@ -91,6 +91,24 @@ public sealed class JournalTests : IDisposable
     }
 
     [Fact]
+    public void ALineTornByACrashCostsNoLineWrittenAfterIt()
+    {
+        using (var journal = new Journal(_state))
+        {
+            journal.Wrote(Write("a.conf", "one\n"), Version("a.conf"));
+            journal.Flush();
+        }
+        File.AppendAllText(Path.Combine(_state, "journal.jsonl"), "{\"Op\":\"wrote\",\"Pa"); // the crash cut this line short
+        using (var afterCrash = new Journal(_state))
+        {
+            afterCrash.Wrote(Write("b.conf", "two\n"), Version("b.conf"));
+            afterCrash.Flush();
+        }
+        using var later = new Journal(_state);
+        Assert.Equal((2, LocalChange.None, LocalChange.None), (later.Count, Check(later, "a.conf"), Check(later, "b.conf")));
+    }
+
+    [Fact]
     public void ALongSessionCompactsItAndOthersFollow()
     {
         using var other = new Journal(_state);
@@ -136,7 +154,22 @@ public sealed class JournalTests : IDisposable
         Assert.Equal((UnixFileMode)0x1c9 /* 0711 */, File.GetUnixFileMode(_state));
         string text = File.ReadAllText(Path.Combine(_state, "journal.jsonl"));
         Assert.DoesNotContain(pin.HashHex, text, StringComparison.OrdinalIgnoreCase);
-        Assert.Contains("\"k1:", text);
+        Assert.Contains("\"k2:", text);
+    }
+
+    [Fact]
+    public void AFingerprintAnOlderHasyncKeyedWithHmacStillNamesItsContent()
+    {
+        var entry = Write("a.conf", "from the active\n");
+        Directory.CreateDirectory(_state);
+        byte[] key = Enumerable.Range(1, 32).Select(i => (byte)i).ToArray();
+        File.WriteAllBytes(Path.Combine(_state, "journal.key"), key);
+        string hmac = Convert.ToHexStringLower(System.Security.Cryptography.HMACSHA256.HashData(key, Convert.FromHexString(entry.HashHex)));
+        File.WriteAllText(Path.Combine(_state, "journal.jsonl"), // as hasync wrote it before keyed BLAKE2b (2026-12-03)
+            $"{{\"op\":\"wrote\",\"path\":\"/a.conf\",\"fingerprint\":\"k1:{hmac}\"}}\n{{\"op\":\"wrote\",\"path\":\"/b.conf\",\"fingerprint\":\"k1:{hmac}\"}}\n");
+        Write("b.conf", "changed on the passive\n");
+        using var journal = new Journal(_state);
+        Assert.Equal((LocalChange.None, LocalChange.Edited), (Check(journal, "a.conf"), Check(journal, "b.conf")));
     }
 
     [Fact]
