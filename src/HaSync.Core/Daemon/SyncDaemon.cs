@@ -80,6 +80,9 @@ public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider cl
     private async Task AggregateAsync(ChannelReader<WatchEvent> events, List<TargetPusher> pushers, CancellationToken stop)
     {
         Task<bool>? waiting = null;
+        // One timer for the soonest due time, not one per wake-up: in a burst the loop wakes for nearly every event.
+        Task? timer = null;
+        var timerAt = DateTimeOffset.MaxValue;
         while (!stop.IsCancellationRequested)
         {
             waiting ??= events.WaitToReadAsync(stop).AsTask();
@@ -87,7 +90,12 @@ public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider cl
             try
             {
                 if (due is { } delay)
-                    await Task.WhenAny(waiting, Task.Delay(delay, clock, stop)).ConfigureAwait(false);
+                {
+                    var at = clock.GetUtcNow() + delay;
+                    if (timer is null || timer.IsCompleted || at < timerAt)
+                        (timer, timerAt) = (Task.Delay(delay, clock, stop), at);
+                    await Task.WhenAny(waiting, timer).ConfigureAwait(false);
+                }
                 else
                     await waiting.ConfigureAwait(false);
             }

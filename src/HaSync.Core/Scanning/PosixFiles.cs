@@ -28,11 +28,31 @@ public static class PosixFiles
     /// the lstat of the version hashed (so a cache can tell when it is stale).</param>
     /// <param name="cache">Hashes of versions already read (the daemon's); consulted and filled.</param>
     public static FileEntry? Describe(string fullPath, string logicalPath, bool withHash = true, Action<FileEntry, Stat, Signature>? onSignature = null,
-        HashCache? cache = null) =>
-        Describe(new EntryAccess(fullPath, Lstat: () => TryLstat(fullPath, out var st) ? st : null,
-                OpenRead: () => new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.SequentialScan),
+        HashCache? cache = null)
+    {
+        long? size = null; // the last lstat's, for the read-ahead hint
+        Stat? Lstat()
+        {
+            if (!TryLstat(fullPath, out var st))
+                return null;
+            size = st.st_size;
+            return st;
+        }
+        return Describe(new EntryAccess(fullPath, Lstat, OpenRead: () => OpenForReading(fullPath, size),
                 ReadLink: () => new FileInfo(fullPath).LinkTarget),
             logicalPath, withHash, onSignature, cache);
+    }
+
+    /// <summary>Opens a file of the active to read it once from start to end, unbuffered. The read-ahead hint is given only
+    /// for a file large enough to gain from it (<paramref name="expectedLength"/>; null: look): for the small files that make
+    /// up most of /etc, it was one syscall per file read for nothing, twice per file sent.</summary>
+    public static FileStream OpenForReading(string path, long? expectedLength)
+    {
+        var options = expectedLength is { } length && length < SequentialHintLength ? FileOptions.None : FileOptions.SequentialScan;
+        return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 0, options);
+    }
+
+    private const long SequentialHintLength = 1 << 20;
 
     /// <summary>How <see cref="Describe(EntryAccess, string, bool, Action{FileEntry, Stat, Signature}?, HashCache?)"/> reaches
     /// one entry: by its path (the active's scan) or through a held directory's descriptor (the agent's manifest).
@@ -175,9 +195,13 @@ public static class PosixFiles
         byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 16);
         try
         {
-            int read;
-            while ((read = stream.Read(buffer, 0, 1 << 16)) > 0)
+            long total = 0;
+            for (int read; (read = stream.Read(buffer, 0, 1 << 16)) > 0;)
+            {
                 hasher.Update(buffer.AsSpan(0, read));
+                if ((total += read) >= length && read < 1 << 16)
+                    break; // a short read of a regular file is its end: no read more to be told so (a file grown is hashed too long)
+            }
         }
         finally
         {

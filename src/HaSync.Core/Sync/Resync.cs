@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using HaSync.Configuration;
 using HaSync.Delta;
@@ -352,7 +353,7 @@ public static class Resync
         Stream input;
         try
         {
-            input = OpenSource(source, onRead); // opened before the request starts: a failure here is this file's alone
+            input = OpenSource(source, entry.Size, onRead); // opened before the request starts: a failure here is this file's alone
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -390,11 +391,31 @@ public static class Resync
         session.SendPut(entry, PutEncoding.Whole, output =>
         {
             using (input)
-            {
-                input.CopyTo(output);
-                stats.LiteralBytes += input.Length;
-            }
+                stats.LiteralBytes += CopyAll(input, output, entry.Size); // counted as copied: no fstat of the source for its length
         });
+
+    /// <summary>Copies <paramref name="input"/> to its end; a short read once <paramref name="expectedLength"/> bytes are in is
+    /// that end (a regular file's), with no read more to be told so. The agent checks the content's hash either way.</summary>
+    private static long CopyAll(Stream input, Stream output, long expectedLength)
+    {
+        const int Chunk = 128 * 1024;
+        var buffer = ArrayPool<byte>.Shared.Rent(Chunk);
+        try
+        {
+            long copied = 0;
+            for (int read; (read = input.Read(buffer, 0, Chunk)) > 0;)
+            {
+                output.Write(buffer, 0, read);
+                if ((copied += read) >= expectedLength && read < Chunk)
+                    break;
+            }
+            return copied;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
 
     /// <summary>After a hash mismatch: describe the file again (it may have changed since the scan) and send it whole.</summary>
     private static async Task<(Ack, PathDifference Applied)> ResendWholeAsync(HaSyncConfig config, AgentSession session, PathDifference d, ResyncStats stats)
@@ -407,7 +428,7 @@ public static class Resync
             fresh = PosixFiles.Describe(source, d.Path)?.WithModeKept(session.KeptModeBits);
             if (fresh is not { Kind: EntryKind.File })
                 return (new Ack(AckStatus.Failed, "changed on the active while being sent; the next resync or event will pick it up"), d);
-            input = OpenSource(source);
+            input = OpenSource(source, fresh.Size);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -418,9 +439,9 @@ public static class Resync
         return (await ack.ConfigureAwait(false), d with { Active = fresh });
     }
 
-    private static Stream OpenSource(string path, Action<int>? onRead = null)
+    private static Stream OpenSource(string path, long expectedLength, Action<int>? onRead = null)
     {
-        var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 0, FileOptions.SequentialScan);
+        var file = PosixFiles.OpenForReading(path, expectedLength);
         return onRead is null ? file : new CountingReadStream(file, onRead);
     }
 

@@ -14,7 +14,7 @@ public sealed record AggregatorOptions
     /// <summary>A path that keeps changing is ready this long after its first event all the same.</summary>
     public TimeSpan MaxDelay { get; init; } = TimeSpan.FromSeconds(1);
     /// <summary>More pending paths than this in one directory become one pending directory (scanned whole).</summary>
-    public int DirectoryLimit { get; init; } = 128;
+    public int DirectoryLimit { get; init; } = 1024;
     /// <summary>More pending paths than this in all become one scan of the whole watched set.</summary>
     public int TotalLimit { get; init; } = 4096;
 }
@@ -40,6 +40,9 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
     private readonly Dictionary<string, PendingPath> _pending = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _perDirectory = new(StringComparer.Ordinal);
     private PendingPath? _fullScan;
+    // No pending path is ready before this (a lower bound: a path touched again only gets later): during a burst the loop
+    // asks after every event, and a pass over every pending path each time was most of the daemon's work.
+    private DateTimeOffset _noneReadyBefore = DateTimeOffset.MaxValue;
 
     private sealed class PendingPath(DateTimeOffset now)
     {
@@ -87,10 +90,12 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         if (_pending.TryGetValue(e.Path, out var known))
         {
             known.Touch(now, removed, final);
+            NoteDue(known);
             return;
         }
         AbsorbDescendants(e.Path, out var first);
-        _pending[e.Path] = new PendingPath(first ?? now) { Last = now, Removed = removed, Final = final };
+        var added = _pending[e.Path] = new PendingPath(first ?? now) { Last = now, Removed = removed, Final = final };
+        NoteDue(added);
         string parent = TreeWalker.Parent(e.Path);
         int inParent = _perDirectory[parent] = _perDirectory.GetValueOrDefault(parent) + 1;
         if (_pending.Count > _options.TotalLimit)
@@ -103,21 +108,36 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
     public ChangeBatch? TakeReady()
     {
         var now = clock.GetUtcNow();
+        if (now < _noneReadyBefore)
+            return null;
         if (_fullScan is not null)
         {
             if (!IsReady(_fullScan, now))
+            {
+                _noneReadyBefore = Due(_fullScan);
                 return null;
+            }
             var batch = new ChangeBatch([], true, _fullScan.First);
             _fullScan = null;
+            _noneReadyBefore = DateTimeOffset.MaxValue;
             return batch;
         }
-        var ready = _pending.Where(p => IsReady(p.Value, now)).ToList();
+        var ready = new List<KeyValuePair<string, PendingPath>>();
+        _noneReadyBefore = DateTimeOffset.MaxValue;
+        foreach (var entry in _pending)
+        {
+            if (IsReady(entry.Value, now))
+                ready.Add(entry);
+            else
+                NoteDue(entry.Value);
+        }
         return ready.Count == 0 ? null : Take(ready);
     }
 
     /// <summary>Everything pending, ready or not (at shutdown).</summary>
     public ChangeBatch TakeAll()
     {
+        _noneReadyBefore = DateTimeOffset.MaxValue;
         if (_fullScan is not null)
         {
             var batch = new ChangeBatch([], true, _fullScan.First);
@@ -128,21 +148,21 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
     }
 
     /// <summary>How long until something becomes ready; null when nothing is pending.</summary>
+    /// <summary>How long until something may become ready (it may be later: ask <see cref="TakeReady"/> then); null when
+    /// nothing is pending.</summary>
     public TimeSpan? NextReadyIn()
     {
-        var now = clock.GetUtcNow();
-        IEnumerable<PendingPath> pending = _fullScan is not null ? [_fullScan] : _pending.Values;
-        TimeSpan? soonest = null;
-        foreach (var p in pending)
-        {
-            var due = Min(p.Last + Window(p), p.First + _options.MaxDelay) - now;
-            if (soonest is null || due < soonest)
-                soonest = due;
-        }
-        return soonest is { } s && s < TimeSpan.Zero ? TimeSpan.Zero : soonest;
+        if (Count == 0)
+            return null;
+        var due = _noneReadyBefore - clock.GetUtcNow();
+        return due < TimeSpan.Zero ? TimeSpan.Zero : due;
     }
 
-    private bool IsReady(PendingPath p, DateTimeOffset now) => now - p.Last >= Window(p) || now - p.First >= _options.MaxDelay;
+    private bool IsReady(PendingPath p, DateTimeOffset now) => now >= Due(p);
+
+    private DateTimeOffset Due(PendingPath p) => Min(p.Last + Window(p), p.First + _options.MaxDelay);
+
+    private void NoteDue(PendingPath p) => _noneReadyBefore = Min(_noneReadyBefore, Due(p));
 
     private TimeSpan Window(PendingPath p) => p.Final ? _options.SettleWindow : _options.QuietWindow;
 
@@ -170,6 +190,7 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         _pending.Clear();
         _perDirectory.Clear();
         _fullScan = new PendingPath(first) { Last = now };
+        NoteDue(_fullScan);
     }
 
     private void EscalateToDirectory(string directory, DateTimeOffset now)
@@ -179,7 +200,7 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
             known.Touch(now, false);
         else
         {
-            _pending[directory] = new PendingPath(first ?? now) { Last = now };
+            NoteDue(_pending[directory] = new PendingPath(first ?? now) { Last = now });
             string parent = TreeWalker.Parent(directory);
             _perDirectory[parent] = _perDirectory.GetValueOrDefault(parent) + 1;
         }

@@ -169,6 +169,26 @@ public class ChangeAggregatorTests
     }
 
     [Fact]
+    public void TheNextReadyTimeMayComeTooSoonButNeverTooLate()
+    {
+        // The aggregator keeps a lower bound on the soonest due time rather than a pass over every path per event.
+        Changed("/etc/bm/a.conf");
+        _clock.Advance(30);
+        Changed("/etc/bm/a.conf");                                                   // a.conf now due at 80 ms, not 50
+        Assert.Equal(TimeSpan.FromMilliseconds(20), _aggregator.NextReadyIn());     // too soon: its first due time
+        _aggregator.Add(new WatchEvent("/etc/bm/b.conf", WatchEventKind.Completed)); // due at 32 ms: sooner still
+        Assert.Equal(TimeSpan.FromMilliseconds(2), _aggregator.NextReadyIn());
+        _clock.Advance(2);
+        Assert.Equal(["/etc/bm/b.conf"], _aggregator.TakeReady()!.Paths);
+        Assert.Equal(TimeSpan.FromMilliseconds(48), _aggregator.NextReadyIn());     // exact again after a pass
+        _clock.Advance(47);
+        Assert.Null(_aggregator.TakeReady());
+        _clock.Advance(1);
+        Assert.Equal(["/etc/bm/a.conf"], _aggregator.TakeReady()!.Paths);
+        Assert.Null(_aggregator.NextReadyIn());
+    }
+
+    [Fact]
     public void TakeAllHandsOverWhatIsNotQuietYet()
     {
         Changed("/etc/bm/a.conf");
