@@ -54,6 +54,21 @@ public static class PosixFiles
 
     private const long SequentialHintLength = 1 << 20;
 
+    /// <summary>Reads <paramref name="input"/> to its end through <paramref name="buffer"/>, <paramref name="chunk"/> bytes at a
+    /// time, handing each read's length to <paramref name="consume"/>; returns the bytes read. A short read once
+    /// <paramref name="expectedLength"/> bytes are in is a regular file's end: no read more to be told so.</summary>
+    public static long ReadToEnd(Stream input, byte[] buffer, int chunk, long expectedLength, Action<int> consume)
+    {
+        long total = 0;
+        for (int read; (read = input.Read(buffer, 0, chunk)) > 0;)
+        {
+            consume(read);
+            if ((total += read) >= expectedLength && read < chunk)
+                break;
+        }
+        return total;
+    }
+
     /// <summary>How <see cref="Describe(EntryAccess, string, bool, Action{FileEntry, Stat, Signature}?, HashCache?)"/> reaches
     /// one entry: by its path (the active's scan) or through a held directory's descriptor (the agent's manifest).
     /// <paramref name="OpenRead"/> throws <see cref="FileNotFoundException"/> when the entry is gone.</summary>
@@ -195,13 +210,7 @@ public static class PosixFiles
         byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 16);
         try
         {
-            long total = 0;
-            for (int read; (read = stream.Read(buffer, 0, 1 << 16)) > 0;)
-            {
-                hasher.Update(buffer.AsSpan(0, read));
-                if ((total += read) >= length && read < 1 << 16)
-                    break; // a short read of a regular file is its end: no read more to be told so (a file grown is hashed too long)
-            }
+            ReadToEnd(stream, buffer, 1 << 16, length, read => hasher.Update(buffer.AsSpan(0, read))); // a file grown is hashed too long
         }
         finally
         {

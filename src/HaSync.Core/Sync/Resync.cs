@@ -394,22 +394,15 @@ public static class Resync
                 stats.LiteralBytes += CopyAll(input, output, entry.Size); // counted as copied: no fstat of the source for its length
         });
 
-    /// <summary>Copies <paramref name="input"/> to its end; a short read once <paramref name="expectedLength"/> bytes are in is
-    /// that end (a regular file's), with no read more to be told so. The agent checks the content's hash either way.</summary>
+    /// <summary>Copies <paramref name="input"/> to its end (see <see cref="PosixFiles.ReadToEnd"/>). The agent checks the
+    /// content's hash either way.</summary>
     private static long CopyAll(Stream input, Stream output, long expectedLength)
     {
         const int Chunk = 128 * 1024;
         var buffer = ArrayPool<byte>.Shared.Rent(Chunk);
         try
         {
-            long copied = 0;
-            for (int read; (read = input.Read(buffer, 0, Chunk)) > 0;)
-            {
-                output.Write(buffer, 0, read);
-                if ((copied += read) >= expectedLength && read < Chunk)
-                    break;
-            }
-            return copied;
+            return PosixFiles.ReadToEnd(input, buffer, Chunk, expectedLength, read => output.Write(buffer, 0, read));
         }
         finally
         {

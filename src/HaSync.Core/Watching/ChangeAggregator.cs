@@ -147,7 +147,6 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         return _pending.Count == 0 ? new ChangeBatch([], false, clock.GetUtcNow()) : Take(_pending.ToList());
     }
 
-    /// <summary>How long until something becomes ready; null when nothing is pending.</summary>
     /// <summary>How long until something may become ready (it may be later: ask <see cref="TakeReady"/> then); null when
     /// nothing is pending.</summary>
     public TimeSpan? NextReadyIn()
