@@ -2,7 +2,6 @@ using System.CommandLine;
 using HaSync.Cli;
 using HaSync.Cli.Commands;
 
-NativeBuilds.PreferTheFasterBuild(args);
 var root = new RootCommand("HaSync: real-time configuration sync for Linux HA pairs")
 {
     ResyncCommand.Create(),
