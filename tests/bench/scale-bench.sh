@@ -4,7 +4,9 @@
 #    empty passive until it watches and until the replica is whole (time, resident memory), against one cold rsync of
 #    the same tree and lsyncd's start-up (delay = 0) until its first rsync finished;
 #  - BENCH_TARGETS (16) targets, one agent each behind the same sshd: change-to-replica p50/p99 until every replica
-#    holds the edit, against the same daemon with one target.
+#    holds the edit, against the same daemon with one target, and the CPU each process kind spent per edit: here the 16
+#    passives' agents and sshd share this machine's cores with the active, so the active's own cost per added target
+#    (daemon + ssh clients) is printed apart.
 # Each replica is checked against the source with a listing (path, type, mode, size, mtime) and diff -r, not by hasync.
 #   BENCH_DIRS=10000 BENCH_FILES=100000 BENCH_TARGETS=16 BENCH_EDITS=50 tests/bench/scale-bench.sh
 set -euo pipefail
@@ -67,6 +69,24 @@ config() { # NAME PATHS TARGET-YAML...
   printf 'source_root: %s\npaths: [%s]\nstate_dir: %s\nrole: always\ntargets:\n%s\n' "$work/src" "$paths" "$work/$name.state" "$*" >"$work/$name.yaml"
 }
 stop_daemon() { kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=""; }
+# CPU ticks (user + system) used so far by role, one "role ticks" line each: the active's daemon and its ssh clients,
+# the passives' sshd sessions and agents (those serving under AGENT-ROOT). On one machine all of them share its cores;
+# on real passives only the active's part would.
+cpu_ticks() { # AGENT-ROOT
+  local root=$1 d line rest role
+  for d in /proc/[0-9]*; do
+    read -r line 2>/dev/null <"$d/stat" || continue
+    rest=${line##*) }; set -- $rest
+    case "${line#*(}" in
+      ssh\)*) [ "$2" = "$daemon_pid" ] && role=ssh || continue ;;
+      sshd*) [ "${d#/proc/}" = "$sshd_pid" ] && continue; role=sshd ;;
+      *) if [ "${d#/proc/}" = "$daemon_pid" ]; then role=daemon
+         elif tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -qF -- " serve --root $root/"; then role=agent
+         else continue; fi ;;
+    esac
+    echo "$role $(( ${12} + ${13} ))"
+  done | awk '{ t[$1] += $2 } END { for (r in t) print r, t[r] }'
+}
 
 # --- start-up on an empty passive: one cold rsync, lsyncd, hasync (each into a directory never used before) ---
 t0=$(now_ns)
@@ -104,7 +124,8 @@ stop_daemon
 same_tree "$work/src/tree" "$work/ours-tree/tree" hasync
 
 # --- one target against BENCH_TARGETS, the same edits ---
-declare -A p50 p99 pmax rss
+declare -A p50 p99 pmax rss cpu
+tick_ms=$(( 1000 / $(getconf CLK_TCK) ))
 for n in 1 "$TARGETS"; do
   targets="" replicas=""
   for i in $(seq -w 1 "$n"); do
@@ -119,7 +140,12 @@ for n in 1 "$TARGETS"; do
     [ "$(grep -c 'connected; start-up resync' "$work/fan$n.log")" -ge "$n" ] && break; sleep 0.1
   done
   [ "$(grep -c 'connected; start-up resync' "$work/fan$n.log")" -ge "$n" ] || { echo "scale-bench: not all $n targets connected: $(tail -n 5 "$work/fan$n.log")" >&2; exit 1; }
+  cpu_ticks "$work/fan$n" >"$work/cpu$n.before"
   read -r p50[$n] p99[$n] pmax[$n] < <($probe edits inplace "$work/src/bench" "$replicas" "$EDITS")
+  cpu_ticks "$work/fan$n" >"$work/cpu$n.after"
+  for role in daemon ssh sshd agent; do # ms per edit
+    cpu[$n.$role]=$(awk -v r=$role -v ms=$tick_ms -v e="$EDITS" '$1 == r { t[FILENAME] = $2 } END { printf "%.2f", (t[ARGV[2]] - t[ARGV[1]]) * ms / e }' "$work/cpu$n.before" "$work/cpu$n.after")
+  done
   rss[$n]=$(tree_rss_mb "$daemon_pid")
   stop_daemon
   for i in $(seq -w 1 "$n"); do same_tree "$work/src/bench" "$work/fan$n/t$i/bench" "hasync (t$i of $n)"; done
@@ -137,3 +163,10 @@ for n in 1 "$TARGETS"; do
   printf '%-52s %10s %10s %10s %14s\n' "  hasync daemon, $n target(s), inplace ($EDITS edits)" "${p50[$n]}" "${p99[$n]}" "${pmax[$n]}" "${rss[$n]}"
 done
 awk -v a="${p50[1]}" -v b="${p50[$TARGETS]}" -v n="$TARGETS" 'BEGIN { printf "%-52s %9.2fx\n", "  p50 with " n " targets / p50 with one", b / a }'
+printf '%-52s %10s %10s %10s %10s\n' "CPU per edit (ms), all on this machine's $(nproc) cores" daemon "ssh" sshd agents
+for n in 1 "$TARGETS"; do
+  printf '%-52s %10s %10s %10s %10s\n' "  $n target(s)" "${cpu[$n.daemon]}" "${cpu[$n.ssh]}" "${cpu[$n.sshd]}" "${cpu[$n.agent]}"
+done
+awk -v n="$TARGETS" -v d1="${cpu[1.daemon]}" -v s1="${cpu[1.ssh]}" -v dn="${cpu[$TARGETS.daemon]}" -v sn="${cpu[$TARGETS.ssh]}" \
+    -v h1="${cpu[1.sshd]}" -v a1="${cpu[1.agent]}" -v hn="${cpu[$TARGETS.sshd]}" -v an="${cpu[$TARGETS.agent]}" 'BEGIN {
+  printf "%-52s %10.2f (active: daemon + ssh) %6.2f (passive: sshd + agent)\n", "  each target beyond the first", (dn + sn - d1 - s1) / (n - 1), (hn + an - h1 - a1) / (n - 1) }'
