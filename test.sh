@@ -48,6 +48,7 @@ if [ "$status" -eq 0 ]; then
   bench tests/bench/delta-bench.sh BENCH_MB=8 BENCH_RUNS=1
   bench tests/bench/resync-bench.sh BENCH_RUNS=1 BENCH_BIG_MB=2
   bench tests/bench/latency-bench.sh BENCH_EDITS=3 BENCH_DEFAULT_EDITS=1 BENCH_BURST=200
+  bench tests/bench/scale-bench.sh BENCH_DIRS=4 BENCH_FILES=40 BENCH_TARGETS=2 BENCH_EDITS=3
 fi
 
 # One plain closing line: "N passed, N failed" (summed over the test projects).

@@ -16,13 +16,15 @@ public sealed class TreeFile : IDisposable
     private readonly TreeDirectory _directory; // owned, held until the rename
     private readonly string _name, _tempName;
     private readonly ulong _device, _inode;    // of the temp file we created
+    private readonly (uint Uid, uint Gid) _owner; // the temp file's, as created
     private bool _published, _durable;
 
     private readonly SafeFileHandle _handle;
 
-    private TreeFile(TreeDirectory directory, string name, string tempName, SafeFileHandle handle, ulong device, ulong inode)
+    private TreeFile(TreeDirectory directory, string name, string tempName, SafeFileHandle handle, Mono.Unix.Native.Stat created)
     {
-        (_directory, _name, _tempName, _handle, _device, _inode) = (directory, name, tempName, handle, device, inode);
+        (_directory, _name, _tempName, _handle) = (directory, name, tempName, handle);
+        (_device, _inode, _owner) = (created.st_dev, created.st_ino, (created.st_uid, created.st_gid));
         Stream = new AppendStream((int)handle.DangerousGetHandle(), directory.PathOf(tempName));
     }
 
@@ -45,7 +47,7 @@ public sealed class TreeFile : IDisposable
             handle.Dispose();
             throw PosixFiles.Failure(directory.PathOf(temp), "fstat", Mono.Unix.Native.Stdlib.GetLastError());
         }
-        return new TreeFile(directory, name, temp, handle, st.st_dev, st.st_ino);
+        return new TreeFile(directory, name, temp, handle, st);
     }
 
     /// <summary>Sets owner, mode and times on the complete file's own descriptor and, unless it is small, starts writing
@@ -53,7 +55,7 @@ public sealed class TreeFile : IDisposable
     /// durable before renaming any of it).</summary>
     public void Seal(FileEntry entry)
     {
-        PosixFiles.ApplyMetadata(_handle, TargetPath, entry);
+        PosixFiles.ApplyMetadata(_handle, TargetPath, entry, _owner);
         if (entry.Size >= EarlyWritebackSize)
             Libc.StartWriteback((int)_handle.DangerousGetHandle());
     }
