@@ -47,7 +47,7 @@ public static class SignatureFormat
     public static int MaxStrongLength(this SignatureMagic magic) => magic.UsesBlake2() ? Blake2b.HashLength : Md4.HashLength;
 
     /// <summary>True when <paramref name="value"/> is one of the four signature magics.</summary>
-    public static bool IsKnown(uint value) => Enum.IsDefined((SignatureMagic)value);
+    public static bool IsKnown(uint value) => Defined<SignatureMagic>.Is((SignatureMagic)value);
 }
 
 /// <summary>The three numbers in a signature header.</summary>

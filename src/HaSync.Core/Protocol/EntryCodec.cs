@@ -64,7 +64,7 @@ public sealed class EntryCodec
         var kind = (EntryKind)reader.U8("kind");
         byte[] pathBytes = ReadShared(ref reader, _previousPath, "path");
         string path = Decode(pathBytes, "path");
-        if (!Enum.IsDefined(kind))
+        if (!Defined<EntryKind>.Is(kind))
             throw new ProtocolException($"entry {path}: unknown kind {(byte)kind}");
         if ((flags & (Same.Owner | Same.Group | Same.MtimeSeconds)) != 0 && _previous is null)
             throw new ProtocolException($"entry {path}: refers to a previous entry, but it is the first");

@@ -189,7 +189,7 @@ public sealed class FrameReader(Stream input)
             throw new ProtocolException($"reading a message's length: {length} is outside 1..{Wire.MaxFrameLength}");
         }
         var type = (FrameType)_header[4];
-        if (!Enum.IsDefined(type))
+        if (!Defined<FrameType>.Is(type))
             throw new ProtocolException($"reading a message: unknown type {(byte)type} (is the other side the same hasync version?)");
         int payloadLength = (int)length - 1;
         byte[] payload = type == FrameType.Data ? DataBuffer(payloadLength) : new byte[payloadLength];

@@ -340,7 +340,7 @@ public sealed class AgentSession : IDisposable
                     byte mark = payload.U8("journal mark");
                     request.Entries.Add(mark == 0 ? entry : entry with
                     {
-                        Local = Enum.IsDefined((LocalChange)mark) ? (LocalChange)mark : throw new ProtocolException($"entry {entry.Path}: unknown journal mark {mark}"),
+                        Local = Defined<LocalChange>.Is((LocalChange)mark) ? (LocalChange)mark : throw new ProtocolException($"entry {entry.Path}: unknown journal mark {mark}"),
                     });
                     request.Counter?.Add(entry);
                 }
