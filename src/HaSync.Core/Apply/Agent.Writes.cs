@@ -210,7 +210,7 @@ public sealed partial class Agent
                 using var self = directory.Open(name, LibcAt.O_RDONLY | LibcAt.O_NONBLOCK);
                 if (Mono.Unix.Native.Syscall.fstat((int)self.DangerousGetHandle(), out var opened) != 0 || opened.st_ino != st.st_ino || opened.st_dev != st.st_dev)
                     throw new IOException($"{full}: replaced while its metadata was being set; left for the next try");
-                PosixFiles.ApplyMetadata(self, full, entry);
+                PosixFiles.ApplyMetadata(self, full, entry, (opened.st_uid, opened.st_gid));
                 _sync.Touch(self, full);
                 if (entry.Kind == EntryKind.Directory)
                     _directories.Want(self, entry.MtimeSeconds, entry.MtimeNanoseconds);

@@ -260,7 +260,7 @@ public static class PosixFiles
     /// <summary>Owner, mode and time as <paramref name="entry"/> says, on an open descriptor of the file or directory itself
     /// (fchown, fchmod, futimens): what is changed is what was opened, whatever a path names meanwhile.
     /// <paramref name="where"/> names it in errors. <paramref name="owner"/> is the owner the file already has, when known
-    /// (a temp file just made and fstat'ed): no fchown when it is the wanted one (most of /etc is root's, as is the agent).</summary>
+    /// (from an fstat of this descriptor): no fchown when it is the wanted one (most of /etc is root's, as is the agent).</summary>
     public static void ApplyMetadata(Microsoft.Win32.SafeHandles.SafeFileHandle file, string where, FileEntry entry, (uint Uid, uint Gid)? owner = null)
     {
         uint uid = ResolveUser(entry.Owner, entry.Uid), gid = ResolveGroup(entry.Group, entry.Gid);
