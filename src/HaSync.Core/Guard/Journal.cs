@@ -53,7 +53,9 @@ public sealed class Journal : IDisposable
     private readonly string _lockPath;
     private readonly Dictionary<string, Recorded> _records = new(StringComparer.Ordinal);
     private readonly List<JournalLine> _unwritten = [];
+    private readonly FileStream _lockFile; // open for the session: each flush is then one flock and one unlock
     private FileStream _file;
+    private (ulong Dev, ulong Ino) _identity; // of the file open, to see when another session's compaction replaced it
     private readonly byte[] _key = [];  // keys the fingerprints: see FingerprintOf
     private bool _upgraded; // lines of an older hasync were read: compact, so the file holds keyed fingerprints only
     private long _readTo;  // bytes of the file taken in
@@ -68,31 +70,23 @@ public sealed class Journal : IDisposable
         try
         {
             StateDirectory.Ensure(stateDirectory);
+            _lockFile = new FileStream(_lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
             using var held = Lock();
             _key = LoadKey(System.IO.Path.Combine(stateDirectory, "journal.key"));
             bool existed = File.Exists(_path);
-            _file = Open();
+            _file = Open(out long size);
             if (!existed)
                 Libc.FsyncDirectory(stateDirectory); // the batches fsync the journal's data, not its name
-            ReadNew();
-            if (_file.Length > _readTo)
-                EndTornLine();
+            ReadNew(size);
             if (MostlySuperseded || _upgraded)
                 Compact();
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            _file?.Dispose();
+            _lockFile?.Dispose();
             throw new IOException($"{_path}: cannot open the journal: {e.Message}", e);
         }
-    }
-
-    /// <summary>Under the lock, a last line without its newline was torn by a crash: it is ended, so that the next line
-    /// appended is read as a line of its own, not as the torn one's end.</summary>
-    private void EndTornLine()
-    {
-        _file.Seek(0, SeekOrigin.End);
-        _file.Write("\n"u8);
-        ReadNew();
     }
 
     private bool MostlySuperseded => _lines > 10_000 && _lines > 4 * _records.Count;
@@ -237,11 +231,11 @@ public sealed class Journal : IDisposable
         byte[] bytes = GuardJson.Write(_unwritten);
         using (Lock())
         {
-            TakeInOthers(); // others' lines first, so ours stay the latest word on our paths
-            _file.Seek(0, SeekOrigin.End);
-            _file.Write(bytes);
-            _file.Flush();
-            _readTo = _file.Length;
+            TakeInOthers(out long size); // others' lines first, so ours stay the latest word on our paths
+            if (size > _readTo)
+                Write("\n"u8, ref size); // a last line torn by a crash is ended, or ours would be read as its end
+            Write(bytes, ref size);
+            _readTo = size;
             if (durable)
                 Sync();
             _lines += _unwritten.Count;
@@ -249,6 +243,12 @@ public sealed class Journal : IDisposable
             if (MostlySuperseded)
                 Compact(); // a long-lived session writing the same files again and again
         }
+    }
+
+    private void Write(ReadOnlySpan<byte> bytes, ref long offset)
+    {
+        RandomAccess.Write(_file.SafeFileHandle, bytes, offset);
+        offset += bytes.Length;
     }
 
     private void Sync()
@@ -261,27 +261,36 @@ public sealed class Journal : IDisposable
     private bool RefreshFromOthers()
     {
         using var held = Lock();
-        return TakeInOthers();
+        return TakeInOthers(out _);
     }
 
     /// <summary>Under the lock: reads what other sessions appended (reopening a compacted file), then puts back what
-    /// this session recorded and has not written yet. True when anything was read.</summary>
-    private bool TakeInOthers()
+    /// this session recorded and has not written yet. True when anything was read; <paramref name="size"/> is the
+    /// file's size.</summary>
+    private bool TakeInOthers(out long size)
     {
-        bool any = ReopenIfReplaced() | ReadNew() > 0;
+        // One lstat: the path still names the file open (then its size is the open file's), or a compaction replaced it.
+        bool replaced = !PosixFiles.TryLstat(_path, out var onDisk) || (onDisk.st_dev, onDisk.st_ino) != _identity;
+        if (replaced)
+            Reopen(out size);
+        else
+            size = onDisk.st_size;
+        bool any = replaced | ReadNew(size) > 0;
         foreach (var line in _unwritten)
             Take(line);
         return any;
     }
 
-    private int ReadNew()
+    /// <summary>Takes in the whole lines between what was read and <paramref name="size"/>; a torn last line is left.</summary>
+    private int ReadNew(long size)
     {
-        if (_file.Length <= _readTo)
+        if (size <= _readTo)
             return 0;
-        _file.Seek(_readTo, SeekOrigin.Begin);
-        var buffer = new byte[_file.Length - _readTo];
-        int got = _file.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false);
-        int end = Array.LastIndexOf(buffer, (byte)'\n', got - 1) + 1; // a line still being written waits
+        var buffer = new byte[size - _readTo];
+        int got = 0;
+        for (int n; got < buffer.Length && (n = RandomAccess.Read(_file.SafeFileHandle, buffer.AsSpan(got), _readTo + got)) > 0;)
+            got += n;
+        int end = Array.LastIndexOf(buffer, (byte)'\n', got - 1) + 1;
         int count = 0, start = 0;
         for (int i = 0; i < end; i++)
         {
@@ -349,12 +358,13 @@ public sealed class Journal : IDisposable
             file.Commit();
         }
         _file.Dispose();
-        _file = Open();
-        _readTo = _synced = _file.Length; // the compacted journal was committed durably
+        _file = Open(out long size);
+        _readTo = _synced = size; // the compacted journal was committed durably
         _lines = _records.Count;
     }
 
-    private FileStream Open()
+    /// <summary>Opens the journal (creating it), noting which file it is; <paramref name="size"/> is its size.</summary>
+    private FileStream Open(out long size)
     {
         var file = new FileStream(_path, new FileStreamOptions
         {
@@ -363,27 +373,37 @@ public sealed class Journal : IDisposable
         });
         if ((File.GetUnixFileMode(file.SafeFileHandle) & ~(UnixFileMode.UserRead | UnixFileMode.UserWrite)) != 0)
             File.SetUnixFileMode(file.SafeFileHandle, UnixFileMode.UserRead | UnixFileMode.UserWrite); // one an older hasync made 0644
+        if (Syscall.fstat((int)file.SafeFileHandle.DangerousGetHandle(), out var st) != 0)
+        {
+            var errno = Stdlib.GetLastError();
+            file.Dispose();
+            throw PosixFiles.Failure(_path, "fstat", errno);
+        }
+        _identity = (st.st_dev, st.st_ino);
+        size = st.st_size;
         return file;
     }
 
-    private bool ReopenIfReplaced()
+    /// <summary>Another session compacted the journal (or it was removed): what it says now is read from the start.</summary>
+    private void Reopen(out long size)
     {
-        if (PosixFiles.TryLstat(_path, out var onDisk) && Syscall.fstat((int)_file.SafeFileHandle.DangerousGetHandle(), out var open) == 0 && onDisk.st_ino == open.st_ino)
-            return false;
         _file.Dispose();
-        _file = Open();
+        _file = Open(out size);
         _records.Clear();
         _readTo = 0;
         _lines = 0;
-        ReadNew();
-        return true;
     }
 
-    private FileStream Lock()
+    /// <summary>Takes the journal's lock; disposing the result releases it.</summary>
+    private Held Lock()
     {
-        var lockFile = new FileStream(_lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
-        Libc.LockExclusive(lockFile.SafeFileHandle, _lockPath);
-        return lockFile;
+        Libc.LockExclusive(_lockFile.SafeFileHandle, _lockPath);
+        return new Held(this);
+    }
+
+    private readonly struct Held(Journal journal) : IDisposable
+    {
+        public void Dispose() => Libc.Unlock(journal._lockFile.SafeFileHandle, journal._lockPath);
     }
 
     /// <summary>Puts what was recorded on disk, then closes the file.</summary>
@@ -398,5 +418,6 @@ public sealed class Journal : IDisposable
             // Not on disk: after a crash, the intents accept what was written, and a file whose version is not known is hashed.
         }
         _file.Dispose();
+        _lockFile.Dispose();
     }
 }

@@ -143,13 +143,21 @@ internal static partial class Libc
         return Marshal.GetLastPInvokeError() == EWOULDBLOCK ? false : throw new IOException($"{path}: flock failed: {Marshal.GetLastPInvokeErrorMessage()}");
     }
 
-    /// <summary>flock(LOCK_EX), waiting for the holder; released when the handle is closed.</summary>
+    /// <summary>flock(LOCK_EX), waiting for the holder; released by <see cref="Unlock"/> or when the handle is closed.</summary>
     public static void LockExclusive(Microsoft.Win32.SafeHandles.SafeFileHandle file, string path)
     {
         const int LOCK_EX = 2, EINTR = 4;
         while (flock((int)file.DangerousGetHandle(), LOCK_EX) != 0)
             if (Marshal.GetLastPInvokeError() != EINTR)
                 throw new IOException($"{path}: flock failed: {Marshal.GetLastPInvokeErrorMessage()}");
+    }
+
+    /// <summary>flock(LOCK_UN): releases a lock taken with <see cref="LockExclusive"/>, the handle staying open.</summary>
+    public static void Unlock(Microsoft.Win32.SafeHandles.SafeFileHandle file, string path)
+    {
+        const int LOCK_UN = 8;
+        if (flock((int)file.DangerousGetHandle(), LOCK_UN) != 0)
+            throw new IOException($"{path}: flock failed: {Marshal.GetLastPInvokeErrorMessage()}");
     }
 
     [LibraryImport("libc", EntryPoint = "rename", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]

@@ -109,6 +109,19 @@ public sealed class JournalTests : IDisposable
     }
 
     [Fact]
+    public void ALineTornByAnotherSessionsCrashCostsNoLineThisOneWritesAfterIt()
+    {
+        using var journal = new Journal(_state);                 // open before the other session died
+        journal.Wrote(Write("a.conf", "one\n"), Version("a.conf"));
+        journal.Flush();
+        File.AppendAllText(Path.Combine(_state, "journal.jsonl"), "{\"Op\":\"wrote\",\"Pa"); // the other session's last line, cut short
+        journal.Wrote(Write("b.conf", "two\n"), Version("b.conf"));
+        journal.Flush();
+        using var later = new Journal(_state);
+        Assert.Equal((2, LocalChange.None, LocalChange.None), (later.Count, Check(later, "a.conf"), Check(later, "b.conf")));
+    }
+
+    [Fact]
     public void ALongSessionCompactsItAndOthersFollow()
     {
         using var other = new Journal(_state);
