@@ -16,7 +16,8 @@ public sealed partial class Agent
         // Sent as the walk goes (the sender sorts them): it sees the passive's side of the compare advance, and a large tree
         // is never held here whole.
         PayloadWriter? batch = null;
-        WalkBelowRoot(paths, entry =>
+        _hashes ??= HashCache.Load(_hashesPath, problem => log.WriteLine($"hasync serve: {problem}"));
+        var seen = WalkBelowRoot(paths, entry =>
         {
             if (batch is null || batch.Length > 60_000)
             {
@@ -30,12 +31,30 @@ public sealed partial class Agent
         if (batch is not null)
             writer.Write(FrameType.ManifestEntries, batch);
         writer.Write(FrameType.ManifestEnd, new PayloadWriter().U32(id));
+        var walked = paths.ToHashSet(StringComparer.Ordinal);
+        _hashes.ForgetWhere(path => !seen.Contains(path) && TreeWalker.WithinAny(path, walked)); // gone from the passive
+    }
+
+    /// <summary>Keeps the hash cache for the next session, if this one's manifests changed it (after the answer is sent:
+    /// the sender compares meanwhile).</summary>
+    private void SaveHashes()
+    {
+        if (_hashes is not { Changed: true })
+            return;
+        try
+        {
+            _hashes.Save(_hashesPath);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            log.WriteLine($"hasync serve: {_hashesPath}: cannot save the hash cache ({e.Message}); the next session hashes every file again");
+        }
     }
 
     /// <summary>Gives <paramref name="each"/> the entries at and below <paramref name="paths"/> (depth first, names in order;
     /// not quite path order), each read through its directory's descriptor from the root down (no link followed, whatever
-    /// is swapped in meanwhile); a path behind a file or a link has nothing to list.</summary>
-    private void WalkBelowRoot(IEnumerable<string> paths, Action<FileEntry> each)
+    /// is swapped in meanwhile); a path behind a file or a link has nothing to list. Returns the paths looked at.</summary>
+    private HashSet<string> WalkBelowRoot(IEnumerable<string> paths, Action<FileEntry> each)
     {
         var seen = new HashSet<string>(StringComparer.Ordinal);
         void Visit(TreeDirectory directory, string name, string logical)
@@ -45,7 +64,7 @@ public sealed partial class Agent
             FileEntry? entry;
             try
             {
-                entry = directory.Describe(name, logical, Remember);
+                entry = directory.Describe(name, logical, Remember, _hashes);
             }
             catch (FileChangedException e)
             {
@@ -75,6 +94,7 @@ public sealed partial class Agent
             if (directory is not null)
                 Visit(directory, PathGuard.IsRoot(path) ? "." : TreeWalker.NameOf(path), path);
         }
+        return seen;
     }
 
     private static void SendData(uint id, byte[] data, FrameWriter writer)

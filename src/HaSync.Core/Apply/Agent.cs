@@ -34,7 +34,7 @@ namespace HaSync.Apply;
 /// Agent.Guard.cs (fencing, local changes, conflict copies).
 /// </remarks>
 /// <param name="guard">Where the agent may write.</param>
-/// <param name="stateDirectory">Journal, epochs and conflict copies.</param>
+/// <param name="stateDirectory">Journal, epochs, conflict copies and the hash cache.</param>
 /// <param name="log">stderr.</param>
 /// <param name="keepSetId">Apply set-user-id and set-group-id bits as sent (<c>serve --allow-setid</c>). By default they
 /// are stripped from every file and directory written, as rsync does without <c>--perms</c>: whoever controls the active's
@@ -68,6 +68,8 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
     private const long MaxCachedSignatureBytes = 64L << 20;
     private readonly EntryCodec _requests = new();  // decodes entries in the sender's order
     private readonly EntryCodec _manifests = new(); // encodes entries in our answers' order
+    private readonly string _hashesPath = Path.Combine(stateDirectory, "hashes.bin");
+    private HashCache? _hashes; // the passive's content hashes by version, read at the first manifest
 
     /// <summary>Serves one session on the calling thread; returns the process exit code (0 = the sender said goodbye or
     /// closed). The hello says how often the sender's heartbeat comes: the agent sends its own as often while it says
@@ -172,6 +174,7 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
                     Commit(writer); // reads see every change acknowledged before them
                     SendManifest(id, paths, writer);
                     FlushAnswers(writer);
+                    SaveHashes();
                     return;
                 case FrameType.SignatureRequest:
                     subject = payload.Text("path");

@@ -90,10 +90,11 @@ public sealed class TreeDirectory : IDisposable
     }
 
     /// <summary>Describes the entry <paramref name="name"/> as <paramref name="logicalPath"/>, read through this directory's
-    /// descriptor (lstat by fstatat, content from an O_NOFOLLOW descriptor, link by readlinkat); null when absent.</summary>
-    public FileEntry? Describe(string name, string logicalPath, Action<FileEntry, Stat, Delta.Signature>? onSignature = null) =>
+    /// descriptor (lstat by fstatat, content from an O_NOFOLLOW descriptor, link by readlinkat); null when absent. A file
+    /// whose version <paramref name="cache"/> knows is not read.</summary>
+    public FileEntry? Describe(string name, string logicalPath, Action<FileEntry, Stat, Delta.Signature>? onSignature = null, HashCache? cache = null) =>
         PosixFiles.Describe(new PosixFiles.EntryAccess(PathOf(name), () => Entry(name), () => OpenForReading(name),
-            () => LibcAt.ReadLinkAt(Descriptor, name, out _)), logicalPath, withHash: true, onSignature);
+            () => LibcAt.ReadLinkAt(Descriptor, name, out _)), logicalPath, withHash: true, onSignature, cache);
 
     private FileStream OpenForReading(string name)
     {

@@ -26,16 +26,20 @@ internal static class GuardJson
         long? number = null;
         string? node = null, host = null;
         DateTimeOffset? at = null;
-        Fields(text, (name, reader) =>
+        var reader = Open(text);
+        while (NextField(ref reader))
         {
-            switch (name)
-            {
-                case "number": number = reader.GetInt64(); break;
-                case "node": node = reader.GetString(); break;
-                case "host": host = reader.GetString(); break;
-                case "at": at = reader.GetDateTimeOffset(); break;
-            }
-        });
+            if (reader.ValueTextEquals("number"u8))
+                number = NextNumber(ref reader);
+            else if (reader.ValueTextEquals("node"u8))
+                node = NextString(ref reader);
+            else if (reader.ValueTextEquals("host"u8))
+                host = NextString(ref reader);
+            else if (reader.ValueTextEquals("at"u8))
+                at = reader.Read() && reader.TokenType == JsonTokenType.String && reader.TryGetDateTimeOffset(out var time) ? time : throw new JsonException("at is not a time");
+            else
+                SkipValue(ref reader);
+        }
         return number is > 0 && node is { Length: > 0 } && host is not null && at is not null
             ? new Epoch(number.Value, node, host, at.Value)
             : throw new JsonException("an epoch needs number, node, host and at");
@@ -71,50 +75,70 @@ internal static class GuardJson
     }
 
     /// <exception cref="JsonException">Not a journal line (a torn one, after a crash).</exception>
+    /// <remarks>Field names are matched as bytes, not read as strings: an agent reads the whole journal at the start of
+    /// each session, one line per path of the watched set.</remarks>
     public static JournalLine ReadJournalLine(ReadOnlySpan<byte> text)
     {
         string? op = null, path = null, fingerprint = null;
         long ino = 0, size = 0, mtime = 0, mtimeNs = 0, ctime = 0, ctimeNs = 0;
-        Fields(text, (name, reader) =>
+        var reader = Open(text);
+        while (NextField(ref reader))
         {
-            switch (name)
-            {
-                case "op": op = reader.GetString(); break;
-                case "path": path = reader.GetString(); break;
-                case "fingerprint": fingerprint = reader.GetString(); break;
-                case "ino": ino = reader.GetInt64(); break;
-                case "size": size = reader.GetInt64(); break;
-                case "mtime": mtime = reader.GetInt64(); break;
-                case "mtime_ns": mtimeNs = reader.GetInt64(); break;
-                case "ctime": ctime = reader.GetInt64(); break;
-                case "ctime_ns": ctimeNs = reader.GetInt64(); break;
-            }
-        });
+            if (reader.ValueTextEquals("op"u8))
+                op = NextString(ref reader) switch { "wrote" => "wrote", "intent" => "intent", "removed" => "removed", var other => other };
+            else if (reader.ValueTextEquals("path"u8))
+                path = NextString(ref reader);
+            else if (reader.ValueTextEquals("fingerprint"u8))
+                fingerprint = NextString(ref reader);
+            else if (reader.ValueTextEquals("ino"u8))
+                ino = NextNumber(ref reader);
+            else if (reader.ValueTextEquals("size"u8))
+                size = NextNumber(ref reader);
+            else if (reader.ValueTextEquals("mtime"u8))
+                mtime = NextNumber(ref reader);
+            else if (reader.ValueTextEquals("mtime_ns"u8))
+                mtimeNs = NextNumber(ref reader);
+            else if (reader.ValueTextEquals("ctime"u8))
+                ctime = NextNumber(ref reader);
+            else if (reader.ValueTextEquals("ctime_ns"u8))
+                ctimeNs = NextNumber(ref reader);
+            else
+                SkipValue(ref reader);
+        }
         return op is not null && path is not null
             ? new JournalLine { Op = op, Path = path, Fingerprint = fingerprint, Ino = ino, Size = size, Mtime = mtime, MtimeNs = mtimeNs, Ctime = ctime, CtimeNs = ctimeNs }
             : throw new JsonException("a journal line needs op and path");
     }
 
-    private delegate void FieldReader(string name, Utf8JsonReader reader);
+    // A value of the wrong type is a damaged line, like a torn one (JsonException), not a crash of the reader.
+    private static string? NextString(ref Utf8JsonReader reader) =>
+        reader.Read() && reader.TokenType is JsonTokenType.String or JsonTokenType.Null ? reader.GetString() : throw new JsonException("expected a string");
 
-    /// <summary>Calls <paramref name="read"/> with each top-level scalar field of one JSON object.</summary>
-    private static void Fields(ReadOnlySpan<byte> text, FieldReader read)
+    private static long NextNumber(ref Utf8JsonReader reader) =>
+        reader.Read() && reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out long value) ? value : throw new JsonException("expected an integer");
+
+    private static Utf8JsonReader Open(ReadOnlySpan<byte> text)
     {
         var reader = new Utf8JsonReader(text);
         if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
             throw new JsonException("expected an object");
-        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-        {
-            string name = reader.GetString()!;
-            if (!reader.Read())
-                break;
-            if (reader.TokenType is JsonTokenType.StartObject or JsonTokenType.StartArray)
-                reader.Skip();
-            else
-                read(name, reader);
-        }
-        if (reader.TokenType != JsonTokenType.EndObject)
-            throw new JsonException("the object is not closed");
+        return reader;
+    }
+
+    /// <summary>Moves to the next field's name; false at the object's end (and throws if the object is not closed).</summary>
+    private static bool NextField(ref Utf8JsonReader reader)
+    {
+        if (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            return true;
+        return reader.TokenType == JsonTokenType.EndObject ? false : throw new JsonException("the object is not closed");
+    }
+
+    /// <summary>Skips the value of a field this version does not know.</summary>
+    private static void SkipValue(ref Utf8JsonReader reader)
+    {
+        if (!reader.Read())
+            throw new JsonException("a field without a value");
+        reader.Skip();
     }
 
     private static readonly JsonWriterOptions Options = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };

@@ -152,6 +152,25 @@ public sealed class JournalTests : IDisposable
     }
 
     /// <summary>A 0600 "pin=NNNN" file was recovered from its unkeyed fingerprint in 0.01 s: the journal is private, in a
+
+    /// <summary>Lines whole but damaged (a value of the wrong type, a number too large, an unknown field with an object)
+    /// are skipped like a torn one: the journal still opens, and the lines around them count.</summary>
+    [Fact]
+    public void ADamagedLineIsSkippedAndTheRestKept()
+    {
+        using (var journal = new Journal(_state))
+        {
+            journal.Wrote(Write("a.conf", "kept\n"), Version("a.conf"));
+            journal.Flush();
+        }
+        File.AppendAllText(Path.Combine(_state, "journal.jsonl"),
+            "{\"op\":\"wrote\",\"path\":5}\n{\"op\":\"removed\",\"path\":\"/a.conf\",\"ino\":\"x\"}\n"
+            + "{\"op\":\"removed\",\"path\":\"/a.conf\",\"size\":123456789012345678901234567890}\n{\"op\":[],\"path\":\"/a.conf\"}\n"
+            + "{\"op\":\"wrote\",\"path\":\"/c.conf\",\"fingerprint\":\"-> x\",\"later\":{\"a\":[1,2]}}\n");
+        using var reopened = new Journal(_state);
+        Assert.Equal(LocalChange.None, Check(reopened, "a.conf"));
+        Assert.Equal(2, reopened.Count);
+    }
     /// state directory no other user can list, and its fingerprints are keyed with this node's secret.</summary>
     [Fact]
     public void TheJournalIsPrivateAndItsFingerprintsSayNothingOfTheContent()
