@@ -63,9 +63,9 @@ public sealed partial class Agent
         try
         {
             foreach (var (_, entry, _) in _sealed)
-                _journal.Intend(entry);
+                Journal.Intend(entry);
             bool perInode = _sync.PerInode(_sealed.Count); // see BatchSync
-            _journal.Flush(durable: false); // made durable below, before any rename
+            Journal.Flush(durable: false); // made durable below, before any rename
             if (!perInode)
             {
                 _sync.Touch(stateDirectory); // the journal's file system is synced too
@@ -101,7 +101,7 @@ public sealed partial class Agent
             // those has then carried the journal's new size as well (ext4, XFS), so this one writes a block and flushes, where
             // first would have cost a commit of its own (one-file edits: 3 journal commits a batch became 2).
             if (perInode && durable.Count > 0)
-                _journal.Flush(durable: true);
+                Journal.Flush(durable: true);
             if (durable.Count > 0 && _claim is not null)
                 _epochs.EnsureStillCurrent(_claim); // a later active claimed this node while the batch came in: publish none of it
             foreach (var (id, entry, file) in durable)
@@ -123,7 +123,7 @@ public sealed partial class Agent
             {
                 // The records of what now stands need not be on disk before the acks: after a crash, the intents (on disk)
                 // accept what was renamed. They go with the next batch's intents, or at the end of the session.
-                _journal.Flush(durable: false);
+                Journal.Flush(durable: false);
                 _sync.SyncAll(perInode); // the renames and the changes in place
             }
             catch (IOException e)

@@ -53,10 +53,10 @@ public sealed partial class Agent
         string name = TreeWalker.NameOf(logicalPath), fullPath = directory.PathOf(name);
         if (st is null || AtomicFile.IsTempName(name))
             return null; // nothing there, or a temp file left by a killed agent: HaSync's own
-        var change = _journal.Check(logicalPath, st.Value, () => directory.Describe(name, logicalPath), out var current);
+        var change = Journal.Check(logicalPath, st.Value, () => directory.Describe(name, logicalPath), out var current);
         if (change == LocalChange.None)
             return null;
-        if (incoming is not null && current is not null && _journal.FingerprintOf(current) == _journal.FingerprintOf(incoming))
+        if (incoming is not null && current is not null && Journal.FingerprintOf(current) == Journal.FingerprintOf(incoming))
             return null; // the same content arrived by another way: nothing of the passive's own is lost
         if (_adopt)
         {
@@ -72,7 +72,7 @@ public sealed partial class Agent
     /// now there), and a conflict that stood there is settled.</summary>
     private void Record(FileEntry entry, TreeDirectory directory)
     {
-        _journal.Wrote(entry, directory.Entry(TreeWalker.NameOf(entry.Path)));
+        Journal.Wrote(entry, directory.Entry(TreeWalker.NameOf(entry.Path)));
         Settled(entry.Path);
     }
 

@@ -15,9 +15,10 @@ public sealed partial class Agent
             guard.Locate(path); // refuses paths outside the allowed set before listing anything
         // Sent as the walk goes (the sender sorts them): it sees the passive's side of the compare advance, and a large tree
         // is never held here whole.
+        // Until the journal is read (see _journalRead), entries wait for their check.
         PayloadWriter? batch = null;
-        _hashes ??= HashCache.Load(_hashesPath, problem => log.WriteLine($"hasync serve: {problem}"));
-        var seen = WalkBelowRoot(paths, entry =>
+        var waiting = new List<FileEntry>();
+        void Send(FileEntry entry)
         {
             if (batch is null || batch.Length > 60_000)
             {
@@ -26,8 +27,18 @@ public sealed partial class Agent
                 batch = new PayloadWriter().U32(id);
             }
             _manifests.Write(batch, entry);
-            batch.U8((byte)(AtomicFile.IsTempName(Path.GetFileName(entry.Path)) ? LocalChange.None : _journal.Check(entry)));
+            batch.U8((byte)(AtomicFile.IsTempName(Path.GetFileName(entry.Path)) ? LocalChange.None : Journal.Check(entry)));
+        }
+        _hashes ??= HashCache.Load(_hashesPath, problem => log.WriteLine($"hasync serve: {problem}"));
+        var seen = WalkBelowRoot(paths, entry =>
+        {
+            waiting.Add(entry);
+            if (!_journalRead.IsCompleted)
+                return;
+            waiting.ForEach(Send);
+            waiting.Clear();
         });
+        waiting.ForEach(Send);
         if (batch is not null)
             writer.Write(FrameType.ManifestEntries, batch);
         writer.Write(FrameType.ManifestEnd, new PayloadWriter().U32(id));

@@ -240,7 +240,7 @@ public sealed partial class Agent
                 if (LocalChangeAt(directory, logicalPath, st, incoming: null) is { } conflict)
                     throw new ConflictException($"{conflict}; not deleted, though it is gone on the active");
                 directory.Remove(name, directory: false);
-                _journal.Removed(logicalPath);
+                Journal.Removed(logicalPath);
                 Settled(logicalPath);
             }
         });

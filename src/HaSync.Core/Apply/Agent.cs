@@ -44,7 +44,9 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
 {
     private readonly uint _keptMode = ModeBits.Kept(keepSetId);
     private readonly EpochStore _epochs = new(stateDirectory);
-    private readonly Journal _journal = new(stateDirectory);
+    // Read on another core while the session starts and the first manifest is walked: an agent reads the whole journal, a
+    // line per path ever written, at every session.
+    private readonly Task<Journal> _journalRead = Task.Run(() => new Journal(stateDirectory));
     private readonly HashSet<string> _conflictCopies = ConflictCopies(stateDirectory); // logical paths with an incoming copy kept
     private Epoch? _claim;  // the sender's term, once accepted
     private bool _adopt;    // resync --force: the passive's own changes are overwritten
@@ -118,8 +120,9 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
             }
             Commit(writer);
             FlushAnswers(writer);
+            _ = Journal; // a session that asked for nothing still ends saying that the state directory is unusable
         }
-        catch (Exception e) when (e is ProtocolException or PeerSilentException)
+        catch (Exception e) when (e is ProtocolException or PeerSilentException or StateUnusableException)
         {
             readError = (HaSyncException)e;
         }
@@ -148,10 +151,28 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
         }
     }
 
+    /// <summary>The journal, once read; a state directory where it cannot be read ends the session.</summary>
+    private Journal Journal
+    {
+        get
+        {
+            try
+            {
+                return _journalRead.GetAwaiter().GetResult();
+            }
+            catch (IOException e)
+            {
+                throw new StateUnusableException(e.Message, e);
+            }
+        }
+    }
+
     /// <summary>Closes the journal.</summary>
     public void Dispose()
     {
-        _journal.Dispose();
+        ((IAsyncResult)_journalRead).AsyncWaitHandle.WaitOne(); // read or failed: only one read has a lock to give back
+        if (_journalRead.IsCompletedSuccessfully)
+            _journalRead.Result.Dispose();
         _sync.Dispose();
         _directories.Dispose();
     }
@@ -268,6 +289,9 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
         }
     }
 }
+
+/// <summary>The state directory cannot hold the journal: nothing can be checked or recorded, so nothing is served.</summary>
+internal sealed class StateUnusableException(string message, Exception inner) : HaSyncException(message, inner);
 
 /// <summary>A write refused because the passive changed the path on its own; the message says what and where the incoming version went.</summary>
 internal sealed class ConflictException(string message) : HaSyncException(message);

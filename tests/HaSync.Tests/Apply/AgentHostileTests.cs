@@ -74,6 +74,19 @@ public sealed class AgentHostileTests : IDisposable
         AssertNothingChanged();
     }
 
+    /// <summary>The journal is read while the session starts (beside the hello and the first manifest): a state directory
+    /// where it cannot be read still ends the session with its error and exit 2, having changed nothing.</summary>
+    [Fact]
+    public void AStateDirectoryWhereTheJournalCannotBeReadEndsTheSessionWithItsError()
+    {
+        string state = _dir.File("state");
+        Directory.CreateDirectory(Path.Join(state, "journal.jsonl")); // a directory where the journal should be
+        var (code, stderr) = Serve(Hello(), "--state", state);
+        Assert.Equal(2, code);
+        Assert.Contains($"closing the session: {Path.Join(state, "journal.jsonl")}: cannot open the journal", stderr);
+        AssertNothingChanged();
+    }
+
     [Fact]
     public void OversizedFrameIsRefusedBeforeAnyAllocation()
     {
