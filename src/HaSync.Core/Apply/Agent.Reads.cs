@@ -131,23 +131,38 @@ public sealed partial class Agent
     private static long CachedLength(Signature signature) => (long)signature.Count * (4 + signature.Parameters.StrongLength);
 
     /// <summary>The signature of the passive's copy: from the cache when that exact version (inode, size, mtime and
-    /// ctime to the nanosecond) was hashed for the manifest, else computed now. A cached one's block digests are kept for
-    /// the delta that follows (see <see cref="Receive"/>).</summary>
+    /// ctime to the nanosecond) was hashed for the manifest, else computed now, the way the manifest's hash pass reads a
+    /// file (a large one on two cores: a manifest that took its hash from the hash cache read nothing). Its block digests
+    /// are kept for the delta that follows (see <see cref="Receive"/>).</summary>
     private byte[] SignatureOf(string logicalPath)
     {
         using var basis = OpenRegularFile(logicalPath, out var version);
         TakeDeltaBasis(logicalPath);
+        (Mono.Unix.Native.Stat Version, Signature Signature)? kept = null;
         if (_signatures.Remove(logicalPath, out var cached))
         {
             if (PosixFiles.SameVersion(cached.Version, version))
-            {
-                _deltaBases[logicalPath] = cached; // still counted in the cache's size, until taken
-                var bytes = new MemoryStream((int)cached.Signature.SerializedLength(SignatureParameters.SyncStrongLength));
-                cached.Signature.WriteTo(bytes, SignatureParameters.SyncStrongLength);
-                return bytes.ToArray();
-            }
-            _signatureBytes -= CachedLength(cached.Signature);
+                kept = cached; // still counted in the cache's size, until taken
+            else
+                _signatureBytes -= CachedLength(cached.Signature);
         }
+        if (kept is null && version.st_size >= SignatureFormat.DeltaMinimumFileSize)
+        {
+            var hasher = PosixFiles.Hash(basis, version.st_size, collectSignature: true);
+            if (hasher.Finish() is not null && hasher.Signature is { } computed) // else it changed while read: see below
+            {
+                kept = (version, computed);
+                _signatureBytes += CachedLength(computed);
+            }
+        }
+        if (kept is { } basisSignature)
+        {
+            _deltaBases[logicalPath] = basisSignature;
+            var bytes = new MemoryStream((int)basisSignature.Signature.SerializedLength(SignatureParameters.SyncStrongLength));
+            basisSignature.Signature.WriteTo(bytes, SignatureParameters.SyncStrongLength);
+            return bytes.ToArray();
+        }
+        basis.Position = 0;
         var signature = new MemoryStream();
         SignatureGenerator.Generate(basis, signature, SignatureParameters.ForSync(basis.Length));
         return signature.ToArray();

@@ -181,8 +181,15 @@ public static class PosixFiles
     /// <summary>Reads a file through a <see cref="ContentHasher"/> (which also builds its signature when asked).</summary>
     private static ContentHasher HashFile(EntryAccess access, long length, bool collectSignature)
     {
-        var hasher = new ContentHasher(length, collectSignature);
         using var stream = access.OpenRead();
+        return Hash(stream, length, collectSignature);
+    }
+
+    /// <summary>Reads <paramref name="stream"/> from its start through a <see cref="ContentHasher"/> for content of
+    /// <paramref name="length"/> bytes, a large file in two halves on two cores; the stream stays open.</summary>
+    public static ContentHasher Hash(Stream stream, long length, bool collectSignature)
+    {
+        var hasher = new ContentHasher(length, collectSignature);
         if (length >= ParallelHashLength && Environment.ProcessorCount > 1 && stream is FileStream { CanSeek: true } file)
         {
             // A large file's second half is hashed on another core meanwhile (its blocks' digests join the first half's in

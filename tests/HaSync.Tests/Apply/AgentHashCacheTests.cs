@@ -48,6 +48,30 @@ public sealed class AgentHashCacheTests
         Assert.Equal(ContentHasher.Of(second), await ManifestHash(target));
     }
 
+    /// <summary>A manifest that took a large file's hash from the cache read nothing, so the signature a delta then asks for
+    /// is computed on its own (the manifest's two-core pass), and it is still exactly rdiff's.</summary>
+    [Fact]
+    public async Task TheSignatureOfAFileTheCacheKnewIsRdiffs()
+    {
+        using var dir = new TempDir();
+        string root = dir.File("passive"), file = Path.Join(root, "etc/big.db");
+        Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+        byte[] content = TestData.Random(new Random(13), 9 << 20); // past the size hashed in two halves
+        File.WriteAllBytes(file, content);
+        Thread.Sleep(HashCache.RacyWindow + TimeSpan.FromMilliseconds(100));
+        var target = TestTree.LocalTarget(root);
+        Assert.Equal(ContentHasher.Of(content), await ManifestHash(target, "/etc/big.db")); // hashed, and cached
+
+        var signature = await TestTree.WithSession(target, async session =>
+        {
+            Assert.Equal(ContentHasher.Of(content), (await session.RequestManifest(["/etc/big.db"])).Single().Hash);
+            return await session.RequestSignature("/etc/big.db");
+        });
+        string block = HaSync.Delta.SignatureParameters.SyncBlockLength(content.Length).ToString();
+        Tools.Check(Tools.Rdiff, "-b", block, "-S", HaSync.Delta.SignatureParameters.SyncStrongLength.ToString(), "signature", file, dir.File("sig"));
+        Assert.Equal(File.ReadAllBytes(dir.File("sig")), signature);
+    }
+
     [Fact]
     public void ACacheFileThatIsNotWholeIsRefusedWholeAndSaid()
     {
@@ -86,6 +110,6 @@ public sealed class AgentHashCacheTests
 
     private static Stat Stat(string path) => Syscall.lstat(path, out var st) == 0 ? st : throw new IOException($"{path}: lstat failed");
 
-    private static async Task<byte[]?> ManifestHash(HaSync.Configuration.TargetConfig target) =>
-        await TestTree.WithSession(target, async session => (await session.RequestManifest(["/etc/a.conf"])).Single().Hash);
+    private static async Task<byte[]?> ManifestHash(HaSync.Configuration.TargetConfig target, string path = "/etc/a.conf") =>
+        await TestTree.WithSession(target, async session => (await session.RequestManifest([path])).Single().Hash);
 }
