@@ -48,19 +48,7 @@ public sealed partial class Agent
 
     /// <summary>Keeps the hash cache for the next session, if this one's manifests changed it (after the answer is sent:
     /// the sender compares meanwhile).</summary>
-    private void SaveHashes()
-    {
-        if (_hashes is not { Changed: true })
-            return;
-        try
-        {
-            _hashes.Save(_hashesPath);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            log.WriteLine($"hasync serve: {_hashesPath}: cannot save the hash cache ({e.Message}); the next session hashes every file again");
-        }
-    }
+    private void SaveHashes() => _hashes?.SaveIfChanged(_hashesPath, problem => log.WriteLine($"hasync serve: {problem}"));
 
     /// <summary>Gives <paramref name="each"/> the entries at and below <paramref name="paths"/> (depth first, names in order;
     /// not quite path order), each read through its directory's descriptor from the root down (no link followed, whatever

@@ -70,7 +70,7 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
     private const long MaxCachedSignatureBytes = 64L << 20;
     private readonly EntryCodec _requests = new();  // decodes entries in the sender's order
     private readonly EntryCodec _manifests = new(); // encodes entries in our answers' order
-    private readonly string _hashesPath = Path.Combine(stateDirectory, "hashes.bin");
+    private readonly string _hashesPath = HashCache.AgentFile(stateDirectory);
     private HashCache? _hashes; // the passive's content hashes by version, read at the first manifest
 
     /// <summary>Serves one session on the calling thread; returns the process exit code (0 = the sender said goodbye or

@@ -38,6 +38,9 @@ internal static partial class DaemonLog
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Warning}")]
     public static partial void ConfigWarning(this ILogger log, string warning);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Problem}")]
+    public static partial void HashCacheProblem(this ILogger log, string problem);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Target}: {Failure}; it will be tried again")]
     public static partial void PushFailed(this ILogger log, string target, string failure);
 

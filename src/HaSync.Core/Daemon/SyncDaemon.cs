@@ -36,7 +36,9 @@ public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider cl
         foreach (string warning in ConfigCheck.Warnings(config))
             log.ConfigWarning(warning);
 
-        var cache = new HashCache();
+        // Kept across restarts: a daemon restarted on a large watched set does not read it all again.
+        string cachePath = HashCache.ActiveFile(config.StateDirectory);
+        var cache = HashCache.Load(cachePath, log.HashCacheProblem);
         var options = pusherOptions ?? new PusherOptions();
         options = options with { AuditInterval = config.Daemon.AuditInterval ?? options.AuditInterval, SelfCheckAfter = config.Daemon.SelfCheckAfter };
         using var role = new RoleMonitor(config, new EpochStore(config.StateDirectory), log, clock);
@@ -65,6 +67,7 @@ public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider cl
         WriteStatus(watcher, role, pushers, stopped: true);
         foreach (var pusher in pushers)
             pusher.Dispose();
+        cache.SaveIfChanged(cachePath, log.HashCacheProblem);
     }
 
     /// <summary>Checks the role and retries every failed path and conflict now (SIGHUP: an admin settled something).</summary>

@@ -127,6 +127,29 @@ public sealed class HashCache
         return at == body.Length;
     }
 
+    /// <summary>Where the active's scans (the daemon's, resync's) keep their cache in its state directory.</summary>
+    public static string ActiveFile(string stateDirectory) => Path.Combine(stateDirectory, "active-hashes.bin");
+
+    /// <summary>Where the agent keeps the passive's cache in its state directory (apart from the active's: the two may
+    /// share one directory, with other roots).</summary>
+    public static string AgentFile(string stateDirectory) => Path.Combine(stateDirectory, "hashes.bin");
+
+    /// <summary><see cref="Save"/> if anything <see cref="Changed"/>; a failure goes to <paramref name="problem"/> (it only
+    /// costs hashing again).</summary>
+    public void SaveIfChanged(string path, Action<string> problem)
+    {
+        if (!Changed)
+            return;
+        try
+        {
+            Save(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            problem($"{path}: cannot save the hash cache ({e.Message}); the next scan hashes every file again");
+        }
+    }
+
     /// <summary>Writes the cache to <paramref name="path"/> (a temp file renamed over it, 0600: it says which files exist).
     /// Not synced: a cache lost in a crash only costs hashing again.</summary>
     public void Save(string path)

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using HaSync.Configuration;
 using HaSync.Guard;
+using HaSync.Scanning;
 using HaSync.Sync;
 using Spectre.Console;
 
@@ -74,7 +75,9 @@ internal static class ResyncCommand
             var term = force ? Task.FromResult<Epoch?>(null) : Task.Run<Epoch?>(epochs.CurrentOrNew, cancellationToken);
             // The watched set is walked and hashed while ssh connects; it stops if the session cannot be had.
             using var scanning = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            var scan = ActiveScan.Start(config, cache: null, scanning.Token);
+            string cachePath = HashCache.ActiveFile(config.StateDirectory);
+            var cache = HashCache.Load(cachePath, problem => Console.Error.WriteLine($"hasync resync: {problem}"));
+            var scan = ActiveScan.Start(config, cache, scanning.Token);
             ResyncStats stats;
             try
             {
@@ -89,6 +92,7 @@ internal static class ResyncCommand
             {
                 scanning.Cancel();
             }
+            cache.SaveIfChanged(cachePath, problem => Console.Error.WriteLine($"hasync resync: {problem}"));
             if (json)
                 Console.WriteLine(SummaryJson(target.Name, stats));
             else

@@ -75,6 +75,43 @@ public sealed class SyncCliTests
         TestTree.AssertIdentical(dir.File("active"), dir.File("passive"));
     }
 
+    /// <summary>Both sides keep their hashes across runs (the active's in its state_dir, the agent's in its own), and
+    /// neither hides a file rewritten in place with its old size and mtime set back: only its ctime moved.</summary>
+    [Fact]
+    public void ResyncsKeepHashCachesThatDoNotHideASameSizeRewriteWithItsMtimeSetBack()
+    {
+        using var dir = new TempDir();
+        TestTree.Build(dir.File("active"));
+        Directory.CreateDirectory(dir.File("passive"));
+        string config = WriteConfig(dir, LocalTarget.Replace("hasync, serve", $"{Hasync}, serve"));
+        string ini = dir.File("active/etc/bm/bm.ini");
+        Thread.Sleep(HaSync.Scanning.HashCache.RacyWindow + TimeSpan.FromMilliseconds(100)); // a file changed within it is not cached
+        var first = Run("resync", "-c", config);
+        Assert.True(first.Code == 0, first.Stderr);
+        Thread.Sleep(HaSync.Scanning.HashCache.RacyWindow + TimeSpan.FromMilliseconds(100)); // the passive's files were just written
+        var second = Run("resync", "-c", config); // hashes both sides, now that no file is racy
+        Assert.True(second.Code == 0, second.Stderr);
+        Assert.True(File.Exists(dir.File("state/active-hashes.bin")), "the active's hash cache");
+        Assert.True(File.Exists(dir.File("passive-state/hashes.bin")), "the agent's hash cache");
+
+        Assert.Equal(0, Mono.Unix.Native.Syscall.lstat(ini, out var before));
+        byte[] content = File.ReadAllBytes(ini);
+        content[0] ^= 0x20; // same size, one letter's case
+        File.WriteAllBytes(ini, content);
+        var times = new[]
+        {
+            new Mono.Unix.Native.Timespec { tv_sec = before.st_atime, tv_nsec = before.st_atime_nsec },
+            new Mono.Unix.Native.Timespec { tv_sec = before.st_mtime, tv_nsec = before.st_mtime_nsec },
+        };
+        Assert.Equal(0, Mono.Unix.Native.Syscall.utimensat(Mono.Unix.Native.Syscall.AT_FDCWD, ini, times, 0));
+        var third = Run("resync", "-c", config, "--json");
+        Assert.True(third.Code == 0, third.Stderr);
+        using var summary = JsonDocument.Parse(third.Stdout);
+        Assert.Equal(1, summary.RootElement.GetProperty("files_sent").GetInt32());
+        Assert.Equal(content, File.ReadAllBytes(dir.File("passive/etc/bm/bm.ini")));
+        TestTree.AssertIdentical(dir.File("active"), dir.File("passive"));
+    }
+
     [Fact]
     public void ResyncShowsTheCompareOfBothSidesThenEachPushWithItsBytes()
     {
