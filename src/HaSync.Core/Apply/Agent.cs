@@ -39,7 +39,8 @@ namespace HaSync.Apply;
 /// <param name="keepSetId">Apply set-user-id and set-group-id bits as sent (<c>serve --allow-setid</c>). By default they
 /// are stripped from every file and directory written, as rsync does without <c>--perms</c>: whoever controls the active's
 /// tree (or its owner of one directory) must not be able to plant a root-owned set-id program on the passive.</param>
-/// <exception cref="IOException">The state directory cannot be read or written (thrown by the constructor).</exception>
+/// <exception cref="IOException">The state directory cannot be read or written (thrown by the constructor; a journal that
+/// cannot be read ends the session instead, with exit 2, see <see cref="Serve"/>).</exception>
 public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWriter log, bool keepSetId = false) : IDisposable
 {
     private readonly uint _keptMode = ModeBits.Kept(keepSetId);

@@ -77,9 +77,9 @@ public sealed class HashCache
         {
             data = File.ReadAllBytes(path);
         }
-        catch (FileNotFoundException)
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
-            return cache;
+            return cache; // none yet: a first run, or a state directory still to be made
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

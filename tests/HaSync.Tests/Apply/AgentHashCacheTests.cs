@@ -99,6 +99,7 @@ public sealed class AgentHashCacheTests
             Assert.Contains(cachePath, Assert.Single(problems));
         }
         Assert.Equal(0, HashCache.Load(dir.File("absent"), problem => Assert.Fail(problem)).Count);
+        Assert.Equal(0, HashCache.Load(dir.File("no-state-dir/hashes.bin"), problem => Assert.Fail(problem)).Count); // a first run
     }
 
     private static byte[] Flipped(byte[] data, int at)
