@@ -50,7 +50,8 @@ seconds_since() { awk -v ns=$(( $(now_ns) - $1 )) 'BEGIN { printf "%.2f", ns / 1
 listing() { (cd "$1" && find . -printf '%p %y %m %s %T@\n' | sort); }
 same_tree() { # SRC DST WHO
   if ! cmp -s <(listing "$1") <(listing "$2") || ! diff -rq --no-dereference "$1" "$2" >/dev/null; then
-    echo "scale-bench: $3's replica differs from the source: $(diff <(listing "$1") <(listing "$2") | head -n 3)" >&2; exit 1
+    echo "scale-bench: $3's replica differs from the source (< source, > replica):" >&2
+    diff <(listing "$1") <(listing "$2") | head -n 20 >&2; diff -rq --no-dereference "$1" "$2" | head -n 5 >&2; exit 1
   fi
 }
 wait_log() { # FILE PATTERN WHO: until FILE holds PATTERN (2 min at most)
