@@ -293,17 +293,21 @@ public struct Blake2b
     /// each of four messages' matrices.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void G(ref Vector256<ulong> a, ref Vector256<ulong> b, ref Vector256<ulong> c, ref Vector256<ulong> d,
-        Vector256<ulong> x, Vector256<ulong> y, Vector256<byte> rotate24, Vector256<byte> rotate16)
+        in Vector256<ulong> x, in Vector256<ulong> y, Vector256<byte> rotate24, Vector256<byte> rotate16)
     {
-        a += b + x;
+        // Every step updates its vector in place, so G needs one scratch register (for the last rotation): the sixteen words
+        // of four messages' matrices fill the sixteen AVX2 registers, and a second scratch one spilled them on every G.
+        a += x;
+        a += b;
         d = Avx2.Shuffle((d ^ a).AsUInt32(), 0xB1).AsUInt64();        // rotate right 32
         c += d;
         b = Avx2.Shuffle((b ^ c).AsByte(), rotate24).AsUInt64();       // rotate right 24
-        a += b + y;
+        a += y;
+        a += b;
         d = Avx2.Shuffle((d ^ a).AsByte(), rotate16).AsUInt64();       // rotate right 16
         c += d;
-        var t = b ^ c;
-        b = Avx2.ShiftRightLogical(t, 63) | (t + t);                   // rotate right 63
+        b ^= c;
+        b = Avx2.ShiftRightLogical(b, 63) | (b + b);                   // rotate right 63
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
