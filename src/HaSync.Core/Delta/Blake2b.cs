@@ -295,8 +295,8 @@ public struct Blake2b
     private static void G(ref Vector256<ulong> a, ref Vector256<ulong> b, ref Vector256<ulong> c, ref Vector256<ulong> d,
         in Vector256<ulong> x, in Vector256<ulong> y, Vector256<byte> rotate24, Vector256<byte> rotate16)
     {
-        // Every step updates its vector in place, so G needs one scratch register (for the last rotation): the sixteen words
-        // of four messages' matrices fill the sixteen AVX2 registers, and a second scratch one spilled them on every G.
+        // Every step updates its vector in place, so G needs one scratch register (for the last rotation): in Compress4 the
+        // sixteen state vectors fill the sixteen AVX2 registers, and a second scratch one spilled them on every G.
         a += x;
         a += b;
         d = Avx2.Shuffle((d ^ a).AsUInt32(), 0xB1).AsUInt64();        // rotate right 32
