@@ -48,7 +48,15 @@ now_ns() { date +%s%N; }
 seconds_since() { awk -v ns=$(( $(now_ns) - $1 )) 'BEGIN { printf "%.2f", ns / 1e9 }'; }
 # The replica holds the source: same entries with the same type, mode, size and mtime, and the same contents.
 listing() { (cd "$1" && find . -printf '%p %y %m %s %T@\n' | sort); }
-same_tree() { # SRC DST WHO
+# The listing without directory mtimes: the peers' own races leave some unrestored now and then (rsync 3.5 did, once in
+# two CI runs, on every directory of a cold copy); that is theirs to fix and costs them no time, so it is named, not fatal.
+listing_but_dir_times() { listing "$1" | awk '$2 == "d" { $5 = "-" } { print }'; }
+same_tree() { # SRC DST WHO [peer]
+  if [ "${4:-}" = peer ] && ! cmp -s <(listing "$1") <(listing "$2") && cmp -s <(listing_but_dir_times "$1") <(listing_but_dir_times "$2") \
+     && diff -rq --no-dereference "$1" "$2" >/dev/null; then
+    echo "scale-bench: note: $3 left $(diff <(listing "$1") <(listing "$2") | grep -c '^>') directory mtimes unrestored (its own race; contents and file times are whole)" >&2
+    return
+  fi
   if ! cmp -s <(listing "$1") <(listing "$2") || ! diff -rq --no-dereference "$1" "$2" >/dev/null; then
     echo "scale-bench: $3's replica differs from the source (< source, > replica):" >&2
     diff <(listing "$1") <(listing "$2") | head -n 20 >&2; diff -rq --no-dereference "$1" "$2" | head -n 5 >&2; exit 1
@@ -93,7 +101,7 @@ cpu_ticks() { # AGENT-ROOT
 t0=$(now_ns)
 rsync -a -e "$ssh_cmd" "$work/src/tree/" "$user@127.0.0.1:$work/rsync-tree/"
 rsync_s=$(seconds_since "$t0")
-same_tree "$work/src/tree" "$work/rsync-tree" rsync
+same_tree "$work/src/tree" "$work/rsync-tree" rsync peer
 
 mkdir -p "$work/lsyncd-tree"
 cat >"$work/lsyncd.lua" <<CFG
@@ -108,7 +116,7 @@ wait_log "$work/lsyncd.log" 'Startup of .* finished' lsyncd
 lsyncd_s=$(seconds_since "$t0")
 sleep 1; lsyncd_rss=$(rss_mb "$daemon_pid" VmRSS)
 stop_daemon
-same_tree "$work/src/tree" "$work/lsyncd-tree" lsyncd
+same_tree "$work/src/tree" "$work/lsyncd-tree" lsyncd peer
 
 mkdir -p "$work/ours-tree"
 config ours /tree "$(hasync_target_yaml "$hasync" "$work/ours-tree")"
