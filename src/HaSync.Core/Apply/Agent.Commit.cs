@@ -50,6 +50,7 @@ public sealed partial class Agent
     /// rather than believing the passive still holds the old version).</summary>
     private void Commit(FrameWriter writer)
     {
+        guard.ForgetOpened(); // the directories the batch was written in are looked up anew by the next one
         if (_deferredAcks.Count == 0)
             return;
         var acks = new List<(uint Id, AckStatus Status, string Message)>(_deferredAcks);

@@ -69,10 +69,10 @@ public sealed partial class Agent
     }
 
     /// <summary>HaSync wrote <paramref name="entry"/> in <paramref name="directory"/>: the journal says so (with the version
-    /// now there), and a conflict that stood there is settled.</summary>
-    private void Record(FileEntry entry, TreeDirectory directory)
+    /// now there: <paramref name="now"/>, when the caller has just looked), and a conflict that stood there is settled.</summary>
+    private void Record(FileEntry entry, TreeDirectory directory, Mono.Unix.Native.Stat? now = null)
     {
-        Journal.Wrote(entry, directory.Entry(TreeWalker.NameOf(entry.Path)));
+        Journal.Wrote(entry, now ?? directory.Entry(TreeWalker.NameOf(entry.Path)));
         Settled(entry.Path);
     }
 

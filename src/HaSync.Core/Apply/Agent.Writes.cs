@@ -172,18 +172,33 @@ public sealed partial class Agent
             string made = st is null ? name : AtomicFile.TempNameFor(name);
             _directories.Before(directory);
             directory.Symlink(target, made);
+            Mono.Unix.Native.Stat? now = null;
             try
             {
-                directory.SetLinkMetadata(made, entry);
-                if (made != name)
+                if (made == name)
+                {
+                    // Made by the agent, so owned by it (most of /etc is root's, as the agent is): its time is set, and the
+                    // lstat the journal records then says whether its owner must change too (one fchownat less per link).
+                    directory.SetLinkTime(name, entry);
+                    now = directory.Entry(name);
+                    if (now is { } link && (link.st_uid, link.st_gid) != PosixFiles.OwnerOnThisNode(entry))
+                    {
+                        directory.SetLinkMetadata(name, entry);
+                        now = null;
+                    }
+                }
+                else
+                {
+                    directory.SetLinkMetadata(made, entry);
                     directory.Rename(made, name);
+                }
             }
             catch
             {
                 directory.Remove(made, directory: false);
                 throw;
             }
-            Record(entry, directory);
+            Record(entry, directory, now);
         });
     }
 
@@ -203,7 +218,7 @@ public sealed partial class Agent
             if (LocalChangeAt(directory, entry.Path, st, entry) is { } conflict)
                 throw new ConflictException($"{conflict}; left as it is");
             if (entry.Kind == EntryKind.Symlink)
-                directory.SetLinkMetadata(name, entry);
+                directory.SetLinkMetadata(name, entry, owner: (st.st_uid, st.st_gid));
             else
             {
                 // O_NONBLOCK: opening never waits (a FIFO swapped in); the descriptor must still be the entry looked at.
@@ -234,7 +249,10 @@ public sealed partial class Agent
                 return; // already gone: deleting is idempotent
             _directories.Before(directory);
             if (PosixFiles.KindOf(st) == EntryKind.Directory)
+            {
+                guard.ForgetOpened(); // it may be one held for the requests that follow
                 directory.Remove(name, directory: true);
+            }
             else
             {
                 if (LocalChangeAt(directory, logicalPath, st, incoming: null) is { } conflict)

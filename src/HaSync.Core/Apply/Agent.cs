@@ -27,8 +27,8 @@ namespace HaSync.Apply;
 /// a later one was accepted), and nothing the passive changed on its own is overwritten or deleted: the journal in
 /// the state directory says what HaSync last wrote; a file that no longer matches is a conflict, kept as it is,
 /// with the incoming version put under <c>conflicts/</c> in the state directory.
-/// Confinement: every request's path is checked by the <see cref="PathGuard"/> and resolved below a descriptor on the
-/// root; the request then works on descriptors only (see <see cref="TreeDirectory"/>), whatever a local user swaps in.
+/// Confinement: every request's path is checked by the <see cref="PathGuard"/> and its directory resolved below a descriptor
+/// on the root (or taken from the ones the batch already resolved); the request then works on descriptors only (see <see cref="TreeDirectory"/>), whatever a local user swaps in.
 /// The parts: this file (the session loop and dispatch), Agent.Writes.cs (files, directories, links, metadata,
 /// deletes), Agent.Commit.cs (the group commit and its answers), Agent.Reads.cs (manifests, signatures, content),
 /// Agent.Guard.cs (fencing, local changes, conflict copies).
@@ -176,6 +176,7 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
             _journalRead.Result.Dispose();
         _sync.Dispose();
         _directories.Dispose();
+        guard.ForgetOpened();
     }
 
     private void Handle(Frame frame, Func<Frame?> next, FrameWriter writer)

@@ -28,6 +28,13 @@ public sealed class PathGuard
     private readonly HashSet<(ulong Device, ulong Inode)> _placed = []; // directories found below the root and outside the state lately
     private long _placedSince = Environment.TickCount64;
     private const long PlacedForMs = 1000;
+    // The directories opened lately, by logical path: a burst writes many entries into few directories, and each
+    // resolution costs an openat2, an fstat and a close. One held here receives entries where it now stands, as a
+    // batch's temp files, renamed in their directory's descriptor at the commit, always have (see CheckPlace); so they
+    // are let go at each commit, when the agent removes a directory, and after a second.
+    private readonly Dictionary<string, TreeDirectory> _opened = new(StringComparer.Ordinal);
+    private long _openedSince = Environment.TickCount64;
+    private const int MaxOpened = 64;
 
     /// <summary>Creates the guard; the root must be an existing directory. Nothing at or below a
     /// <paramref name="forbidden"/> directory (the agent's own state) is ever written, whatever the allow-list says.</summary>
@@ -97,34 +104,67 @@ public sealed class PathGuard
     {
         entry = null;
         Locate(logicalPath);
+        string parentPath = TreeWalker.Parent(logicalPath);
+        if (Environment.TickCount64 - _openedSince > PlacedForMs)
+            ForgetOpened();
+        var parent = _opened.TryGetValue(parentPath, out var held) ? held.Share() : Resolve(logicalPath, parentPath, create);
+        if (parent is null)
+            return null;
+        try
+        {
+            // The path itself may be the state directory, under another spelling (a bind mount): its metadata is not the sender's.
+            entry = parent.Entry(TreeWalker.NameOf(logicalPath));
+            if (entry is { } st && _forbiddenDirectories.Contains((st.st_dev, st.st_ino)))
+                throw new ConfinementException($"{logicalPath}: is the agent's state directory; refusing to write there");
+        }
+        catch
+        {
+            parent.Dispose();
+            throw;
+        }
+        return parent;
+    }
+
+    /// <summary>Lets go of the directories <see cref="OpenParent(string, bool, out Mono.Unix.Native.Stat?)"/> keeps: the
+    /// agent calls this at each commit, and before it removes a directory (one it may hold).</summary>
+    public void ForgetOpened()
+    {
+        foreach (var directory in _opened.Values)
+            directory.Dispose();
+        _opened.Clear();
+        _openedSince = Environment.TickCount64;
+    }
+
+    /// <summary>Opens <paramref name="parentPath"/>, the directory of <paramref name="logicalPath"/>, below the root's
+    /// descriptor, checks where it stands, and keeps it for the requests that follow.</summary>
+    private TreeDirectory? Resolve(string logicalPath, string parentPath, bool create)
+    {
         var segments = logicalPath.Split('/', StringSplitOptions.RemoveEmptyEntries)[..^1];
         TreeDirectory? parent = segments.Length == 0 ? OpenRoot() : null;
         if (parent is null && _openat2)
         {
-            int fd = LibcAt.OpenBeneath(_rootDescriptor, string.Join('/', segments), LibcAt.O_RDONLY | LibcAt.O_DIRECTORY);
+            int fd = LibcAt.OpenBeneath(_rootDescriptor, parentPath[1..], LibcAt.O_RDONLY | LibcAt.O_DIRECTORY);
             if (fd >= 0)
-                parent = new TreeDirectory(fd, TreeWalker.FullPath(_root, TreeWalker.Parent(logicalPath)));
+                parent = new TreeDirectory(fd, TreeWalker.FullPath(_root, parentPath));
             else if (-fd == LibcAt.ENOSYS)
                 _openat2 = false;
             // Otherwise something is missing or in the way: the walk says what, and makes what is missing.
         }
         parent ??= Walk(segments, logicalPath, create);
-        if (parent is not null)
+        if (parent is null)
+            return null;
+        try
         {
-            try
-            {
-                CheckPlace(parent, segments.Length, logicalPath);
-                // The path itself may be the state directory, under another spelling (a bind mount): its metadata is not the sender's.
-                entry = parent.Entry(TreeWalker.NameOf(logicalPath));
-                if (entry is { } st && _forbiddenDirectories.Contains((st.st_dev, st.st_ino)))
-                    throw new ConfinementException($"{logicalPath}: is the agent's state directory; refusing to write there");
-            }
-            catch
-            {
-                parent.Dispose();
-                throw;
-            }
+            CheckPlace(parent, segments.Length, logicalPath);
         }
+        catch
+        {
+            parent.Dispose();
+            throw;
+        }
+        if (_opened.Count >= MaxOpened)
+            ForgetOpened();
+        _opened[parentPath] = parent.Share();
         return parent;
     }
 

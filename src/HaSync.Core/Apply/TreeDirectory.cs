@@ -13,25 +13,48 @@ namespace HaSync.Apply;
 /// </summary>
 public sealed class TreeDirectory : IDisposable
 {
-    private int _fd;
+    /// <summary>The descriptor and what fstat said of it, shared by every <see cref="TreeDirectory"/> handed out for one
+    /// opening (<see cref="Share"/>): closed when the last of them is disposed. The agent uses them from one thread.</summary>
+    private sealed class Opened(int fd)
+    {
+        public int Fd { get; } = fd;
+        public int Holders { get; set; } = 1;
+        public (ulong Device, ulong Inode)? Identity { get; set; }
+    }
+
+    private Opened? _opened;
 
     internal TreeDirectory(int fd, string fullPath)
     {
-        _fd = fd;
+        _opened = new Opened(fd);
         FullPath = fullPath;
     }
+
+    private TreeDirectory(Opened opened, string fullPath)
+    {
+        opened.Holders++;
+        _opened = opened;
+        FullPath = fullPath;
+    }
+
+    /// <summary>Another holder of the same descriptor, disposed on its own: the descriptor stays open until the last one is.</summary>
+    internal TreeDirectory Share() => new(_opened ?? throw new ObjectDisposedException(FullPath), FullPath);
 
     /// <summary>Where the directory stood when it was opened (for messages; never opened by this name).</summary>
     public string FullPath { get; }
 
-    internal int Descriptor => _fd >= 0 ? _fd : throw new ObjectDisposedException(FullPath);
-
-    private (ulong Device, ulong Inode)? _identity;
+    internal int Descriptor => _opened?.Fd ?? throw new ObjectDisposedException(FullPath);
 
     /// <summary>The directory's device and inode, by fstat on its descriptor the first time they are asked for: they cannot
     /// change while it is held (its mtime can, so nothing else is kept).</summary>
-    internal (ulong Device, ulong Inode) Identity =>
-        _identity ??= Syscall.fstat(Descriptor, out var st) == 0 ? (st.st_dev, st.st_ino) : throw PosixFiles.Failure(FullPath, "fstat", Stdlib.GetLastError());
+    internal (ulong Device, ulong Inode) Identity
+    {
+        get
+        {
+            var opened = _opened ?? throw new ObjectDisposedException(FullPath);
+            return opened.Identity ??= Syscall.fstat(opened.Fd, out var st) == 0 ? (st.st_dev, st.st_ino) : throw PosixFiles.Failure(FullPath, "fstat", Stdlib.GetLastError());
+        }
+    }
 
     /// <summary>The full path of <paramref name="name"/> in this directory, for messages.</summary>
     public string PathOf(string name) => Path.Join(FullPath, name);
@@ -75,18 +98,7 @@ public sealed class TreeDirectory : IDisposable
             Libc.close(fd);
             throw PosixFiles.Failure(FullPath, "fdopendir", Stdlib.GetLastError());
         }
-        try
-        {
-            var names = new List<string>();
-            while (Syscall.readdir(dir) is { } entry)
-                if (entry.d_name is not ("." or ".."))
-                    names.Add(entry.d_name);
-            return names;
-        }
-        finally
-        {
-            _ = Syscall.closedir(dir); // a read-only stream: nothing is lost if closing fails
-        }
+        return PosixFiles.ReadNames(dir, FullPath);
     }
 
     /// <summary>Describes the entry <paramref name="name"/> as <paramref name="logicalPath"/>, read through this directory's
@@ -139,23 +151,32 @@ public sealed class TreeDirectory : IDisposable
     }
 
     /// <summary>Owner and mtime of the symlink <paramref name="name"/> itself as <paramref name="entry"/> says (fchownat and
-    /// utimensat, AT_SYMLINK_NOFOLLOW); names are resolved on this node, the numeric id is the fallback.</summary>
-    public void SetLinkMetadata(string name, FileEntry entry)
+    /// utimensat, AT_SYMLINK_NOFOLLOW); names are resolved on this node, the numeric id is the fallback. No fchownat when
+    /// <paramref name="owner"/>, the owner the link has (when the caller knows it), is the wanted one.</summary>
+    public void SetLinkMetadata(string name, FileEntry entry, (uint Uid, uint Gid)? owner = null)
     {
-        uint uid = PosixFiles.ResolveUser(entry.Owner, entry.Uid), gid = PosixFiles.ResolveGroup(entry.Group, entry.Gid);
-        if (LibcAt.ChownLinkAt(Descriptor, name, uid, gid) is var errno and not 0)
+        var (uid, gid) = PosixFiles.OwnerOnThisNode(entry);
+        if (owner != (uid, gid) && LibcAt.ChownLinkAt(Descriptor, name, uid, gid) is var errno and not 0)
             throw Failure(name, $"lchown to {uid}:{gid}", errno);
-        if (LibcAt.SetLinkTimesAt(Descriptor, name, new LibcAt.Timespec { Seconds = entry.MtimeSeconds, Nanoseconds = entry.MtimeNanoseconds }) is var e2 and not 0)
-            throw Failure(name, "utimensat", e2);
+        SetLinkTime(name, entry);
+    }
+
+    /// <summary>The mtime of the symlink <paramref name="name"/> itself as <paramref name="entry"/> says (utimensat, AT_SYMLINK_NOFOLLOW).</summary>
+    public void SetLinkTime(string name, FileEntry entry)
+    {
+        if (LibcAt.SetLinkTimesAt(Descriptor, name, new LibcAt.Timespec { Seconds = entry.MtimeSeconds, Nanoseconds = entry.MtimeNanoseconds }) is var errno and not 0)
+            throw Failure(name, "utimensat", errno);
     }
 
     private IOException Failure(string name, string call, int errno) => new($"{PathOf(name)}: {call} failed: {LibcAt.Describe(errno)}", errno);
 
-    /// <summary>Closes the descriptor.</summary>
+    /// <summary>Lets go of the descriptor: closed once no other holder has it.</summary>
     public void Dispose()
     {
-        if (_fd >= 0)
-            Libc.close(_fd);
-        _fd = -1;
+        if (_opened is not { } opened)
+            return;
+        _opened = null;
+        if (--opened.Holders == 0)
+            Libc.close(opened.Fd);
     }
 }

@@ -28,8 +28,15 @@ public sealed class PathFilter
     /// <summary>True when <paramref name="logicalPath"/> or its file name matches a pattern.</summary>
     public bool Matches(string logicalPath)
     {
-        string name = TreeWalker.NameOf(logicalPath);
-        return _namePatterns.Any(p => p.IsMatch(name)) || _pathPatterns.Any(p => p.IsMatch(logicalPath));
+        // Asked of every entry a scan meets: no allocation.
+        var name = logicalPath.AsSpan(logicalPath.LastIndexOf('/') + 1);
+        foreach (var pattern in _namePatterns)
+            if (pattern.IsMatch(name))
+                return true;
+        foreach (var pattern in _pathPatterns)
+            if (pattern.IsMatch(logicalPath))
+                return true;
+        return false;
     }
 
     /// <summary>Why <paramref name="glob"/> is malformed or can never match a path of <paramref name="watched"/>, or null.</summary>

@@ -255,7 +255,7 @@ public static class PosixFiles
     /// chown clears setuid/setgid. Names are resolved on this node; the numeric id is the fallback.</summary>
     public static void ApplyMetadata(string path, FileEntry entry)
     {
-        uint uid = ResolveUser(entry.Owner, entry.Uid), gid = ResolveGroup(entry.Group, entry.Gid);
+        var (uid, gid) = OwnerOnThisNode(entry);
         if (Syscall.lchown(path, uid, gid) != 0)
             throw Failure(path, $"lchown to {uid}:{gid}", Stdlib.GetLastError());
         if (entry.Kind != EntryKind.Symlink && Syscall.chmod(path, (FilePermissions)entry.Mode) != 0)
@@ -270,7 +270,7 @@ public static class PosixFiles
     /// (from an fstat of this descriptor): no fchown when it is the wanted one (most of /etc is root's, as is the agent).</summary>
     public static void ApplyMetadata(Microsoft.Win32.SafeHandles.SafeFileHandle file, string where, FileEntry entry, (uint Uid, uint Gid)? owner = null)
     {
-        uint uid = ResolveUser(entry.Owner, entry.Uid), gid = ResolveGroup(entry.Group, entry.Gid);
+        var (uid, gid) = OwnerOnThisNode(entry);
         int fd = (int)file.DangerousGetHandle();
         if (owner != (uid, gid) && Interop.LibcAt.Fchown(fd, uid, gid) is var errno and not 0)
             throw new IOException($"{where}: chown to {uid}:{gid} failed: {Interop.LibcAt.Describe(errno)}");
@@ -287,6 +287,10 @@ public static class PosixFiles
         if (Syscall.utimensat(Syscall.AT_FDCWD, path, [time, time], AtFlags.AT_SYMLINK_NOFOLLOW) != 0)
             throw Failure(path, "utimensat", Stdlib.GetLastError());
     }
+
+    /// <summary>The uid and gid <paramref name="entry"/> is to have on this node: its owner's and group's names resolved
+    /// here, its numeric ids the fallback.</summary>
+    public static (uint Uid, uint Gid) OwnerOnThisNode(FileEntry entry) => (ResolveUser(entry.Owner, entry.Uid), ResolveGroup(entry.Group, entry.Gid));
 
     /// <summary>The uid for a user name on this node, or <paramref name="fallback"/>.</summary>
     public static uint ResolveUser(string name, uint fallback) =>
@@ -327,6 +331,40 @@ public static class PosixFiles
             if (!GroupNames.TryGetValue(gid, out string? name))
                 GroupNames[gid] = name = Syscall.getgrgid(gid)?.gr_name ?? "";
             return name;
+        }
+    }
+
+    /// <summary>The names in the directory <paramref name="path"/> ("." and ".." left out), in the order readdir gives them.
+    /// Nothing is looked up per name (.NET's enumeration stats the target of each symlink: most of /etc's entries).</summary>
+    /// <exception cref="DirectoryNotFoundException">Gone, or no longer a directory.</exception>
+    /// <exception cref="IOException">Cannot be read (HResult: the errno).</exception>
+    public static List<string> NamesIn(string path)
+    {
+        var dir = Syscall.opendir(path);
+        if (dir == IntPtr.Zero)
+        {
+            var errno = Stdlib.GetLastError();
+            throw errno is Errno.ENOENT or Errno.ENOTDIR ? new DirectoryNotFoundException($"{path}: gone") : Failure(path, "opendir", errno);
+        }
+        return ReadNames(dir, path);
+    }
+
+    /// <summary>The names a directory stream gives ("." and ".." left out); closes it.</summary>
+    internal static List<string> ReadNames(IntPtr dir, string path)
+    {
+        try
+        {
+            var names = new List<string>();
+            while (Syscall.readdir(dir) is { } entry)
+                if (entry.d_name is not ("." or ".."))
+                    names.Add(entry.d_name);
+            if (Stdlib.GetLastError() is var errno and not 0)
+                throw Failure(path, "readdir", errno); // a partial list would look like deletes
+            return names;
+        }
+        finally
+        {
+            _ = Syscall.closedir(dir); // a read-only stream: nothing is lost if closing fails
         }
     }
 

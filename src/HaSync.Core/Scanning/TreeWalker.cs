@@ -115,7 +115,8 @@ public static class TreeWalker
                     Entries.Add(entry);
                     return;
                 }
-                children = Directory.EnumerateFileSystemEntries(full).Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList();
+                children = PosixFiles.NamesIn(full);
+                children.Sort(StringComparer.Ordinal);
             }
             catch (DirectoryNotFoundException)
             {

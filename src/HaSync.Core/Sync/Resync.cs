@@ -245,8 +245,10 @@ public static class Resync
         CancellationToken cancellationToken)
     {
         var passiveCount = new ScanCounter();
-        using var stopReporting = new CancellationTokenSource();
-        var reporting = progress is null ? Task.CompletedTask : ReportAsync(progress, scan.Counter, passiveCount, stopReporting.Token);
+        // Disposed to stop the reports: a cancelled wait would throw, and the first exception of a native process costs
+        // milliseconds (its stack trace's method names are looked up in the binary's tables).
+        using var ticks = new PeriodicTimer(TimeSpan.FromMilliseconds(250));
+        var reporting = progress is null ? Task.CompletedTask : ReportAsync(progress, scan.Counter, passiveCount, ticks);
         List<FileEntry> local, held;
         try
         {
@@ -256,7 +258,7 @@ public static class Resync
         }
         finally
         {
-            stopReporting.Cancel();
+            ticks.Dispose();
             await reporting.ConfigureAwait(false);
         }
         progress?.Report(new CompareProgress(scan.Counter.Now, passiveCount.Now));
@@ -264,18 +266,11 @@ public static class Resync
         return Comparison.Compare(local, remote, session.KeptModeBits);
     }
 
-    private static async Task ReportAsync(IProgress<ResyncProgress> progress, ScanCounter active, ScanCounter passive, CancellationToken stop)
+    /// <summary>Reports the counts at each tick until <paramref name="ticks"/> is disposed (the compare is over; its last counts follow).</summary>
+    private static async Task ReportAsync(IProgress<ResyncProgress> progress, ScanCounter active, ScanCounter passive, PeriodicTimer ticks)
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(250));
-        try
-        {
-            while (await timer.WaitForNextTickAsync(stop).ConfigureAwait(false))
-                progress.Report(new CompareProgress(active.Now, passive.Now));
-        }
-        catch (OperationCanceledException)
-        {
-            // the compare is over; its last counts follow
-        }
+        while (await ticks.WaitForNextTickAsync().ConfigureAwait(false))
+            progress.Report(new CompareProgress(active.Now, passive.Now));
     }
 
     /// <summary>The passive's manifest of <paramref name="roots"/> (and what is below them), excluded paths left out as

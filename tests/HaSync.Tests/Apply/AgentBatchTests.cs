@@ -1,3 +1,4 @@
+using Mono.Unix.Native;
 using HaSync.Protocol;
 using HaSync.Scanning;
 using HaSync.Sync;
@@ -83,6 +84,73 @@ public sealed class AgentBatchTests
         Assert.Equal(AckStatus.Ok, delete.Status);
         Assert.Empty(manifest); // nothing stands there: nothing to list, no refusal
         Assert.True(File.Exists(Path.Join(root, "etc/conf.d")));
+    }
+
+    [Fact]
+    public async Task ADirectoryRemovedAndMadeAgainInOneBatchReceivesWhatFollows()
+    {
+        using var dir = new TempDir();
+        string root = dir.File("passive");
+        Directory.CreateDirectory(Path.Join(root, "etc/d"));
+        FileEntry Link(string path) => new() { Path = path, Kind = EntryKind.Symlink, LinkTarget = "target", MtimeSeconds = 1_700_000_000 };
+
+        // Links and directories are made in place, so all of this is one batch: the agent, which keeps the directories it
+        // wrote in for the requests that follow, must not write the last link into the directory it removed.
+        var acks = await TestTree.WithSession(TestTree.LocalTarget(root), async session =>
+        {
+            var sent = new List<Task<Ack>>
+            {
+                session.SendMakeSymlink(Link("/etc/d/first")),
+                session.SendDelete("/etc/d/first"),
+                session.SendDelete("/etc/d"),
+                session.SendMakeDirectory(new FileEntry { Path = "/etc/d", Kind = EntryKind.Directory, Mode = 0x1ed, MtimeSeconds = 1_700_000_000 }),
+                session.SendMakeSymlink(Link("/etc/d/second")),
+            };
+            await session.SendFlush();
+            return await Task.WhenAll(sent);
+        });
+        foreach (var ack in acks)
+            Assert.Equal((AckStatus.Ok, ""), (ack.Status, ack.Message));
+        Assert.Equal(["second"], Directory.GetFileSystemEntries(Path.Join(root, "etc/d")).Select(Path.GetFileName));
+        Assert.Equal("target", new FileInfo(Path.Join(root, "etc/d/second")).LinkTarget);
+    }
+
+    [Fact]
+    public async Task ALinkGetsTheOwnerSentWhateverItsDirectoryWouldGiveIt()
+    {
+        using var dir = new TempDir();
+        string root = dir.File("passive");
+        Directory.CreateDirectory(Path.Join(root, "etc/plain"));
+        Directory.CreateDirectory(Path.Join(root, "etc/shared"));
+        TestTree.Chown(Path.Join(root, "etc/shared"), 0, TestTree.NamelessUid);
+        TestTree.Chmod(Path.Join(root, "etc/shared"), "2775"); // set-group-id: what is made in it gets its group
+        File.CreateSymbolicLink(Path.Join(root, "etc/plain/replaced"), "old");
+        FileEntry Link(string path, uint uid, uint gid) =>
+            new() { Path = path, Kind = EntryKind.Symlink, LinkTarget = "to-" + Path.GetFileName(path), Uid = uid, Gid = gid, MtimeSeconds = 1_600_000_000, MtimeNanoseconds = 5 };
+        var links = new[]
+        {
+            Link("/etc/plain/root", 0, 0),
+            Link("/etc/plain/nobody", TestTree.NobodyUid, TestTree.NobodyUid),
+            Link("/etc/plain/replaced", TestTree.NobodyUid, 0),
+            Link("/etc/shared/root", 0, 0),
+            Link("/etc/shared/group", 0, TestTree.NamelessUid),
+        };
+
+        var acks = await TestTree.WithSession(TestTree.LocalTarget(root), async session =>
+        {
+            var sent = links.Select(session.SendMakeSymlink).ToList();
+            await session.SendFlush();
+            return await Task.WhenAll(sent);
+        });
+        foreach (var ack in acks)
+            Assert.Equal((AckStatus.Ok, ""), (ack.Status, ack.Message));
+        foreach (var link in links)
+        {
+            string path = Path.Join(root, link.Path);
+            Assert.Equal(0, Syscall.lstat(path, out var st));
+            Assert.Equal((link.Path, FilePermissions.S_IFLNK, link.Uid, link.Gid, 1_600_000_000L, 5L, link.LinkTarget),
+                (link.Path, (FilePermissions)st.st_mode & FilePermissions.S_IFMT, st.st_uid, st.st_gid, st.st_mtime, st.st_mtime_nsec, new FileInfo(path).LinkTarget));
+        }
     }
 
     [Fact]
