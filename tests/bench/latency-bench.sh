@@ -14,6 +14,7 @@ DEFAULT_EDITS=${BENCH_DEFAULT_EDITS:-5}
 BURST=${BENCH_BURST:-10000}
 source tests/bench/sshd.sh
 bench_workdir latency-bench rsync lsyncd python3 ssh ssh-keygen /usr/sbin/sshd
+bench_fresh_fs $(( ${BENCH_LOAD_MB:-2048} / 1024 + 4 )) 400000
 
 dotnet publish src/HaSync -c Release -o "$work/bin" >/dev/null || { echo "latency-bench: build failed" >&2; exit 1; }
 hasync="$work/bin/hasync"

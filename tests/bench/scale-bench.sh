@@ -18,6 +18,7 @@ TARGETS=${BENCH_TARGETS:-16}
 EDITS=${BENCH_EDITS:-50}
 source tests/bench/sshd.sh
 bench_workdir scale-bench rsync lsyncd python3 ssh ssh-keygen /usr/sbin/sshd
+bench_fresh_fs 16 $(( FILES * 5 + DIRS * 5 + 100000 ))
 watches=$(cat /proc/sys/fs/inotify/max_user_watches)
 [ "$watches" -gt $((DIRS + 1000)) ] || { echo "scale-bench: fs.inotify.max_user_watches = $watches, below the $DIRS directories watched" >&2; exit 1; }
 

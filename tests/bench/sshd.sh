@@ -18,7 +18,31 @@ bench_cleanup() {
   [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null
   [ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null
   wait 2>/dev/null
+  if [ -n "${fs_image:-}" ]; then
+    umount "$work" 2>/dev/null || umount -l "$work"   # lazily if an agent sshd started is still going
+    rm -f "$fs_image"
+  fi
   rm -rf "$work"
+}
+
+# bench_fresh_fs GIB INODES: mounts a journaled ext4 of its own on $work (a sparse image beside it), when running as root
+# (BENCH_FRESH_FS=0: not). Both tools then write to the same fresh file system. Why: on an ext4 without a journal (the
+# root of the CI machine), creating inodes is slow for minutes after many were deleted (the allocator steps over each
+# recently deleted inode, 80 % of a cold copy's time in perf), and the benchmarks delete trees between runs: the rows
+# that create many files would measure when the last tree was deleted, in whichever tool ran next. Call before start_sshd.
+bench_fresh_fs() {
+  local gib=$1 inodes=$2
+  fs_image=""
+  [ "${BENCH_FRESH_FS:-1}" = 1 ] || return 0
+  if [ "$(id -u)" -ne 0 ] || ! command -v mkfs.ext4 >/dev/null; then
+    echo "note: not root (or no mkfs.ext4): $work stays on $(df --output=source "$work" | tail -n 1); rows that create many files also measure its state" >&2
+    return 0
+  fi
+  fs_image="$work.img"
+  truncate -s "${gib}G" "$fs_image"
+  mkfs.ext4 -q -F -N "$inodes" -E lazy_itable_init=1,lazy_journal_init=1 "$fs_image" || { echo "mkfs.ext4 of $fs_image failed" >&2; exit 1; }
+  # noinit_itable: no background zeroing of the inode tables while the tools are timed.
+  mount -o loop,noinit_itable "$fs_image" "$work" || { echo "cannot mount $fs_image on $work (BENCH_FRESH_FS=0 runs without)" >&2; exit 1; }
 }
 
 start_sshd() {
