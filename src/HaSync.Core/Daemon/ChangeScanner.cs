@@ -16,8 +16,11 @@ public sealed class ChangeScanner(HaSyncConfig config, HashCache cache)
 
     /// <summary>The differences at <paramref name="paths"/> (or everywhere, for a full scan). Paths the active cannot
     /// read go to <paramref name="onUnreadable"/> and are left out on both sides: their absence is not a delete.
-    /// <paramref name="keptMode"/>: the mode bits the passive keeps.</summary>
-    public List<PathDifference> Compare(IReadOnlyCollection<string> paths, bool fullScan, PassiveState passive, uint keptMode, Action<string, IOException> onUnreadable)
+    /// <paramref name="keptMode"/>: the mode bits the passive keeps. A parent directory whose own entry a push still in flight
+    /// compared (<paramref name="busy"/>) is not compared against a belief that push is about to change: it goes to
+    /// <paramref name="parentsOwed"/>, whose directories a later round compares (and takes out) in its stead.</summary>
+    public List<PathDifference> Compare(IReadOnlyCollection<string> paths, bool fullScan, PassiveState passive, uint keptMode, Action<string, IOException> onUnreadable,
+        IReadOnlySet<string>? busy = null, ISet<string>? parentsOwed = null)
     {
         var active = new SortedDictionary<string, FileEntry>(StringComparer.Ordinal);
         var known = new SortedDictionary<string, FileEntry>(StringComparer.Ordinal);
@@ -38,6 +41,7 @@ public sealed class ChangeScanner(HaSyncConfig config, HashCache cache)
             WalkActive(config.Paths);
             foreach (var e in passive.All())
                 known[e.Path] = e;
+            parentsOwed?.Clear();
         }
         else
         {
@@ -69,8 +73,17 @@ public sealed class ChangeScanner(HaSyncConfig config, HashCache cache)
             }
             // A change made, renamed or removed an entry of its directory, whose time moved with it: that directory's own
             // entry (not what is below it) is compared too, when it is in the watched set.
-            foreach (string parent in roots.Select(TreeWalker.Parent).Distinct().ToList())
+            var parents = roots.Select(TreeWalker.Parent).ToHashSet(StringComparer.Ordinal);
+            if (parentsOwed is not null)
+                parents.UnionWith(parentsOwed);
+            foreach (string parent in parents)
             {
+                if (parentsOwed is not null && busy?.Contains(parent) == true)
+                {
+                    parentsOwed.Add(parent);
+                    continue;
+                }
+                parentsOwed?.Remove(parent);
                 if (active.ContainsKey(parent) || known.ContainsKey(parent) || !config.Paths.Any(listed => TreeWalker.Within(parent, listed)))
                     continue;
                 FileEntry? now;

@@ -8,7 +8,7 @@ public sealed record PushRound(IReadOnlyList<string> Paths, bool FullScan, DateT
 }
 
 /// <summary>
-/// What one target still has to push: the dirty paths events named, a pending full scan, the round in flight, and the
+/// What one target still has to push: the dirty paths events named, a pending full scan, the rounds in flight, and the
 /// paths that failed, each with its own retry schedule. A failed path waits <c>retryDelay</c>, then twice that after
 /// each further failure, up to <c>maxRetryDelay</c>; its record (attempts, first failure, last error) lasts while
 /// it is being retried and goes only when the path succeeds. A path refused for lack of room on the passive is not sent
@@ -23,7 +23,7 @@ public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpa
     private readonly HashSet<string> _dirty = new(StringComparer.Ordinal);
     private bool _fullScan;
     private DateTimeOffset? _dirtySince;                      // the oldest change not taken yet
-    private PushRound? _inFlight;
+    private readonly List<PushRound> _inFlight = []; // taken, neither completed nor given back (the pusher has one ahead of the other at most)
     private readonly Dictionary<string, Retry> _retries = new(StringComparer.Ordinal);
 
     /// <summary>A path that failed: how often, since when its change waits, when it is due again, and why it failed last;
@@ -47,8 +47,9 @@ public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpa
     }
 
     /// <summary>Takes the dirty paths and the retries that are due (every retry with <paramref name="allRetries"/>,
-    /// for a resync); they count as in flight until <see cref="Complete"/> or <see cref="GiveBack"/>.</summary>
-    public PushRound Take(bool allRetries = false)
+    /// for a resync), at most <paramref name="max"/> of them unless a full scan is due (the rest wait for the next round);
+    /// they count as in flight until <see cref="Complete"/> or <see cref="GiveBack"/>.</summary>
+    public PushRound Take(bool allRetries = false, int max = int.MaxValue)
     {
         var now = clock.GetUtcNow();
         lock (_lock)
@@ -60,11 +61,20 @@ public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpa
                     _dirty.Add(path);
                     since = since is null || retry.Since < since ? retry.Since : since;
                 }
+            if (!_fullScan && _dirty.Count > max)
+            {
+                // The oldest change may be among those left: they keep its time, and so does the round.
+                var some = new PushRound([.. _dirty.Take(max)], FullScan: false, since);
+                _dirty.ExceptWith(some.Paths);
+                _inFlight.Add(some);
+                return some;
+            }
             var round = new PushRound([.. _dirty], _fullScan, since);
             _dirty.Clear();
             _fullScan = false;
             _dirtySince = null;
-            _inFlight = round.IsEmpty ? null : round;
+            if (!round.IsEmpty)
+                _inFlight.Add(round);
             return round;
         }
     }
@@ -74,10 +84,26 @@ public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpa
     {
         lock (_lock)
         {
-            if (ReferenceEquals(_inFlight, round))
-                _inFlight = null;
+            _inFlight.Remove(round);
             Add(round.Paths, round.FullScan, round.Since ?? clock.GetUtcNow());
         }
+    }
+
+    /// <summary>Puts <paramref name="later"/> (paths of <paramref name="round"/>) back in the queue, to be taken by a later round;
+    /// returns the rest of the round, which is in flight in its stead.</summary>
+    public PushRound Defer(PushRound round, IReadOnlySet<string> later)
+    {
+        if (later.Count == 0)
+            return round;
+        var kept = round with { Paths = [.. round.Paths.Where(p => !later.Contains(p))] };
+        lock (_lock)
+        {
+            _inFlight.Remove(round);
+            if (!kept.IsEmpty)
+                _inFlight.Add(kept);
+            Add(later, fullScan: false, round.Since ?? clock.GetUtcNow());
+        }
+        return kept;
     }
 
     /// <summary>The round is done: what failed (path and cause) is scheduled again, one more attempt each (with the room it
@@ -90,8 +116,7 @@ public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpa
         var now = clock.GetUtcNow();
         lock (_lock)
         {
-            if (ReferenceEquals(_inFlight, round))
-                _inFlight = null;
+            _inFlight.Remove(round);
             foreach (string path in everything ? _retries.Keys.ToList() : round.Paths)
                 if (!failed.ContainsKey(path) && held?.Contains(path) != true)
                     _retries.Remove(path);
@@ -139,7 +164,7 @@ public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpa
             _dirty.Clear();
             _fullScan = false;
             _dirtySince = null;
-            _inFlight = null;
+            _inFlight.Clear();
             _retries.Clear();
         }
     }
@@ -183,11 +208,11 @@ public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpa
         {
             var paths = new HashSet<string>(_dirty, StringComparer.Ordinal);
             paths.UnionWith(_retries.Keys);
-            if (_inFlight is { } round)
+            foreach (var round in _inFlight)
                 paths.UnionWith(round.Paths);
             if (except is not null)
                 paths.ExceptWith(except);
-            return paths.Count + (_fullScan || _inFlight?.FullScan == true ? 1 : 0);
+            return paths.Count + (_fullScan || _inFlight.Any(r => r.FullScan) ? 1 : 0);
         }
     }
 
@@ -199,7 +224,7 @@ public sealed class PushBacklog(TimeProvider clock, TimeSpan retryDelay, TimeSpa
             lock (_lock)
             {
                 DateTimeOffset? oldest = _dirtySince;
-                foreach (var since in _retries.Values.Select(r => (DateTimeOffset?)r.Since).Append(_inFlight?.Since))
+                foreach (var since in _retries.Values.Select(r => (DateTimeOffset?)r.Since).Concat(_inFlight.Select(r => r.Since)))
                     if (since is { } s && (oldest is null || s < oldest))
                         oldest = s;
                 return oldest;

@@ -94,6 +94,7 @@ public sealed record PusherOptions
 public sealed class TargetPusher : IDisposable
 {
     private const int MaxSelfCheckRoots = 256; // more subtrees than this: the self-check covers the whole watched set
+    private const int MaxRoundPaths = 1024; // a burst goes in rounds of this many, each scanned while the passive applies the one ahead
     private readonly HaSyncConfig _config;
     private readonly TargetConfig _target;
     private readonly ChangeScanner _scanner;
@@ -113,6 +114,8 @@ public sealed class TargetPusher : IDisposable
     // The push loop's own:
     private readonly SortedSet<string> _unverified = new(StringComparer.Ordinal); // subtrees pushed since the last self-check
     private DateTimeOffset _lastRound;
+    private RoundInFlight? _ahead; // sent, its acks not yet taken in: the next round is scanned and sent meanwhile
+    private readonly HashSet<string> _parentsOwed = new(StringComparer.Ordinal); // directories whose own entry a round left for later
     private readonly HashSet<string> _setIdReported = new(StringComparer.Ordinal); // said once per path, not per push
 
     /// <summary>A pusher for <paramref name="target"/>; nothing happens until <see cref="RunAsync"/>.</summary>
@@ -298,10 +301,25 @@ public sealed class TargetPusher : IDisposable
     private async Task RunSessionAsync(AgentProcess agent, ActiveTerm term, CancellationToken stop)
     {
         using var session = AgentSession.Open(agent.Input, agent.Output, _target.Name, agent.Describe, _target.Heartbeat);
+        try
+        {
+            await ServeSessionAsync(session, agent.Pid, term, stop).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (_ahead is { } ahead)
+                _backlog.GiveBack(ahead.Round); // sent, never acknowledged: queued again (a new session starts with a resync anyway)
+            _ahead = null;
+        }
+    }
+
+    private async Task ServeSessionAsync(AgentSession session, int agentPid, ActiveTerm term, CancellationToken stop)
+    {
         await _role.Epochs.ClaimAsync(session, term.Epoch, outbid: false, adopt: false).ConfigureAwait(false);
+        _parentsOwed.Clear(); // the start-up resync compares every directory
         var passive = new PassiveState();
         await ResyncAsync(session, passive, startUp: true).ConfigureAwait(false);
-        Update(s => s with { Connected = true, Since = _clock.GetUtcNow(), AgentPid = agent.Pid, Fenced = false, NextConnect = null });
+        Update(s => s with { Connected = true, Since = _clock.GetUtcNow(), AgentPid = agentPid, Fenced = false, NextConnect = null });
         var nextAudit = _options.AuditInterval is { } every ? _clock.GetUtcNow() + every : DateTimeOffset.MaxValue;
         while (!stop.IsCancellationRequested)
         {
@@ -312,11 +330,12 @@ public sealed class TargetPusher : IDisposable
                 return; // no longer active: push nothing more, not even what is queued
             if (_clock.GetUtcNow() >= nextAudit)
             {
+                await SettleAheadAsync().ConfigureAwait(false);
                 await ResyncAsync(session, passive, startUp: false).ConfigureAwait(false);
                 nextAudit = _clock.GetUtcNow() + _options.AuditInterval!.Value;
             }
-            else if (_backlog.HasWork)
-                await PushDirtyAsync(session, passive, CancellationToken.None).ConfigureAwait(false);
+            else if (_backlog.HasWork || _ahead is not null)
+                await PushDirtyAsync(session, passive, pipeline: true, CancellationToken.None).ConfigureAwait(false);
             else if (SelfCheckDue(_clock.GetUtcNow()))
                 await SelfCheckAsync(session, passive).ConfigureAwait(false);
         }
@@ -326,7 +345,7 @@ public sealed class TargetPusher : IDisposable
         using var drain = new CancellationTokenSource(_options.DrainTimeout);
         try
         {
-            await PushDirtyAsync(session, passive, drain.Token).WaitAsync(drain.Token).ConfigureAwait(false);
+            await PushDirtyAsync(session, passive, pipeline: false, drain.Token).WaitAsync(drain.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
@@ -365,7 +384,7 @@ public sealed class TargetPusher : IDisposable
         while (!stop.IsCancellationRequested && !term.Ended.IsCancellationRequested)
         {
             var now = _clock.GetUtcNow();
-            if (_backlog.HasWork || now >= nextAudit || SelfCheckDue(now))
+            if (_backlog.HasWork || _ahead is not null || now >= nextAudit || SelfCheckDue(now))
                 return;
             DateTimeOffset wakeAt = nextAudit;
             if (_backlog.NextRetry is { } retry && retry < wakeAt)
@@ -391,16 +410,23 @@ public sealed class TargetPusher : IDisposable
 
     private bool SelfCheckDue(DateTimeOffset now) => _unverified.Count > 0 && _options.SelfCheckAfter is { } quiet && now >= _lastRound + quiet;
 
-    /// <summary>One round: take the dirty set, scan it, push the differences, wait for every ack.</summary>
-    private async Task PushDirtyAsync(AgentSession session, PassiveState passive, CancellationToken cancellationToken)
+    /// <summary>One round: takes the dirty set, scans it, pushes the differences. With <paramref name="pipeline"/>, while more
+    /// work waits, the round is left in flight and the next call scans and sends the following one while the passive
+    /// applies this one (the round ahead's acks are taken in after that, before another is sent): the passive is never idle
+    /// waiting for a scan, nor the active for a commit. Otherwise, and whenever the queue runs dry, every ack is waited for.</summary>
+    /// <remarks>A round never compares a path the round ahead compared (it is left to the next round): were X pushed, then
+    /// Y, then X again, a belief not yet told of Y would find X already there.</remarks>
+    private async Task PushDirtyAsync(AgentSession session, PassiveState passive, bool pipeline, CancellationToken cancellationToken)
     {
-        var round = _backlog.Take();
-        if (round.IsEmpty)
-            return;
+        var round = _backlog.Take(max: pipeline ? MaxRoundPaths : int.MaxValue);
+        RoundInFlight? sent = null;
         try
         {
             // What the round is about to compare must not rest on a belief an earlier failure left in doubt (the sets are
-            // built only then: a burst of thousands of paths with nothing in doubt pays nothing here).
+            // built only then: a burst of thousands of paths with nothing in doubt pays nothing here). Nor may it race the
+            // round ahead, whose outcome may add to the doubt: that one is settled first.
+            if (round.FullScan || passive.Uncertain.Count > 0)
+                await SettleAheadAsync().ConfigureAwait(false);
             if (passive.Uncertain.Count > 0)
             {
                 var taken = round.Paths.ToHashSet(StringComparer.Ordinal);
@@ -408,24 +434,75 @@ public sealed class TargetPusher : IDisposable
                 var doubted = passive.Uncertain.Where(u => round.FullScan || TreeWalker.WithinAny(u, taken) || above.Contains(u)).ToList();
                 await RelearnAsync(session, passive, doubted).ConfigureAwait(false);
             }
-            await PushAsync(session, passive, round, cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (_ahead is { } ahead)
+                round = _backlog.Defer(round, round.Paths.Where(ahead.Claims).ToHashSet(StringComparer.Ordinal));
+            if (!round.IsEmpty)
+                sent = await SendAsync(session, passive, round, cancellationToken: cancellationToken).ConfigureAwait(false);
+            await SettleAheadAsync().ConfigureAwait(false);
+            (_ahead, sent) = (sent, null);
+            if (!pipeline || !_backlog.HasWork)
+                await SettleAheadAsync().ConfigureAwait(false);
+            if (_ahead is null && _parentsOwed.Count > 0)
+                await FinishAsync(await SendAsync(session, passive, new PushRound([], FullScan: false, Since: null), cancellationToken: cancellationToken).ConfigureAwait(false))
+                    .ConfigureAwait(false); // the directories left by rounds that ran ahead: their own entries, now that none is in flight
         }
         catch
         {
-            _backlog.GiveBack(round); // still to do: counted in the queue and the lag while the session is down
+            _backlog.GiveBack(sent?.Round ?? round); // still to do: counted in the queue and the lag while the session is down
             throw;
         }
     }
 
-    /// <summary>Scans <paramref name="round"/>'s paths, pushes what differs from the belief, settles the outcome.
-    /// Returns the differences that were pushed.</summary>
-    private async Task<List<PathDifference>> PushAsync(AgentSession session, PassiveState passive, PushRound round,
+    /// <summary>Takes in the acks of the round ahead, if one is in flight.</summary>
+    private async Task SettleAheadAsync()
+    {
+        if (_ahead is not { } ahead)
+            return;
+        try
+        {
+            await FinishAsync(ahead).ConfigureAwait(false);
+        }
+        catch
+        {
+            _backlog.GiveBack(ahead.Round);
+            throw;
+        }
+        finally
+        {
+            _ahead = null;
+        }
+    }
+
+    /// <summary>A round sent whose acks are not yet taken in, and what it claims until then.</summary>
+    private sealed class RoundInFlight
+    {
+        public required PushRound Round { get; init; }
+        public required Resync.SentPush Sent { get; init; }
+        public required PassiveState Passive { get; init; }
+        public required List<PathDifference> Differences { get; init; }
+        public required Dictionary<string, string> Unreadable { get; init; }
+        public required Stopwatch Clock { get; init; }
+        public required long ScanMs { get; init; }
+        public required HashSet<string> Compared { get; init; }  // every path the scan compared: their belief is about to change
+        public required HashSet<string> Roots { get; init; }     // the subtrees it walked
+        public required HashSet<string> AboveRoots { get; init; } // and the directories above them
+
+        /// <summary>A later round must leave <paramref name="path"/> to the one after it.</summary>
+        public bool Claims(string path) =>
+            Round.FullScan || Compared.Contains(path) || AboveRoots.Contains(path) || TreeWalker.WithinAny(path, Roots);
+    }
+
+    /// <summary>Scans <paramref name="round"/>'s paths and sends what differs from the belief (see <see cref="FinishAsync"/>).</summary>
+    private async Task<RoundInFlight> SendAsync(AgentSession session, PassiveState passive, PushRound round,
         Func<string, bool>? leaveOut = null, CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
         var unreadable = new Dictionary<string, string>(StringComparer.Ordinal);
-        var differences = await Task.Run(() => _scanner.Compare(round.Paths, round.FullScan, passive, session.KeptModeBits, (path, e) => unreadable[path] = e.Message), cancellationToken)
-            .ConfigureAwait(false);
+        var busy = _ahead?.Compared;
+        var differences = await Task.Run(() => _scanner.Compare(round.Paths, round.FullScan, passive, session.KeptModeBits, (path, e) => unreadable[path] = e.Message,
+            busy, _parentsOwed), cancellationToken).ConfigureAwait(false);
+        var compared = differences.Select(d => d.Path).ToHashSet(StringComparer.Ordinal);
+        var roots = _scanner.Roots(round.Paths);
         if (leaveOut is not null)
         {
             differences.RemoveAll(d => leaveOut(d.Path));
@@ -433,20 +510,31 @@ public sealed class TargetPusher : IDisposable
                 unreadable.Remove(path);
         }
         long scanned = clock.ElapsedMilliseconds;
-        var stats = await Resync.PushAsync(_config, session, differences, _config.Delete, passive, spaceWaits: _backlog.SpaceWaits,
+        var sent = await Resync.SendAsync(_config, session, differences, _config.Delete, spaceWaits: _backlog.SpaceWaits,
             cancellationToken: cancellationToken).ConfigureAwait(false);
-        var changes = differences.Where(d => d.Status != PathStatus.Identical && !stats.HeldForSpace.Contains(d.Path)).ToList();
-        foreach (var (path, cause) in unreadable)
+        return new RoundInFlight
+        {
+            Round = round, Sent = sent, Passive = passive, Differences = differences, Unreadable = unreadable, Clock = clock, ScanMs = scanned,
+            Compared = compared, Roots = roots.ToHashSet(StringComparer.Ordinal), AboveRoots = TreeWalker.WithAncestors(roots),
+        };
+    }
+
+    /// <summary>Waits for the acks of <paramref name="round"/>, settles its outcome; returns the differences that were pushed.</summary>
+    private async Task<List<PathDifference>> FinishAsync(RoundInFlight round)
+    {
+        var stats = await Resync.FinishAsync(round.Sent, round.Passive).ConfigureAwait(false);
+        var changes = round.Differences.Where(d => d.Status != PathStatus.Identical && !stats.HeldForSpace.Contains(d.Path)).ToList();
+        foreach (var (path, cause) in round.Unreadable)
         {
             stats.Failures.Add($"{path}: {cause}");
             stats.FailedPaths[path] = $"{path}: {cause}";
         }
         if (changes.Count > 0)
-            _log.Pushed(Name, changes.Count, clock.ElapsedMilliseconds, scanned);
-        _unverified.UnionWith(round.FullScan ? _config.Paths : _scanner.Roots(round.Paths));
+            _log.Pushed(Name, changes.Count, round.Clock.ElapsedMilliseconds, round.ScanMs);
+        _unverified.UnionWith(round.Round.FullScan ? _config.Paths : round.Roots);
         _lastRound = _clock.GetUtcNow();
-        var compared = differences.Select(d => d.Path).ToHashSet(StringComparer.Ordinal);
-        Settle(round, stats, resync: false, covered: compared.Contains);
+        var compared = round.Differences.Select(d => d.Path).ToHashSet(StringComparer.Ordinal);
+        Settle(round.Round, stats, resync: false, covered: compared.Contains);
         return changes;
     }
 
@@ -473,6 +561,7 @@ public sealed class TargetPusher : IDisposable
     /// are compared with the passive's manifest, then scanned again on the active, and whatever differs is pushed.</summary>
     private async Task SelfCheckAsync(AgentSession session, PassiveState passive)
     {
+        await SettleAheadAsync().ConfigureAwait(false);
         var clock = Stopwatch.StartNew();
         var roots = TreeWalker.Cover(_unverified);
         _unverified.Clear();
@@ -488,7 +577,7 @@ public sealed class TargetPusher : IDisposable
         foreach (var d in drift)
             _log.DriftRepaired(Name, d.Path, Describe(d.Active), Describe(d.Passive));
         var round = new PushRound([.. roots.Where(r => !Known(r))], FullScan: false, Since: null);
-        var unannounced = await PushAsync(session, passive, round, leaveOut: Known).ConfigureAwait(false);
+        var unannounced = await FinishAsync(await SendAsync(session, passive, round, leaveOut: Known).ConfigureAwait(false)).ConfigureAwait(false);
         var missed = unannounced.Where(d => !drift.Any(x => x.Path == d.Path)).ToList();
         if (missed.Count > 0)
         {

@@ -100,6 +100,30 @@ public static class Resync
         PassiveState? passive = null, IProgress<ResyncProgress>? progress = null, IReadOnlyDictionary<string, long>? spaceWaits = null,
         IReadOnlyDictionary<string, Signature>? ownSignatures = null, CancellationToken cancellationToken = default)
     {
+        var sent = await SendAsync(config, session, differences, delete, progress, spaceWaits, ownSignatures, cancellationToken).ConfigureAwait(false);
+        return await FinishAsync(sent, passive).ConfigureAwait(false);
+    }
+
+    /// <summary>A push whose requests are all sent (and flushed): <see cref="FinishAsync"/> waits for its acks.</summary>
+    internal sealed class SentPush
+    {
+        public required HaSyncConfig Config { get; init; }
+        public required AgentSession Session { get; init; }
+        public required IReadOnlyList<PathDifference> Differences { get; init; }
+        public required ResyncStats Stats { get; init; }
+        public required Dictionary<string, PassiveSpace> Room { get; init; }
+        public required List<(PathDifference Difference, string Action, Task<Ack> Ack)> Acks { get; init; }
+        public required Task<Ack> Flushed { get; init; }
+        public required Stopwatch Clock { get; init; }
+        public required long WireBefore { get; init; }
+    }
+
+    /// <summary>The first half of a push (<c>PushAsync</c>): every request sent and flushed, no ack awaited. The daemon scans
+    /// its next round while the passive applies this one; until <see cref="FinishAsync"/>, nothing of it is known to be done.</summary>
+    internal static async Task<SentPush> SendAsync(HaSyncConfig config, AgentSession session, IReadOnlyList<PathDifference> differences, bool delete,
+        IProgress<ResyncProgress>? progress = null, IReadOnlyDictionary<string, long>? spaceWaits = null,
+        IReadOnlyDictionary<string, Signature>? ownSignatures = null, CancellationToken cancellationToken = default)
+    {
         var clock = Stopwatch.StartNew();
         long wireBefore = session.WireBytes;
         var stats = new ResyncStats();
@@ -148,7 +172,16 @@ public static class Resync
         }
         SendDeletes(extras);
 
-        await session.SendFlush().ConfigureAwait(false);
+        var flushed = session.SendFlush(); // answered with the batch's acks, once the passive committed it: awaited with them
+        return new SentPush { Config = config, Session = session, Differences = differences, Stats = stats, Room = room, Acks = acks, Flushed = flushed, Clock = clock, WireBefore = wireBefore };
+    }
+
+    /// <summary>The second half of a push (<c>PushAsync</c>): waits for every ack of <paramref name="sent"/>, sends again whole
+    /// what did not rebuild right, and records what the passive now holds in <paramref name="passive"/>.</summary>
+    internal static async Task<ResyncStats> FinishAsync(SentPush sent, PassiveState? passive)
+    {
+        var (config, session, differences, stats, room, acks) = (sent.Config, sent.Session, sent.Differences, sent.Stats, sent.Room, sent.Acks);
+        await sent.Flushed.ConfigureAwait(false);
         // One wait for the whole batch: awaiting each ack in turn would hop to the thread pool once per file.
         await Task.WhenAll(acks.Select(a => a.Ack)).ConfigureAwait(false);
 
@@ -195,8 +228,8 @@ public static class Resync
         if (passive is not null)
             foreach (var d in differences.Where(d => d.Status == PathStatus.Identical && d.Passive!.Local == LocalChange.None))
                 passive.Record(d, new Ack(AckStatus.Ok, ""));
-        stats.WireBytes = session.WireBytes - wireBefore;
-        stats.Elapsed = clock.Elapsed;
+        stats.WireBytes = session.WireBytes - sent.WireBefore;
+        stats.Elapsed = sent.Clock.Elapsed;
         return stats;
     }
 
