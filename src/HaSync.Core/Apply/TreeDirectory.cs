@@ -62,10 +62,9 @@ public sealed class TreeDirectory : IDisposable
     /// <summary>lstat of the entry <paramref name="name"/>; null when there is none.</summary>
     public Stat? Entry(string name)
     {
-        if (Syscall.fstatat(Descriptor, name, out var st, AtFlags.AT_SYMLINK_NOFOLLOW) == 0)
-            return st;
-        var errno = Stdlib.GetLastError();
-        return errno is Errno.ENOENT or Errno.ENOTDIR ? null : throw PosixFiles.Failure(PathOf(name), "lstat", errno);
+        int errno = LibcAt.Lstat(Descriptor, name, out var st);
+        return errno == 0 ? st
+            : errno is LibcAt.ENOENT or LibcAt.ENOTDIR ? null : throw PosixFiles.Failure(PathOf(name), "lstat", NativeConvert.ToErrno(errno));
     }
 
     /// <summary>Opens the entry <paramref name="name"/> without following a link (O_NOFOLLOW is always added).</summary>

@@ -19,11 +19,15 @@ public sealed class SilenceLimitedStream : ReadOnlyStream
 {
     private const int Capacity = 8 << 20;
     private const int MaxRead = 1 << 20;
+    private const int Refill = 1 << 20; // a full ring is read into again once this much of it is free, not at every byte freed
     private readonly Stream _inner;
     private readonly byte[] _ring = GC.AllocateUninitializedArray<byte>(Capacity); // pages are resident once used only
     private readonly object _lock = new();
+    // Each counter is written by one side only; a side takes the lock only to sleep or to wake the other (a frame is read
+    // in two calls, so locking every call made the two threads contend, a futex call each, several times per file).
     private long _consumed, _filled; // bytes taken by Read and put in by the reader, since the start
-    private bool _ended;
+    private int _readerAsleep, _consumerAsleep;
+    private volatile bool _ended;
     private ExceptionDispatchInfo? _failure;
 
     /// <param name="inner">The descriptor's stream (unbuffered: every read of it is a read(2)), read on a background thread
@@ -41,48 +45,73 @@ public sealed class SilenceLimitedStream : ReadOnlyStream
     /// <inheritdoc/>
     public override int Read(Span<byte> buffer)
     {
-        int offset, count;
-        bool Waiting() => _filled == _consumed && !_ended && _failure is null; // nothing to hand out, nothing to say
-        lock (_lock)
+        long consumed = _consumed;
+        long filled = Volatile.Read(ref _filled);
+        if (filled == consumed)
+            filled = WaitForData(consumed);
+        if (filled == consumed)
         {
-            long deadline = Environment.TickCount64 + (long)Limit.TotalMilliseconds;
-            while (Waiting())
-            {
-                long left = deadline - Environment.TickCount64;
-                if (left <= 0 || !Monitor.Wait(_lock, TimeSpan.FromMilliseconds(left)) && Waiting())
-                    throw new PeerSilentException($"nothing came from the sender for {Limit.TotalSeconds:0.#} s (its link or its node is down, or it stopped in the middle of a message)");
-            }
-            if (_filled == _consumed)
-            {
-                _failure?.Throw();
-                return 0;
-            }
-            offset = (int)(_consumed % Capacity);
-            count = (int)Math.Min(Math.Min(buffer.Length, _filled - _consumed), Capacity - offset);
+            Volatile.Read(ref _failure)?.Throw();
+            return 0;
         }
+        int offset = (int)(consumed % Capacity);
+        int count = (int)Math.Min(Math.Min(buffer.Length, filled - consumed), Capacity - offset);
         _ring.AsSpan(offset, count).CopyTo(buffer); // the reader never writes over bytes not yet consumed
+        Interlocked.Exchange(ref _consumed, consumed + count); // a full fence: the flag below is read after the count is out
+        if (Volatile.Read(ref _readerAsleep) != 0 && Capacity - (Volatile.Read(ref _filled) - consumed - count) >= Refill)
+            Wake();
+        return count;
+    }
+
+    /// <summary>Sleeps until the reader put in more than <paramref name="consumed"/>, reached the end or failed; returns
+    /// what it filled then. Fails with <see cref="PeerSilentException"/> after <see cref="Limit"/>.</summary>
+    private long WaitForData(long consumed)
+    {
+        long deadline = Environment.TickCount64 + (long)Limit.TotalMilliseconds;
         lock (_lock)
         {
-            bool wasFull = _filled - _consumed == Capacity;
-            _consumed += count;
-            if (wasFull)
-                Monitor.PulseAll(_lock);
+            Interlocked.Exchange(ref _consumerAsleep, 1); // a full fence: the reader's count is read after the flag is up
+            try
+            {
+                while (Volatile.Read(ref _filled) == consumed && !_ended)
+                {
+                    long left = deadline - Environment.TickCount64;
+                    if (left <= 0 || !Monitor.Wait(_lock, TimeSpan.FromMilliseconds(left)) && Volatile.Read(ref _filled) == consumed && !_ended)
+                        throw new PeerSilentException($"nothing came from the sender for {Limit.TotalSeconds:0.#} s (its link or its node is down, or it stopped in the middle of a message)");
+                }
+            }
+            finally
+            {
+                Volatile.Write(ref _consumerAsleep, 0);
+            }
         }
-        return count;
+        return Volatile.Read(ref _filled);
+    }
+
+    private void Wake()
+    {
+        lock (_lock)
+            Monitor.PulseAll(_lock);
     }
 
     private void ReadAhead()
     {
         while (true)
         {
-            int offset, count;
-            lock (_lock)
+            long filled = _filled;
+            if (Capacity - (filled - Volatile.Read(ref _consumed)) < Refill)
             {
-                while (_filled - _consumed == Capacity)
-                    Monitor.Wait(_lock);
-                offset = (int)(_filled % Capacity);
-                count = (int)Math.Min(Math.Min(Capacity - (_filled - _consumed), Capacity - offset), MaxRead);
+                lock (_lock)
+                {
+                    Interlocked.Exchange(ref _readerAsleep, 1); // a full fence, as in WaitForData
+                    while (Capacity - (filled - Volatile.Read(ref _consumed)) < Refill)
+                        Monitor.Wait(_lock);
+                    Volatile.Write(ref _readerAsleep, 0);
+                }
             }
+            long free = Capacity - (filled - Volatile.Read(ref _consumed));
+            int offset = (int)(filled % Capacity);
+            int count = (int)Math.Min(Math.Min(free, Capacity - offset), MaxRead);
             int read;
             try
             {
@@ -90,21 +119,16 @@ public sealed class SilenceLimitedStream : ReadOnlyStream
             }
             catch (Exception e)
             {
-                lock (_lock)
-                {
-                    _failure = ExceptionDispatchInfo.Capture(e);
-                    Monitor.PulseAll(_lock);
-                }
+                Volatile.Write(ref _failure, ExceptionDispatchInfo.Capture(e));
+                _ended = true;
+                Wake(); // under the lock, so a consumer about to sleep either sees the end or is woken
                 return;
             }
-            lock (_lock)
-            {
-                bool wasEmpty = _filled == _consumed;
-                _filled += read;
-                _ended = read == 0;
-                if (wasEmpty || _ended)
-                    Monitor.PulseAll(_lock);
-            }
+            if (read == 0)
+                _ended = true;
+            Interlocked.Exchange(ref _filled, filled + read); // a full fence: the flag below is read after the count is out
+            if (read == 0 || Volatile.Read(ref _consumerAsleep) != 0)
+                Wake();
             if (read == 0)
                 return;
         }

@@ -162,12 +162,12 @@ public static class PosixFiles
     /// <summary>lstat; false when the path does not exist.</summary>
     public static bool TryLstat(string path, out Stat st)
     {
-        if (Syscall.lstat(path, out st) == 0)
+        int errno = Interop.LibcAt.Lstat(Interop.LibcAt.AT_FDCWD, path, out st);
+        if (errno == 0)
             return true;
-        var errno = Stdlib.GetLastError();
-        if (errno is Errno.ENOENT or Errno.ENOTDIR)
+        if (errno is Interop.LibcAt.ENOENT or Interop.LibcAt.ENOTDIR)
             return false;
-        throw Failure(path, "lstat", errno);
+        throw Failure(path, "lstat", NativeConvert.ToErrno(errno));
     }
 
     internal static EntryKind? KindOf(Stat st) => ((uint)st.st_mode & TypeMask) switch

@@ -35,6 +35,61 @@ public sealed class SilenceLimitedStreamTests
     }
 
     [Fact]
+    public async Task NoWakeUpIsLostWhenBothSidesKeepFallingAsleep()
+    {
+        // The two threads hand over without a lock while neither waits: a wake-up lost in the hand-over would leave a read
+        // asleep with data in the buffer, here for the (short) silence limit. Writes and reads of every size, with pauses
+        // on both sides so that each keeps catching up with the other; the buffer fills now and then too.
+        int seed = Environment.GetEnvironmentVariable("HASYNC_STDIN_SEED") is { } s ? int.Parse(s, System.Globalization.CultureInfo.InvariantCulture) : Random.Shared.Next();
+        Console.WriteLine($"stdin hand-over seed {seed} (HASYNC_STDIN_SEED={seed} replays it)");
+        var random = new Random(seed);
+        var data = new byte[24 << 20];
+        random.NextBytes(data);
+        var chunks = new List<int>();
+        for (int total = 0; total < data.Length;)
+        {
+            int size = Math.Min(data.Length - total, random.Next(4) == 0 ? random.Next(1, 1 << 20) : random.Next(1, 600));
+            chunks.Add(size);
+            total += size;
+        }
+        var readSizes = Enumerable.Range(0, 4096).Select(_ => random.Next(3) == 0 ? random.Next(1, 1 << 20) : random.Next(1, 64)).ToArray();
+        using var pipe = new Pipe();
+        var server = pipe.Writer;
+        var limit = TimeSpan.FromSeconds(10);
+        var input = new SilenceLimitedStream(pipe.Reader) { Limit = limit };
+        var writing = Task.Run(() =>
+        {
+            var pauses = new Random(seed + 1);
+            int offset = 0;
+            foreach (int size in chunks)
+            {
+                server.Write(data, offset, size);
+                offset += size;
+                if (pauses.Next(64) == 0)
+                    Thread.Sleep(1); // the reader drains the buffer and goes to sleep
+            }
+            server.Close();
+        });
+        var received = new MemoryStream();
+        var buffer = new byte[1 << 20];
+        var readerPauses = new Random(seed + 2);
+        int read, reads = 0;
+        var longest = TimeSpan.Zero; // a lost wake-up: a read asleep until the limit, though the data is there
+        var timer = System.Diagnostics.Stopwatch.StartNew();
+        while ((read = input.Read(buffer, 0, readSizes[reads++ % readSizes.Length])) > 0)
+        {
+            longest = TimeSpan.FromTicks(Math.Max(longest.Ticks, timer.Elapsed.Ticks));
+            received.Write(buffer, 0, read);
+            if (readerPauses.Next(256) == 0)
+                Thread.Sleep(2); // the read-ahead fills the buffer and goes to sleep
+            timer.Restart();
+        }
+        await writing;
+        Assert.True(longest < limit / 2, $"a read waited {longest.TotalSeconds:F1} s for data that was sent (seed {seed})");
+        Assert.Equal(SHA256.HashData(data), SHA256.HashData(received.ToArray()));
+    }
+
+    [Fact]
     public void ASenderThatSaysNothingFailsTheReadAfterTheLimit()
     {
         using var pipe = new Pipe();
