@@ -21,6 +21,43 @@ public class PushBacklogTests
     }
 
     [Fact]
+    public void ARoundTakesAtMostTheLimitAndTheRestWaitsWithTheOldestTime()
+    {
+        var first = _clock.GetUtcNow();
+        _backlog.Add(Enumerable.Range(0, 10).Select(i => $"/etc/bm/f{i}.conf"), false, first);
+        _clock.Advance(500);
+        var some = _backlog.Take(max: 4);
+        Assert.Equal(4, some.Paths.Count);
+        Assert.Equal(first, some.Since);
+        Assert.True(_backlog.HasWork);
+        Assert.Equal(10, _backlog.Count());         // in flight or waiting, all still to do
+        Assert.Equal(first, _backlog.OldestPending);
+        var rest = _backlog.Take(max: 100);
+        Assert.Equal(6, rest.Paths.Count);
+        Assert.Empty(some.Paths.Intersect(rest.Paths));
+        Assert.False(_backlog.HasWork);
+        _backlog.Complete(some, new Dictionary<string, string>());
+        Assert.Equal(6, _backlog.Count());          // the second round is still in flight
+        _backlog.Complete(rest, new Dictionary<string, string>());
+        Assert.Equal(0, _backlog.Count());
+        Assert.Null(_backlog.OldestPending);
+    }
+
+    [Fact]
+    public void APathDeferredFromARoundIsTakenByTheNextAndTheRestStaysInFlight()
+    {
+        _backlog.Add(["/etc/bm/a.conf", "/etc/bm/b.conf", "/etc/bm/c.conf"], false, _clock.GetUtcNow());
+        var round = _backlog.Take();
+        var kept = _backlog.Defer(round, new HashSet<string>(["/etc/bm/b.conf"], StringComparer.Ordinal));
+        Assert.Equal(["/etc/bm/a.conf", "/etc/bm/c.conf"], kept.Paths.Order(StringComparer.Ordinal));
+        Assert.True(_backlog.HasWork);
+        Assert.Equal(3, _backlog.Count());
+        Assert.Equal(["/etc/bm/b.conf"], _backlog.Take().Paths);
+        _backlog.GiveBack(kept); // the session died: the kept part is queued again, not lost
+        Assert.Equal(["/etc/bm/a.conf", "/etc/bm/c.conf"], _backlog.Take().Paths.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public void AFailingPathIsRetriedAfterADelayThatDoublesUpToTheCap()
     {
         _backlog.Add(["/etc/bm/big.bin"], false, _clock.GetUtcNow());
