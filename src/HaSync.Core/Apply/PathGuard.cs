@@ -72,13 +72,21 @@ public sealed class PathGuard
     public string Locate(string logicalPath)
     {
         string path = Normalise(logicalPath, "path");
-        if (!_allowed.Any(a => a == "/" || path == a || path.StartsWith(a + "/", StringComparison.Ordinal)))
+        bool allowed = false;
+        foreach (string a in _allowed) // loops, not lambdas: this runs for every request
+            allowed |= a == "/" || Under(path, a);
+        if (!allowed)
             throw new ConfinementException($"{logicalPath}: outside the allowed paths ({string.Join(", ", _allowed)})");
         string full = TreeWalker.FullPath(_root, path);
-        if (_forbidden.FirstOrDefault(f => full == f || full.StartsWith(f + "/", StringComparison.Ordinal)) is { } state)
-            throw new ConfinementException($"{logicalPath}: inside the agent's state directory {state}; refusing to write there");
+        foreach (string state in _forbidden)
+            if (Under(full, state))
+                throw new ConfinementException($"{logicalPath}: inside the agent's state directory {state}; refusing to write there");
         return full;
     }
+
+    /// <summary><paramref name="path"/> is <paramref name="directory"/> or below it.</summary>
+    private static bool Under(string path, string directory) =>
+        path.StartsWith(directory, StringComparison.Ordinal) && (path.Length == directory.Length || path[directory.Length] == '/');
 
     /// <summary>True when <paramref name="directory"/> is one of the directories never written (the agent's state), by device and
     /// inode: the manifest walk leaves it out.</summary>
@@ -273,9 +281,10 @@ public sealed class PathGuard
             throw new ConfinementException($"{what} '{logicalPath.Replace("\0", "\\0")}': contains NUL");
         if (logicalPath == "/")
             return "/";
-        var segments = logicalPath[1..].Split('/');
-        if (segments.Any(s => s is "" or "." or ".."))
-            throw new ConfinementException($"{what} '{logicalPath}': empty, '.' or '..' segment");
+        var rest = logicalPath.AsSpan(1);
+        foreach (var range in rest.Split('/'))
+            if (rest[range] is "" or "." or "..")
+                throw new ConfinementException($"{what} '{logicalPath}': empty, '.' or '..' segment");
         return logicalPath;
     }
 }

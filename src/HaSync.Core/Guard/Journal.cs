@@ -101,12 +101,33 @@ public sealed class Journal : IDisposable
     /// nothing of a small secret file's content, even to someone who reads it), a symlink's target; null for a directory.</summary>
     public string? FingerprintOf(FileEntry entry) => entry.Kind switch
     {
-        EntryKind.File => entry.Hash is null ? null : Keyed(entry.Hash),
+        EntryKind.File => entry.Hash is null ? null : KeyedOnce(entry.Hash),
         EntryKind.Symlink => "-> " + entry.LinkTarget,
         _ => null,
     };
 
     private const string KeyedPrefix = "k2:";
+
+    // The fingerprints keyed since the last flush, by content hash: a file written is keyed for its intent, for its record
+    // once renamed, and for the check before (a MAC and a string each time).
+    private readonly Dictionary<byte[], string> _keyedSinceFlush = new(ContentHashComparer.Instance);
+
+    private string KeyedOnce(byte[] contentHash)
+    {
+        if (_keyedSinceFlush.TryGetValue(contentHash, out string? keyed))
+            return keyed;
+        if (_keyedSinceFlush.Count >= 16384)
+            _keyedSinceFlush.Clear(); // checks with no write to flush: bounded all the same
+        _keyedSinceFlush[contentHash] = keyed = Keyed(contentHash);
+        return keyed;
+    }
+
+    private sealed class ContentHashComparer : IEqualityComparer<byte[]>
+    {
+        public static readonly ContentHashComparer Instance = new();
+        public bool Equals(byte[]? x, byte[]? y) => x.AsSpan().SequenceEqual(y);
+        public int GetHashCode(byte[] hash) => hash.Length >= 4 ? BitConverter.ToInt32(hash) : hash.Length; // a hash's bytes are spread already
+    }
 
     private string Keyed(ReadOnlySpan<byte> contentHash)
     {
@@ -240,6 +261,7 @@ public sealed class Journal : IDisposable
                 Sync();
             _lines += _unwritten.Count;
             _unwritten.Clear();
+            _keyedSinceFlush.Clear();
             if (MostlySuperseded)
                 Compact(); // a long-lived session writing the same files again and again
         }
