@@ -45,26 +45,32 @@ internal static class GuardJson
             : throw new JsonException("an epoch needs number, node, host and at");
     }
 
+    // A journal line's field names, encoded once (each string name was transcoded and checked for escapes on every line).
+    private static readonly JsonEncodedText OpName = JsonEncodedText.Encode("op"), PathName = JsonEncodedText.Encode("path"),
+        FingerprintName = JsonEncodedText.Encode("fingerprint"), InoName = JsonEncodedText.Encode("ino"), SizeName = JsonEncodedText.Encode("size"),
+        MtimeName = JsonEncodedText.Encode("mtime"), MtimeNsName = JsonEncodedText.Encode("mtime_ns"), CtimeName = JsonEncodedText.Encode("ctime"),
+        CtimeNsName = JsonEncodedText.Encode("ctime_ns");
+
     /// <summary>Journal lines, one JSON object per line, through one writer (a burst writes thousands).</summary>
-    public static byte[] Write(IEnumerable<JournalLine> lines)
+    public static byte[] Write(IReadOnlyCollection<JournalLine> lines)
     {
-        var buffer = new ArrayBufferWriter<byte>(4096);
+        var buffer = new ArrayBufferWriter<byte>(Math.Max(4096, lines.Count * 224)); // about a line each: grown seldom
         using var json = new Utf8JsonWriter(buffer, Options);
         foreach (var line in lines)
         {
             json.WriteStartObject();
-            json.WriteString("op", line.Op);
-            json.WriteString("path", line.Path);
+            json.WriteString(OpName, line.Op);
+            json.WriteString(PathName, line.Path);
             if (line.Fingerprint is not null)
-                json.WriteString("fingerprint", line.Fingerprint);
+                json.WriteString(FingerprintName, line.Fingerprint);
             if (line.Ino != 0)
             {
-                json.WriteNumber("ino", line.Ino);
-                json.WriteNumber("size", line.Size);
-                json.WriteNumber("mtime", line.Mtime);
-                json.WriteNumber("mtime_ns", line.MtimeNs);
-                json.WriteNumber("ctime", line.Ctime);
-                json.WriteNumber("ctime_ns", line.CtimeNs);
+                json.WriteNumber(InoName, line.Ino);
+                json.WriteNumber(SizeName, line.Size);
+                json.WriteNumber(MtimeName, line.Mtime);
+                json.WriteNumber(MtimeNsName, line.MtimeNs);
+                json.WriteNumber(CtimeName, line.Ctime);
+                json.WriteNumber(CtimeNsName, line.CtimeNs);
             }
             json.WriteEndObject();
             json.Flush();

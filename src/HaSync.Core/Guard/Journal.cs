@@ -376,7 +376,7 @@ public sealed class Journal : IDisposable
             : new[] { Line("wrote", r.Key, r.Value.Fingerprint, r.Value.Version) });
         using (var file = HaSync.Apply.AtomicFile.Create(_path, privateUntilCommit: true))
         {
-            file.Stream.Write(GuardJson.Write(lines));
+            file.Stream.Write(GuardJson.Write(lines.ToList()));
             file.Commit();
         }
         _file.Dispose();
