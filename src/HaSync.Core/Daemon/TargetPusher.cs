@@ -419,7 +419,7 @@ public sealed class TargetPusher : IDisposable
     private async Task PushDirtyAsync(AgentSession session, PassiveState passive, bool pipeline, CancellationToken cancellationToken)
     {
         var round = _backlog.Take(max: pipeline ? MaxRoundPaths : int.MaxValue);
-        RoundInFlight? sent = null;
+        PushRound? ours = round; // taken here, and neither settled nor handed on as the round ahead
         try
         {
             // What the round is about to compare must not rest on a belief an earlier failure left in doubt (the sets are
@@ -435,11 +435,10 @@ public sealed class TargetPusher : IDisposable
                 await RelearnAsync(session, passive, doubted).ConfigureAwait(false);
             }
             if (_ahead is { } ahead)
-                round = _backlog.Defer(round, round.Paths.Where(ahead.Claims).ToHashSet(StringComparer.Ordinal));
-            if (!round.IsEmpty)
-                sent = await SendAsync(session, passive, round, cancellationToken: cancellationToken).ConfigureAwait(false);
+                ours = round = _backlog.Defer(round, round.Paths.Where(ahead.Claims).ToHashSet(StringComparer.Ordinal));
+            var sent = round.IsEmpty ? null : await SendAsync(session, passive, round, cancellationToken: cancellationToken).ConfigureAwait(false);
             await SettleAheadAsync().ConfigureAwait(false);
-            (_ahead, sent) = (sent, null);
+            (_ahead, ours) = (sent, null);
             if (!pipeline || !_backlog.HasWork)
                 await SettleAheadAsync().ConfigureAwait(false);
             if (_ahead is null && _parentsOwed.Count > 0)
@@ -448,7 +447,8 @@ public sealed class TargetPusher : IDisposable
         }
         catch
         {
-            _backlog.GiveBack(sent?.Round ?? round); // still to do: counted in the queue and the lag while the session is down
+            if (ours is not null)
+                _backlog.GiveBack(ours); // still to do: counted in the queue and the lag while the session is down
             throw;
         }
     }
