@@ -6,6 +6,7 @@
                                                  separated by ":" (an edit counts once every one holds it)
   latency-probe.py burst SRC DST COUNT        -> prints the seconds until DST holds all COUNT files, counted from
                                                  the first write and from the last one
+  latency-probe.py log FILE REGEX             -> returns once a line of FILE matches REGEX (2 min at most)
 MODE: inplace (open, truncate, write, close) or rename (write a temp file, rename it over).
 """
 import ctypes
@@ -131,8 +132,44 @@ def burst(src, dst, count):
     print(f"{done - start:.3f} {done - written:.3f}")
 
 
+def wait_log(path, pattern):
+    """Returns once a line of PATH matches PATTERN, woken by inotify as the file grows (and every RECHECK all the same):
+    a shell loop of grep and sleep every 20 ms took a tenth of a core from the daemon whose start-up it was timing."""
+    import re
+    regex = re.compile(pattern)
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    start = time.perf_counter()
+    while not os.path.exists(path):  # a tool that opens its log itself, later
+        if time.perf_counter() - start > TIMEOUT:
+            sys.exit(f"latency-probe: {path} never appeared in {TIMEOUT:.0f} s")
+        time.sleep(RECHECK)
+    fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
+    if fd < 0 or libc.inotify_add_watch(fd, os.fsencode(path), 0x2) < 0:  # IN_MODIFY
+        sys.exit(f"latency-probe: cannot watch {path}: {os.strerror(ctypes.get_errno())}")
+    text, offset = "", 0
+    with open(path, "rb") as log:
+        while True:
+            log.seek(offset)
+            chunk = log.read()
+            offset += len(chunk)
+            text += chunk.decode(errors="replace")
+            lines = text.split("\n")
+            text = lines.pop()  # a line not yet ended
+            if any(regex.search(line) for line in lines):
+                return
+            if time.perf_counter() - start > TIMEOUT:
+                sys.exit(f"latency-probe: {path} never held \"{pattern}\" in {TIMEOUT:.0f} s")
+            if select.select([fd], [], [], RECHECK)[0]:
+                try:
+                    os.read(fd, 65536)
+                except BlockingIOError:
+                    pass
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "edits":
+    if sys.argv[1] == "log":
+        wait_log(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "edits":
         edits(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
     else:
         burst(sys.argv[2], sys.argv[3], int(sys.argv[4]))

@@ -63,9 +63,8 @@ same_tree() { # SRC DST WHO [peer]
     diff <(listing "$1") <(listing "$2") | head -n 20 >&2; diff -rq --no-dereference "$1" "$2" | head -n 5 >&2; exit 1
   fi
 }
-wait_log() { # FILE PATTERN WHO: until FILE holds PATTERN (2 min at most)
-  for _ in $(seq 1 6000); do grep -qE "$2" "$1" 2>/dev/null && return; sleep 0.02; done
-  echo "scale-bench: $3 never logged \"$2\": $(tail -n 5 "$1")" >&2; exit 1
+wait_log() { # FILE PATTERN WHO: until FILE holds PATTERN (2 min at most), woken by inotify (polling took CPU from the tool timed)
+  $probe log "$1" "$2" || { echo "scale-bench: $3 never logged \"$2\": $(tail -n 5 "$1")" >&2; exit 1; }
 }
 rss_mb() { awk -v f="$2" '$1 == f ":" { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 # The resident memory of a process and its children (the daemon's ssh clients), in MB.

@@ -416,9 +416,9 @@ public sealed class AgentSession : IDisposable
                     _writer.Flush();
                 }
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
             {
-                // the agent is already gone; nothing to say goodbye to
+                // the agent is already gone (or its pipe closed by its owner first); nothing to say goodbye to
             }
         }
     }
