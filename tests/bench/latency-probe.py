@@ -19,7 +19,7 @@ import time
 
 TIMEOUT = 120.0
 RECHECK = 0.05  # every replica is read again this often, however quiet its directory: a missed event costs 50 ms, not a hang
-IN_CLOSE_WRITE, IN_MOVED_TO = 0x8, 0x80
+IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_TO = 0x2, 0x8, 0x80
 
 
 def holds(path, content):
@@ -33,18 +33,18 @@ def holds(path, content):
 class Replicas:
     """Wakes the probe when a file in a replica directory is closed after a write or renamed into place (the kernel's
     inotify, not the tool under test), so waiting costs no CPU: polling 16 replicas every 0.5 ms took more CPU on this
-    2-core machine than the agents being measured, and slowed them."""
+    2-core machine than the agents being measured, and slowed them. With another mask: a file that grows (a log)."""
 
-    def __init__(self, dirs):
+    def __init__(self, dirs, mask=IN_CLOSE_WRITE | IN_MOVED_TO):
         self.libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         self.fd = self.libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
         if self.fd < 0:
             sys.exit(f"latency-probe: inotify_init1: {os.strerror(ctypes.get_errno())}")
         self.dirs = {}
         for d in dirs:
-            wd = self.libc.inotify_add_watch(self.fd, os.fsencode(d), IN_CLOSE_WRITE | IN_MOVED_TO)
+            wd = self.libc.inotify_add_watch(self.fd, os.fsencode(d), mask)
             if wd < 0:
-                sys.exit(f"latency-probe: cannot watch the replica {d}: {os.strerror(ctypes.get_errno())}")
+                sys.exit(f"latency-probe: cannot watch {d}: {os.strerror(ctypes.get_errno())}")
             self.dirs[wd] = d
 
     def changed(self, timeout):
@@ -137,15 +137,12 @@ def wait_log(path, pattern):
     a shell loop of grep and sleep every 20 ms took a tenth of a core from the daemon whose start-up it was timing."""
     import re
     regex = re.compile(pattern)
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     start = time.perf_counter()
     while not os.path.exists(path):  # a tool that opens its log itself, later
         if time.perf_counter() - start > TIMEOUT:
             sys.exit(f"latency-probe: {path} never appeared in {TIMEOUT:.0f} s")
         time.sleep(RECHECK)
-    fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
-    if fd < 0 or libc.inotify_add_watch(fd, os.fsencode(path), 0x2) < 0:  # IN_MODIFY
-        sys.exit(f"latency-probe: cannot watch {path}: {os.strerror(ctypes.get_errno())}")
+    grown = Replicas([path], mask=IN_MODIFY)
     text, offset = "", 0
     with open(path, "rb") as log:
         while True:
@@ -159,11 +156,7 @@ def wait_log(path, pattern):
                 return
             if time.perf_counter() - start > TIMEOUT:
                 sys.exit(f"latency-probe: {path} never held \"{pattern}\" in {TIMEOUT:.0f} s")
-            if select.select([fd], [], [], RECHECK)[0]:
-                try:
-                    os.read(fd, 65536)
-                except BlockingIOError:
-                    pass
+            grown.changed(RECHECK)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ public sealed class PathGuard
         string path = Normalise(logicalPath, "path");
         bool allowed = false;
         foreach (string a in _allowed) // loops, not lambdas: this runs for every request
-            allowed |= a == "/" || Under(path, a);
+            allowed |= TreeWalker.Within(path, a);
         if (!allowed)
             throw new ConfinementException($"{logicalPath}: outside the allowed paths ({string.Join(", ", _allowed)})");
         string full = TreeWalker.FullPath(_root, path);
@@ -84,7 +84,8 @@ public sealed class PathGuard
         return full;
     }
 
-    /// <summary><paramref name="path"/> is <paramref name="directory"/> or below it.</summary>
+    /// <summary><paramref name="path"/> is <paramref name="directory"/> or below it; unlike <see cref="TreeWalker.Within"/>,
+    /// "/" holds only itself (the state directory check has always read so).</summary>
     private static bool Under(string path, string directory) =>
         path.StartsWith(directory, StringComparison.Ordinal) && (path.Length == directory.Length || path[directory.Length] == '/');
 

@@ -483,7 +483,7 @@ public sealed class TargetPusher : IDisposable
         public required Dictionary<string, string> Unreadable { get; init; }
         public required Stopwatch Clock { get; init; }
         public required long ScanMs { get; init; }
-        public required HashSet<string> Compared { get; init; }  // every path the scan compared: their belief is about to change
+        public required HashSet<string> Compared { get; init; }  // every path compared and pushed: their belief is about to change
         public required HashSet<string> Roots { get; init; }     // the subtrees it walked
         public required HashSet<string> AboveRoots { get; init; } // and the directories above them
 
@@ -501,14 +501,14 @@ public sealed class TargetPusher : IDisposable
         var busy = _ahead?.Compared;
         var differences = await Task.Run(() => _scanner.Compare(round.Paths, round.FullScan, passive, session.KeptModeBits, (path, e) => unreadable[path] = e.Message,
             busy, _parentsOwed), cancellationToken).ConfigureAwait(false);
-        var compared = differences.Select(d => d.Path).ToHashSet(StringComparer.Ordinal);
-        var roots = _scanner.Roots(round.Paths);
         if (leaveOut is not null)
         {
             differences.RemoveAll(d => leaveOut(d.Path));
             foreach (string path in unreadable.Keys.Where(leaveOut).ToList())
                 unreadable.Remove(path);
         }
+        var compared = differences.Select(d => d.Path).ToHashSet(StringComparer.Ordinal);
+        var roots = _scanner.Roots(round.Paths);
         long scanned = clock.ElapsedMilliseconds;
         var sent = await Resync.SendAsync(_config, session, differences, _config.Delete, spaceWaits: _backlog.SpaceWaits,
             cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -533,8 +533,7 @@ public sealed class TargetPusher : IDisposable
             _log.Pushed(Name, changes.Count, round.Clock.ElapsedMilliseconds, round.ScanMs);
         _unverified.UnionWith(round.Round.FullScan ? _config.Paths : round.Roots);
         _lastRound = _clock.GetUtcNow();
-        var compared = round.Differences.Select(d => d.Path).ToHashSet(StringComparer.Ordinal);
-        Settle(round.Round, stats, resync: false, covered: compared.Contains);
+        Settle(round.Round, stats, resync: false, covered: round.Compared.Contains);
         return changes;
     }
 
