@@ -13,9 +13,10 @@ public sealed record AggregatorOptions
     public TimeSpan SettleWindow { get; init; } = TimeSpan.FromMilliseconds(2);
     /// <summary>A path that keeps changing is ready this long after its first event all the same.</summary>
     public TimeSpan MaxDelay { get; init; } = TimeSpan.FromSeconds(1);
-    /// <summary>More pending paths than this in one directory become one pending directory (scanned whole).</summary>
+    /// <summary>More pending paths than this in one directory, their writers not known to be done, become one pending
+    /// directory (scanned whole once it is quiet).</summary>
     public int DirectoryLimit { get; init; } = 1024;
-    /// <summary>More pending paths than this in all become one scan of the whole watched set.</summary>
+    /// <summary>More pending paths than this in all, their writers not known to be done, become one scan of the whole watched set.</summary>
     public int TotalLimit { get; init; } = 4096;
 }
 
@@ -31,14 +32,18 @@ public sealed record ChangeBatch(IReadOnlyList<string> Paths, bool FullScan, Dat
 /// Turns a stream of watch events into batches of paths worth scanning, in the manner of syncthing's
 /// watchaggregator: a path is ready after a quiet window without events, or after a maximum delay even if it
 /// keeps changing; a file whose writer is done with it (closed after writing, renamed into place) after a settle window
-/// of a few milliseconds; many events in one directory escalate to the directory, many in all to a full scan. Time
+/// of a few milliseconds; many paths still being written in one directory escalate to the directory, many in all to a
+/// full scan. Paths whose writers are done do not count: they are handed on within the settle window, and a burst of
+/// files written and closed (a tar x, a package upgrade) escalated would wait out the quiet window after its last
+/// file and then scan the whole directory, or the whole watched set, for what was already known path by path. Time
 /// comes from the injected <see cref="TimeProvider"/>. Not thread-safe: one loop owns it.
 /// </summary>
 public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? options = null)
 {
     private readonly AggregatorOptions _options = options ?? new AggregatorOptions();
     private readonly Dictionary<string, PendingPath> _pending = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, int> _perDirectory = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _unsettledIn = new(StringComparer.Ordinal); // per directory: pending paths not Final
+    private int _unsettled; // in all
     private PendingPath? _fullScan;
     // No pending path is ready before this (a lower bound: a path touched again only gets later): during a burst the loop
     // asks after every event, and a pass over every pending path each time was most of the daemon's work.
@@ -50,6 +55,7 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         public DateTimeOffset Last { get; set; } = now;
         public bool Removed { get; set; }
         public bool Final { get; set; } // the last event said the path's writer is done with it
+        public bool Counted { get; set; } // in the unsettled counts (see Recount)
 
         public void Touch(DateTimeOffset now, bool removed, bool final = false)
         {
@@ -82,26 +88,53 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         // Removals keep the quiet window: an editor that moves the old file away before it writes the new one would
         // otherwise have it missing on the passive for a moment.
         bool removed = e.Kind == WatchEventKind.Removed, final = e.Kind == WatchEventKind.Completed;
+        string path = e.Path;
         if (PendingAncestor(e.Path) is { } ancestor)
         {
-            ancestor.Touch(now, ancestor.Removed && removed);
-            return;
+            (path, var pending) = ancestor;
+            pending.Touch(now, pending.Removed && removed);
         }
-        if (_pending.TryGetValue(e.Path, out var known))
+        else if (_pending.TryGetValue(path, out var known))
         {
             known.Touch(now, removed, final);
             NoteDue(known);
-            return;
         }
-        AbsorbDescendants(e.Path, out var first);
-        var added = _pending[e.Path] = new PendingPath(first ?? now) { Last = now, Removed = removed, Final = final };
-        NoteDue(added);
-        string parent = TreeWalker.Parent(e.Path);
-        int inParent = _perDirectory[parent] = _perDirectory.GetValueOrDefault(parent) + 1;
-        if (_pending.Count > _options.TotalLimit)
+        else
+        {
+            AbsorbDescendants(path, out var first);
+            NoteDue(_pending[path] = new PendingPath(first ?? now) { Last = now, Removed = removed, Final = final });
+        }
+        if (!Recount(path, _pending[path]))
+            return;
+        string parent = TreeWalker.Parent(path);
+        if (_unsettled > _options.TotalLimit)
             EscalateToFullScan(now);
-        else if (inParent > _options.DirectoryLimit && parent != e.Path)
+        else if (parent != path && _unsettledIn[parent] > _options.DirectoryLimit)
             EscalateToDirectory(parent, now);
+    }
+
+    /// <summary>Counts <paramref name="path"/> as unsettled, or no longer, after its last event; true when it now counts and did not.</summary>
+    private bool Recount(string path, PendingPath p)
+    {
+        if (p.Final != p.Counted)
+            return false;
+        p.Counted = !p.Final;
+        string parent = TreeWalker.Parent(path);
+        int delta = p.Counted ? 1 : -1, inParent = _unsettledIn.GetValueOrDefault(parent) + delta;
+        _unsettled += delta;
+        if (inParent == 0)
+            _unsettledIn.Remove(parent);
+        else
+            _unsettledIn[parent] = inParent;
+        return p.Counted;
+    }
+
+    /// <summary>Takes <paramref name="path"/> out of the pending set (and the counts).</summary>
+    private void Forget(string path, PendingPath p)
+    {
+        _pending.Remove(path);
+        p.Final = true;
+        Recount(path, p);
     }
 
     /// <summary>The paths that are ready now, removed ones last; null when none is.</summary>
@@ -167,18 +200,8 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
 
     private ChangeBatch Take(List<KeyValuePair<string, PendingPath>> ready)
     {
-        foreach (var (path, _) in ready)
-        {
-            _pending.Remove(path);
-            string parent = TreeWalker.Parent(path);
-            if (_perDirectory.TryGetValue(parent, out int n))
-            {
-                if (n <= 1)
-                    _perDirectory.Remove(parent);
-                else
-                    _perDirectory[parent] = n - 1;
-            }
-        }
+        foreach (var (path, p) in ready)
+            Forget(path, p);
         var paths = ready.OrderBy(p => p.Value.Removed).ThenBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key).ToList();
         return new ChangeBatch(paths, false, ready.Min(p => p.Value.First));
     }
@@ -187,7 +210,8 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
     {
         var first = _pending.Count == 0 ? now : _pending.Values.Min(p => p.First);
         _pending.Clear();
-        _perDirectory.Clear();
+        _unsettledIn.Clear();
+        _unsettled = 0;
         _fullScan = new PendingPath(first) { Last = now };
         NoteDue(_fullScan);
     }
@@ -198,11 +222,8 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         if (_pending.TryGetValue(directory, out var known))
             known.Touch(now, false);
         else
-        {
             NoteDue(_pending[directory] = new PendingPath(first ?? now) { Last = now });
-            string parent = TreeWalker.Parent(directory);
-            _perDirectory[parent] = _perDirectory.GetValueOrDefault(parent) + 1;
-        }
+        Recount(directory, _pending[directory]); // counted in its own parent: escalations go no further up than that
     }
 
     /// <summary>Removes the pending paths below <paramref name="directory"/> (its scan covers them); the earliest first event among them.</summary>
@@ -213,19 +234,16 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         foreach (var (path, p) in _pending.Where(p => p.Key.StartsWith(prefix, StringComparison.Ordinal) && p.Key != directory).ToList())
         {
             first = first is null || p.First < first ? p.First : first;
-            _pending.Remove(path);
+            Forget(path, p);
         }
-        _perDirectory.Remove(directory);
-        foreach (string key in _perDirectory.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal)).ToList())
-            _perDirectory.Remove(key);
     }
 
-    private PendingPath? PendingAncestor(string path)
+    private (string Path, PendingPath Pending)? PendingAncestor(string path)
     {
         for (string p = TreeWalker.Parent(path); ; p = TreeWalker.Parent(p))
         {
             if (_pending.TryGetValue(p, out var ancestor))
-                return ancestor;
+                return (p, ancestor);
             if (p == "/")
                 return null;
         }

@@ -94,6 +94,49 @@ public class ChangeAggregatorTests
     }
 
     [Fact]
+    public void FilesWrittenAndClosedNeverEscalateHoweverMany()
+    {
+        // A burst of complete files (a tar x), all read in one pass: well over both limits, yet each is known path by path
+        // and ready after the settle window; escalated, the burst would wait out the quiet window and be scanned whole.
+        for (int i = 0; i < 30; i++)
+        {
+            Changed($"/etc/bm/conf.d/{i:D2}.conf"); // created
+            _aggregator.Add(new WatchEvent($"/etc/bm/conf.d/{i:D2}.conf", WatchEventKind.Completed));
+        }
+        Assert.Equal(30, _aggregator.Count);
+        _clock.Advance(2);
+        var batch = _aggregator.TakeReady()!;
+        Assert.False(batch.FullScan);
+        Assert.Equal(Enumerable.Range(0, 30).Select(i => $"/etc/bm/conf.d/{i:D2}.conf"), batch.Paths);
+    }
+
+    [Fact]
+    public void AFileOpenedAgainCountsAgainTowardsTheDirectory()
+    {
+        for (int i = 0; i < 4; i++)
+            _aggregator.Add(new WatchEvent($"/etc/bm/conf.d/{i}.conf", WatchEventKind.Completed));
+        for (int i = 0; i < 4; i++)
+            Changed($"/etc/bm/conf.d/{i}.conf"); // written again, not closed yet: 4 unsettled, at the limit
+        Assert.Equal(4, _aggregator.Count);
+        Changed("/etc/bm/conf.d/4.conf"); // the fifth
+        Assert.Equal(1, _aggregator.Count);
+        _clock.Advance(50);
+        Assert.Equal(["/etc/bm/conf.d"], _aggregator.TakeReady()!.Paths);
+    }
+
+    [Fact]
+    public void TakenPathsNoLongerCount()
+    {
+        for (int round = 0; round < 3; round++)
+        {
+            for (int i = 0; i < 4; i++)
+                Changed($"/etc/bm/conf.d/{round}-{i}.conf");
+            _clock.Advance(50);
+            Assert.Equal(4, _aggregator.TakeReady()!.Paths.Count); // 12 in all over the rounds: never a directory, nor a full scan
+        }
+    }
+
+    [Fact]
     public void AnOverflowIsAFullScanThatAbsorbsLaterEvents()
     {
         Changed("/etc/bm/a.conf");
