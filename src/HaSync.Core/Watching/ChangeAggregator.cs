@@ -44,6 +44,9 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
     private readonly Dictionary<string, PendingPath> _pending = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _unsettledIn = new(StringComparer.Ordinal); // per directory: pending paths not Final
     private int _unsettled; // in all
+    // Per directory: pending paths anywhere below it. A new path absorbs what is pending below it, and in a burst of
+    // thousands of files a pass over every pending path for each new one (to find none below a file) was quadratic.
+    private readonly Dictionary<string, int> _pendingBelow = new(StringComparer.Ordinal);
     private PendingPath? _fullScan;
     // No pending path is ready before this (a lower bound: a path touched again only gets later): during a burst the loop
     // asks after every event, and a pass over every pending path each time was most of the daemon's work.
@@ -102,7 +105,7 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         else
         {
             AbsorbDescendants(path, out var first);
-            NoteDue(_pending[path] = new PendingPath(first ?? now) { Last = now, Removed = removed, Final = final });
+            NoteDue(Remember(path, new PendingPath(first ?? now) { Last = now, Removed = removed, Final = final }));
         }
         if (!Recount(path, _pending[path]))
             return;
@@ -129,12 +132,34 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         return p.Counted;
     }
 
+    /// <summary>Puts <paramref name="path"/> in the pending set (not yet in the unsettled counts: see <see cref="Recount"/>).</summary>
+    private PendingPath Remember(string path, PendingPath p)
+    {
+        _pending[path] = p;
+        CountBelow(path, 1);
+        return p;
+    }
+
     /// <summary>Takes <paramref name="path"/> out of the pending set (and the counts).</summary>
     private void Forget(string path, PendingPath p)
     {
         _pending.Remove(path);
+        CountBelow(path, -1);
         p.Final = true;
         Recount(path, p);
+    }
+
+    private void CountBelow(string path, int delta)
+    {
+        for (string dir = path; dir != "/";)
+        {
+            dir = TreeWalker.Parent(dir);
+            int below = _pendingBelow.GetValueOrDefault(dir) + delta;
+            if (below == 0)
+                _pendingBelow.Remove(dir);
+            else
+                _pendingBelow[dir] = below;
+        }
     }
 
     /// <summary>The paths that are ready now, removed ones last; null when none is.</summary>
@@ -210,6 +235,7 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
     {
         var first = _pending.Count == 0 ? now : _pending.Values.Min(p => p.First);
         _pending.Clear();
+        _pendingBelow.Clear();
         _unsettledIn.Clear();
         _unsettled = 0;
         _fullScan = new PendingPath(first) { Last = now };
@@ -222,7 +248,7 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         if (_pending.TryGetValue(directory, out var known))
             known.Touch(now, false);
         else
-            NoteDue(_pending[directory] = new PendingPath(first ?? now) { Last = now });
+            NoteDue(Remember(directory, new PendingPath(first ?? now) { Last = now }));
         Recount(directory, _pending[directory]); // counted in its own parent: escalations go no further up than that
     }
 
@@ -230,6 +256,8 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
     private void AbsorbDescendants(string directory, out DateTimeOffset? first)
     {
         first = null;
+        if (!_pendingBelow.ContainsKey(directory))
+            return;
         string prefix = directory == "/" ? "/" : directory + "/";
         foreach (var (path, p) in _pending.Where(p => p.Key.StartsWith(prefix, StringComparison.Ordinal) && p.Key != directory).ToList())
         {
