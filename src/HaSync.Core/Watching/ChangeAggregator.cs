@@ -58,7 +58,7 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         public DateTimeOffset Last { get; set; } = now;
         public bool Removed { get; set; }
         public bool Final { get; set; } // the last event said the path's writer is done with it
-        public bool Counted { get; set; } // in the unsettled counts (see Recount)
+        public bool Counted { get; set; } // in the unsettled counts (see CountUnsettled)
 
         public void Touch(DateTimeOffset now, bool removed, bool final = false)
         {
@@ -107,7 +107,8 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
             AbsorbDescendants(path, out var first);
             NoteDue(Remember(path, new PendingPath(first ?? now) { Last = now, Removed = removed, Final = final }));
         }
-        if (!Recount(path, _pending[path]))
+        var touched = _pending[path];
+        if (!CountUnsettled(path, touched, unsettled: !touched.Final))
             return;
         string parent = TreeWalker.Parent(path);
         if (_unsettled > _options.TotalLimit)
@@ -116,12 +117,12 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
             EscalateToDirectory(parent, now);
     }
 
-    /// <summary>Counts <paramref name="path"/> as unsettled, or no longer, after its last event; true when it now counts and did not.</summary>
-    private bool Recount(string path, PendingPath p)
+    /// <summary>Counts <paramref name="path"/> as unsettled (its writer may not be done), or no longer; true when it now counts and did not.</summary>
+    private bool CountUnsettled(string path, PendingPath p, bool unsettled)
     {
-        if (p.Final != p.Counted)
+        if (p.Counted == unsettled)
             return false;
-        p.Counted = !p.Final;
+        p.Counted = unsettled;
         string parent = TreeWalker.Parent(path);
         int delta = p.Counted ? 1 : -1, inParent = _unsettledIn.GetValueOrDefault(parent) + delta;
         _unsettled += delta;
@@ -132,7 +133,7 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
         return p.Counted;
     }
 
-    /// <summary>Puts <paramref name="path"/> in the pending set (not yet in the unsettled counts: see <see cref="Recount"/>).</summary>
+    /// <summary>Puts <paramref name="path"/> in the pending set (not yet in the unsettled counts: see <see cref="CountUnsettled"/>).</summary>
     private PendingPath Remember(string path, PendingPath p)
     {
         _pending[path] = p;
@@ -145,8 +146,7 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
     {
         _pending.Remove(path);
         CountBelow(path, -1);
-        p.Final = true;
-        Recount(path, p);
+        CountUnsettled(path, p, unsettled: false);
     }
 
     private void CountBelow(string path, int delta)
@@ -249,7 +249,7 @@ public sealed class ChangeAggregator(TimeProvider clock, AggregatorOptions? opti
             known.Touch(now, false);
         else
             NoteDue(Remember(directory, new PendingPath(first ?? now) { Last = now }));
-        Recount(directory, _pending[directory]); // counted in its own parent: escalations go no further up than that
+        CountUnsettled(directory, _pending[directory], unsettled: true); // in its own parent: escalations go no further up than that
     }
 
     /// <summary>Removes the pending paths below <paramref name="directory"/> (its scan covers them); the earliest first event among them.</summary>
