@@ -66,7 +66,7 @@ public sealed partial class Agent
             foreach (var (_, entry, _) in _sealed)
                 Journal.Intend(entry);
             bool perInode = _sync.PerInode(_sealed.Count); // see BatchSync
-            Journal.Flush(durable: false); // made durable below, before any rename
+            Journal.Flush(durable: false); // made durable below, before any file is put in place
             if (!perInode)
             {
                 _sync.Touch(stateDirectory); // the journal's file system is synced too
@@ -88,7 +88,7 @@ public sealed partial class Agent
             {
                 try
                 {
-                    file.MakeDurable(fileSystemSynced: !perInode); // a rename made durable before the data would leave an empty file after a crash
+                    file.MakeDurable(fileSystemSynced: !perInode); // a link or rename made durable before the data would leave an empty file after a crash
                     durable.Add((id, entry, file));
                 }
                 catch (IOException e)
@@ -98,7 +98,7 @@ public sealed partial class Agent
                     Fail(a => a == id, PosixFiles.IsNoSpace(e) ? AckStatus.NoSpace : AckStatus.Failed, $"not written: {e.Message}");
                 }
             }
-            // The intents are on disk before any rename. Their fsync comes after the temp files': the file system's commit for
+            // The intents are on disk before any link or rename. Their fsync comes after the temp files': the file system's commit for
             // those has then carried the journal's new size as well (ext4, XFS), so this one writes a block and flushes, where
             // first would have cost a commit of its own (one-file edits: 3 journal commits a batch became 2).
             if (perInode && durable.Count > 0)
@@ -109,8 +109,7 @@ public sealed partial class Agent
             {
                 try
                 {
-                    file.Publish();
-                    Record(entry, file.Directory);
+                    Record(entry, file.Directory, now: file.Publish());
                 }
                 catch (IOException e)
                 {
@@ -125,7 +124,7 @@ public sealed partial class Agent
                 // The records of what now stands need not be on disk before the acks: after a crash, the intents (on disk)
                 // accept what was renamed. They go with the next batch's intents, or at the end of the session.
                 Journal.Flush(durable: false);
-                _sync.SyncAll(perInode); // the renames and the changes in place
+                _sync.SyncAll(perInode); // the links, renames and changes in place
             }
             catch (IOException e)
             {

@@ -13,13 +13,13 @@ namespace HaSync.Apply;
 /// One thread reads stdin and applies requests one at a time, in order. A request that fails (confinement, a full disk, a corrupt delta) gets a
 /// Failed ack and the session goes on; only a broken frame ends it, because after one the stream cannot be
 /// trusted to be in step.
-/// Group commit: every write goes through <see cref="PathGuard"/> and lands by rename, so a reader of the
+/// Group commit: every write goes through <see cref="PathGuard"/> and lands by link or rename (<see cref="TreeFile"/>), so a reader of the
 /// passive sees the old complete file until the new one is complete, owned and on disk. Making each file
 /// durable on its own costs two fsyncs per file, which is most of a cold copy of /etc and far worse on
 /// spinning disks. So changes are applied as they come, files wait as complete temp files, and at the sender's
 /// Flush (the end of its burst; the session sends one itself a few milliseconds after a change nobody flushed),
 /// before a read, or when a batch grows large, the batch is made durable: the journal's intents and each temp file
-/// (fsync; its writeback was started when it was sealed) before any rename, then the renames and in-place changes
+/// (fsync; its writeback was started when it was sealed) before any is put in place, then the links, renames and in-place changes
 /// (an fsync of each directory and inode changed, see <see cref="BatchSync"/>), and only then are the batch's acks
 /// sent: an ack still means "on disk". A small batch flushes only its own inodes (a syncfs would wait for every other
 /// writer's data on the file system); a large one, one syncfs per file system at each of the two steps.
@@ -59,7 +59,7 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
     private const int MaxBatchChanges = 8192; // answers held for one commit: a sender that never flushes cannot grow them without bound
     private const long MaxBatchBytes = 64L << 20;
 
-    private readonly List<(uint Id, FileEntry Entry, TreeFile File)> _sealed = []; // complete, owned temp files awaiting rename
+    private readonly List<(uint Id, FileEntry Entry, TreeFile File)> _sealed = []; // complete, owned files awaiting their link or rename
     private readonly HashSet<string> _sealedPaths = new(StringComparer.Ordinal);   // their paths and the directories above them
     private readonly List<(uint Id, AckStatus Status, string Message)> _deferredAcks = [];
     private readonly BatchSync _sync = new();               // what the commit fsyncs

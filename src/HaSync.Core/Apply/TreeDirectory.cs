@@ -7,7 +7,7 @@ namespace HaSync.Apply;
 
 /// <summary>
 /// A directory of the passive tree, held open by descriptor, and the calls the agent makes in it: every one relative
-/// to the descriptor (openat, mkdirat, unlinkat, renameat, symlinkat, fchownat and utimensat without following the
+/// to the descriptor (openat, mkdirat, unlinkat, renameat, linkat, symlinkat, fchownat and utimensat without following the
 /// last link), never a path spelled out again. A directory swapped for a symlink after it was opened changes nothing:
 /// the descriptor still names the directory that was checked. <see cref="FullPath"/> is for messages only.
 /// </summary>
@@ -75,6 +75,21 @@ public sealed class TreeDirectory : IDisposable
             throw Failure(name, "open", -fd);
         return new SafeFileHandle(fd, ownsHandle: true);
     }
+
+    /// <summary>A new file, with no name yet, on this directory's file system (O_TMPFILE): nobody can open, replace or
+    /// swap it before <see cref="Link"/> gives it one, and a crash leaves nothing of it. Null where the file system cannot
+    /// make one. <paramref name="name"/> (the name it will get) is for messages.</summary>
+    public SafeFileHandle? OpenUnnamed(string name, uint mode)
+    {
+        int fd = LibcAt.OpenAt(Descriptor, ".", LibcAt.O_TMPFILE | LibcAt.O_RDWR, mode);
+        if (fd >= 0)
+            return new SafeFileHandle(fd, ownsHandle: true);
+        return -fd is LibcAt.EOPNOTSUPP or LibcAt.EISDIR or LibcAt.EINVAL ? null : throw Failure(name, "open", -fd);
+    }
+
+    /// <summary>linkat(2): the unnamed file <paramref name="file"/> becomes <paramref name="name"/>; 0 or the errno
+    /// (EEXIST when something stands there: a link never replaces).</summary>
+    public int Link(SafeFileHandle file, string name) => LibcAt.LinkAt((int)file.DangerousGetHandle(), Descriptor, name);
 
     /// <summary>The subdirectory <paramref name="name"/>; null when absent, or when a file or a link stands there.</summary>
     public TreeDirectory? OpenDirectory(string name)

@@ -5,27 +5,34 @@ using Microsoft.Win32.SafeHandles;
 namespace HaSync.Apply;
 
 /// <summary>
-/// A file being received into the passive tree: a 0600 temp file made beside its target through the parent's
-/// descriptor (O_CREAT | O_EXCL | O_NOFOLLOW: never an existing file, never through a link), its owner, mode and
-/// times set on its own descriptor, and renamed over the target (renameat in the same held directory) only if the
-/// temp name still holds that very inode. Until then a reader sees the old complete file. Disposing without
-/// <see cref="Publish"/> removes the temp file, if it is still ours, and leaves the target untouched.
+/// A file being received into the passive tree, made through its parent's descriptor, its owner, mode and times set on
+/// its own descriptor, and put in place at the commit. Until then a reader sees the old complete file, or none.
+/// <list type="bullet">
+/// <item>A new name's file is made unnamed (O_TMPFILE) and linked in (linkat, which never replaces: a file that appeared
+/// there meanwhile is left as it is). No temp name is made, renamed and removed: that directory work was most of the
+/// agent's time in a burst of new files, and no local user can swap a file that has no name.</item>
+/// <item>A file that replaces one (or a new one where the file system has no O_TMPFILE) is a 0600 temp file beside its
+/// target (O_CREAT | O_EXCL | O_NOFOLLOW: never an existing file, never through a link), renamed over the target
+/// (renameat in the same held directory) only if the temp name still holds that very inode.</item>
+/// </list>
+/// Disposing without <see cref="Publish"/> removes the temp file, if it is still ours, and leaves the target untouched.
 /// </summary>
 public sealed class TreeFile : IDisposable
 {
     private readonly TreeDirectory _directory; // owned, held until the rename
-    private readonly string _name, _tempName;
-    private readonly ulong _device, _inode;    // of the temp file we created
-    private readonly (uint Uid, uint Gid) _owner; // the temp file's, as created
+    private readonly string _name;
+    private readonly string? _tempName;        // null: unnamed until linked
+    private readonly ulong _device, _inode;    // of the file we created
+    private readonly (uint Uid, uint Gid) _owner; // the file's, as created
     private bool _published, _durable;
 
     private readonly SafeFileHandle _handle;
 
-    private TreeFile(TreeDirectory directory, string name, string tempName, SafeFileHandle handle, Mono.Unix.Native.Stat created)
+    private TreeFile(TreeDirectory directory, string name, string? tempName, SafeFileHandle handle, Mono.Unix.Native.Stat created)
     {
         (_directory, _name, _tempName, _handle) = (directory, name, tempName, handle);
         (_device, _inode, _owner) = (created.st_dev, created.st_ino, (created.st_uid, created.st_gid));
-        Stream = new AppendStream((int)handle.DangerousGetHandle(), directory.PathOf(tempName));
+        Stream = new AppendStream((int)handle.DangerousGetHandle(), directory.PathOf(tempName ?? name));
     }
 
     /// <summary>Where the content goes, from its start.</summary>
@@ -34,18 +41,28 @@ public sealed class TreeFile : IDisposable
     /// <summary>The directory the file is received in, held until the rename.</summary>
     public TreeDirectory Directory => _directory;
 
-    /// <summary>The file <see cref="Publish"/> replaces (for messages and the journal).</summary>
+    /// <summary>The file <see cref="Publish"/> makes or replaces (for messages and the journal).</summary>
     public string TargetPath => _directory.PathOf(_name);
 
-    /// <summary>A temp file beside <paramref name="name"/> in <paramref name="directory"/>, which the new file now owns.</summary>
-    public static TreeFile Create(TreeDirectory directory, string name)
+    /// <summary>The file that will be <paramref name="name"/> in <paramref name="directory"/>, which the new file now owns;
+    /// <paramref name="replaces"/> when an entry stands there.</summary>
+    public static TreeFile Create(TreeDirectory directory, string name, bool replaces)
     {
-        string temp = AtomicFile.TempNameFor(name);
-        var handle = directory.Open(temp, LibcAt.O_RDWR | LibcAt.O_CREAT | LibcAt.O_EXCL, mode: 0x180 /* 0600 */);
+        const uint Private = 0x180; // 0600 until sealed
+        string? temp = null;
+        var handle = replaces ? null : directory.OpenUnnamed(name, Private);
+        if (handle is null)
+        {
+            temp = AtomicFile.TempNameFor(name);
+            handle = directory.Open(temp, LibcAt.O_RDWR | LibcAt.O_CREAT | LibcAt.O_EXCL, Private);
+        }
         if (Mono.Unix.Native.Syscall.fstat((int)handle.DangerousGetHandle(), out var st) != 0)
         {
-            handle.Dispose();
-            throw PosixFiles.Failure(directory.PathOf(temp), "fstat", Mono.Unix.Native.Stdlib.GetLastError());
+            var errno = Mono.Unix.Native.Stdlib.GetLastError();
+            handle.Dispose(); // an unnamed file goes with its descriptor
+            if (temp is not null)
+                directory.Remove(temp, directory: false);
+            throw PosixFiles.Failure(directory.PathOf(temp ?? name), "fstat", errno);
         }
         return new TreeFile(directory, name, temp, handle, st);
     }
@@ -64,39 +81,57 @@ public sealed class TreeFile : IDisposable
     /// earlier costs a burst of small files more than it saves.</summary>
     private const long EarlyWritebackSize = 64 << 10;
 
-    /// <summary>fsync of the sealed temp file (its content, owner, mode and times on disk: a rename made durable before them
-    /// would leave an empty or root-owned file after a crash), unless <paramref name="fileSystemSynced"/> (a syncfs did it);
-    /// then its descriptor is closed.</summary>
+    /// <summary>fsync of the sealed file (its content, owner, mode and times on disk: a link or rename made durable before
+    /// them would leave an empty or root-owned file after a crash), unless <paramref name="fileSystemSynced"/> (a syncfs did
+    /// it). The descriptor stays open: an unnamed file is linked through it.</summary>
     public void MakeDurable(bool fileSystemSynced)
     {
         if (!fileSystemSynced)
             Libc.Sync((int)_handle.DangerousGetHandle(), TargetPath);
-        _handle.Dispose();
         _durable = true;
     }
 
-    /// <summary>Renames the sealed, durable temp file over the target, if the temp name still holds the file received.</summary>
-    public void Publish()
+    /// <summary>Puts the sealed, durable file in place: links an unnamed one in, or renames the temp file over the target
+    /// if the temp name still holds the file received. Returns the version now published (fstat of the file itself: what
+    /// the journal records, whatever a local user does to the name meanwhile), and closes the descriptor.</summary>
+    public Mono.Unix.Native.Stat Publish()
     {
         if (!_durable)
             throw new InvalidOperationException($"{TargetPath}: published before its data was on disk");
-        if (_directory.Entry(_tempName) is not { } now || now.st_dev != _device || now.st_ino != _inode)
-            throw new IOException($"{TargetPath}: its temp file {_tempName} was replaced or removed before the rename; not published");
-        _directory.Rename(_tempName, _name);
+        if (_tempName is null)
+        {
+            int errno = _directory.Link(_handle, _name);
+            if (errno == LibcAt.EEXIST)
+                throw new IOException($"{TargetPath}: a file appeared there on the passive while the new one was received; left as it is, not replaced");
+            if (errno != 0)
+                throw new IOException($"{TargetPath}: linkat failed: {LibcAt.Describe(errno)}", errno);
+        }
+        else
+        {
+            if (_directory.Entry(_tempName) is not { } now || now.st_dev != _device || now.st_ino != _inode)
+                throw new IOException($"{TargetPath}: its temp file {_tempName} was replaced or removed before the rename; not published");
+            _directory.Rename(_tempName, _name);
+        }
         _published = true;
+        int fstat = Mono.Unix.Native.Syscall.fstat((int)_handle.DangerousGetHandle(), out var published);
+        var errorOfFstat = Mono.Unix.Native.Stdlib.GetLastError();
+        _handle.Dispose();
+        return fstat == 0 ? published : throw PosixFiles.Failure(TargetPath, "fstat", errorOfFstat);
     }
 
     /// <summary>An error's message with the temp file's name replaced by the target's: the admin knows the target, and the
     /// same cause reads the same at every try.</summary>
-    public string InTermsOfTarget(string message) => message.Replace(_directory.PathOf(_tempName), TargetPath, StringComparison.Ordinal);
+    public string InTermsOfTarget(string message) =>
+        _tempName is null ? message : message.Replace(_directory.PathOf(_tempName), TargetPath, StringComparison.Ordinal);
 
-    /// <summary>Removes the temp file unless published (and only if it is still the one made here); closes the directory.</summary>
+    /// <summary>Removes the temp file unless published (and only if it is still the one made here; an unnamed file goes
+    /// with its descriptor); closes the directory.</summary>
     public void Dispose()
     {
         _handle.Dispose();
         try
         {
-            if (!_published && _directory.Entry(_tempName) is { } st && st.st_dev == _device && st.st_ino == _inode)
+            if (!_published && _tempName is not null && _directory.Entry(_tempName) is { } st && st.st_dev == _device && st.st_ino == _inode)
                 _directory.Remove(_tempName, directory: false);
         }
         catch (IOException)

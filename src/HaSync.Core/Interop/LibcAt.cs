@@ -7,11 +7,11 @@ namespace HaSync.Interop;
 internal static partial class LibcAt
 {
     public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_EXCL = 0x80, O_NONBLOCK = 0x800,
-        O_DIRECTORY = 0x10000, O_NOFOLLOW = 0x20000, O_CLOEXEC = 0x80000, O_PATH = 0x200000;
-    public const int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100, AT_REMOVEDIR = 0x200;
+        O_DIRECTORY = 0x10000, O_NOFOLLOW = 0x20000, O_CLOEXEC = 0x80000, O_PATH = 0x200000, O_TMPFILE = 0x400000 | O_DIRECTORY;
+    public const int AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100, AT_REMOVEDIR = 0x200, AT_SYMLINK_FOLLOW = 0x400, AT_EMPTY_PATH = 0x1000;
     public const ulong RESOLVE_NO_XDEV = 0x01, RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04, RESOLVE_BENEATH = 0x08;
     public const int ENOENT = 2, EINTR = 4, EAGAIN = 11, EEXIST = 17, ENOTDIR = 20, EINVAL = 22, ELOOP = 40, ENOSYS = 38, EXDEV = 18,
-        ENOTEMPTY = 39, EPERM = 1;
+        ENOTEMPTY = 39, EPERM = 1, EISDIR = 21, EOPNOTSUPP = 95;
     private const long SYS_openat2 = 437; // x86-64 and arm64 alike (the unified syscall table)
 
     [StructLayout(LayoutKind.Sequential)]
@@ -83,6 +83,9 @@ internal static partial class LibcAt
 
     [LibraryImport("libc", EntryPoint = "renameat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int renameat_(int olddirfd, string oldpath, int newdirfd, string newpath);
+
+    [LibraryImport("libc", EntryPoint = "linkat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int linkat_(int olddirfd, string oldpath, int newdirfd, string newpath, int flags);
 
     [LibraryImport("libc", EntryPoint = "symlinkat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int symlinkat_(string target, int dirfd, string path);
@@ -168,6 +171,15 @@ internal static partial class LibcAt
     public static int UnlinkAt(int dirfd, string name, int flags) => Errno(unlinkat_(dirfd, name, flags));
     public static int RenameAt(int dirfd, string from, string to) => Errno(renameat_(dirfd, from, dirfd, to));
     public static int SymlinkAt(string target, int dirfd, string name) => Errno(symlinkat_(target, dirfd, name));
+
+    /// <summary>linkat(2) of the open file <paramref name="fd"/> (an O_TMPFILE one) as <paramref name="name"/> in
+    /// <paramref name="dirfd"/>; never replaces an entry (EEXIST). AT_EMPTY_PATH wants CAP_DAC_READ_SEARCH (ENOENT without
+    /// it); an agent that lacks it links through /proc's name for the descriptor instead.</summary>
+    public static int LinkAt(int fd, int dirfd, string name)
+    {
+        int errno = Errno(linkat_(fd, "", dirfd, name, AT_EMPTY_PATH));
+        return errno == ENOENT ? Errno(linkat_(AT_FDCWD, $"/proc/self/fd/{fd}", dirfd, name, AT_SYMLINK_FOLLOW)) : errno;
+    }
     public static int ChownLinkAt(int dirfd, string name, uint uid, uint gid) => Errno(fchownat_(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW));
     public static int SetLinkTimesAt(int dirfd, string name, Timespec time) => Errno(utimensat_(dirfd, name, [time, time], AT_SYMLINK_NOFOLLOW));
     public static int Fchown(int fd, uint uid, uint gid) => Errno(fchown_(fd, uid, gid));

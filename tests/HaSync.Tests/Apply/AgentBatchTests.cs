@@ -42,6 +42,62 @@ public sealed class AgentBatchTests
     }
 
     [Fact]
+    public async Task AFileMadeOnThePassiveWhileANewOneIsReceivedIsLeftAsItIs()
+    {
+        using var dir = new TempDir();
+        string root = dir.File("passive"), target = Path.Join(root, "etc/new.conf");
+        Directory.CreateDirectory(Path.Join(root, "etc"));
+        await using var agent = AgentProcess.Start(TestTree.LocalTarget(root));
+        using var session = AgentSession.Open(agent.Input, agent.Output, "batch", agent.Describe);
+        await TestTree.ClaimAsync(session, adopt: false);
+
+        byte[] incoming = TestData.Random(new Random(3), 8 << 20), local = "made on the passive meanwhile\n"u8.ToArray();
+        using var rest = new SemaphoreSlim(0);
+        var put = Task.Run(() => session.SendPut(TestTree.FileEntry("/etc/new.conf", incoming), PutEncoding.Whole, s =>
+        {
+            s.Write(incoming, 0, 4 << 20);
+            rest.Wait();
+            s.Write(incoming, 4 << 20, incoming.Length - (4 << 20));
+        }));
+        // The new file is being received with no name of its own yet: only the agent's descriptor holds it.
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!UnnamedFilesOpenIn(agent.Pid, Path.Join(root, "etc")))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the agent never opened an unnamed file in etc/");
+            await Task.Delay(5);
+        }
+        Assert.Empty(Directory.GetFileSystemEntries(Path.Join(root, "etc")));
+        File.WriteAllBytes(target, local);
+        rest.Release();
+        var ack = await put.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(AckStatus.Failed, ack.Status);
+        Assert.Contains($"{target}: a file appeared there on the passive", ack.Message);
+        Assert.Equal(local, File.ReadAllBytes(target));
+
+        // Sent again, it meets a file HaSync never wrote: a conflict, and the passive's file still stands.
+        var again = session.SendPut(TestTree.FileEntry("/etc/new.conf", incoming), PutEncoding.Whole, s => s.Write(incoming));
+        await session.SendFlush();
+        Assert.Equal(AckStatus.Conflict, (await again.WaitAsync(TimeSpan.FromSeconds(30))).Status);
+        Assert.Equal(local, File.ReadAllBytes(target));
+        Assert.Equal(["new.conf"], Directory.GetFileSystemEntries(Path.Join(root, "etc")).Select(Path.GetFileName));
+    }
+
+    /// <summary>True when process <paramref name="pid"/> holds a file of <paramref name="directory"/> that has no name (an
+    /// O_TMPFILE file: /proc shows it as "#inode (deleted)").</summary>
+    private static bool UnnamedFilesOpenIn(int pid, string directory) =>
+        Directory.GetFiles($"/proc/{pid}/fd").Select(fd =>
+        {
+            try
+            {
+                return new FileInfo(fd).LinkTarget ?? "";
+            }
+            catch (IOException)
+            {
+                return ""; // closed meanwhile
+            }
+        }).Any(target => target.StartsWith(directory + "/#", StringComparison.Ordinal) && target.EndsWith(" (deleted)", StringComparison.Ordinal));
+
+    [Fact]
     public async Task ADirectoryReplacedByAFileInTheSameBatchFailsNothingElseInIt()
     {
         using var dir = new TempDir();
