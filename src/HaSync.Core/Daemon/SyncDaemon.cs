@@ -108,8 +108,9 @@ public sealed class SyncDaemon(HaSyncConfig config, ILogger log, TimeProvider cl
             }
             if (waiting.IsCompleted)
                 waiting = null;
+            var now = clock.GetUtcNow();
             while (events.TryRead(out var e))
-                _aggregator.Add(e);
+                _aggregator.Add(e, now);
             while (_aggregator.TakeReady() is { } batch)
                 foreach (var pusher in pushers)
                     pusher.Enqueue(batch);

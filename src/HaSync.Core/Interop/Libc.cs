@@ -99,6 +99,13 @@ internal static partial class Libc
     /// <paramref name="count"/> 0: from <paramref name="offset"/> to the end.</summary>
     public static void StartWriteback(int fd, long offset = 0, long count = 0) => _ = sync_file_range(fd, offset, count, 2 /* SYNC_FILE_RANGE_WRITE */);
 
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int posix_fadvise(int fd, long offset, long length, int advice);
+
+    /// <summary>Tells the kernel that <paramref name="fd"/> will be read from start to end (POSIX_FADV_SEQUENTIAL: a larger
+    /// read-ahead). A hint: its failure changes nothing.</summary>
+    public static void AdviseSequential(int fd) => _ = posix_fadvise(fd, 0, 0, 2 /* POSIX_FADV_SEQUENTIAL */);
+
     /// <summary>fsync(2) of one descriptor on <paramref name="path"/> (content, owner, mode and times): only its own data is
     /// waited for, never another writer's on the same file system (syncfs would).</summary>
     public static void Sync(int fd, string path)

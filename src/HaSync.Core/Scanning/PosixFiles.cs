@@ -1,4 +1,5 @@
 using HaSync.Delta;
+using HaSync.Interop;
 using Mono.Unix.Native;
 
 namespace HaSync.Scanning;
@@ -46,11 +47,27 @@ public static class PosixFiles
     /// <summary>Opens a file of the active to read it once from start to end, unbuffered. The read-ahead hint is given only
     /// for a file large enough to gain from it (<paramref name="expectedLength"/>; null: look): for the small files that make
     /// up most of /etc, it was one syscall per file read for nothing, twice per file sent.</summary>
+    /// <remarks>O_NOATIME: reading a file to hash or send it is no access anyone made, and a file just written would have
+    /// its access time set and its inode dirtied (a journal write on the active for each file of a burst); only the file's
+    /// owner or root may ask for it, anyone else reads without. O_NONBLOCK: a FIFO swapped in after the lstat cannot hold
+    /// the reader (a regular file ignores it).</remarks>
     public static FileStream OpenForReading(string path, long? expectedLength)
     {
-        var options = expectedLength is { } length && length < SequentialHintLength ? FileOptions.None : FileOptions.SequentialScan;
-        return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 0, options);
+        bool sequential = expectedLength is not { } length || length >= SequentialHintLength;
+        int fd = LibcAt.OpenAt(LibcAt.AT_FDCWD, path, LibcAt.O_RDONLY | LibcAt.O_NONBLOCK | LibcAt.O_NOATIME);
+        if (fd == -LibcAt.EPERM)
+            fd = LibcAt.OpenAt(LibcAt.AT_FDCWD, path, LibcAt.O_RDONLY | LibcAt.O_NONBLOCK);
+        if (fd < 0) // the open fails again, and says why as the runtime words it (which file, what cause, which exception)
+            return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 0, sequential ? FileOptions.SequentialScan : FileOptions.None);
+        if (sequential)
+            Libc.AdviseSequential(fd);
+        return new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true), FileAccess.Read, bufferSize: 0);
     }
+
+    /// <summary>A read error of <paramref name="path"/>, named as the runtime names a file it opened ("Input/output error :
+    /// '/path'"): a stream opened by descriptor says only the cause.</summary>
+    public static IOException Named(IOException e, string path) =>
+        e.Message.Contains(path, StringComparison.Ordinal) ? e : new IOException($"{e.Message} : '{path}'", e);
 
     private const long SequentialHintLength = 1 << 20;
 
@@ -182,7 +199,14 @@ public static class PosixFiles
     private static ContentHasher HashFile(EntryAccess access, long length, bool collectSignature)
     {
         using var stream = access.OpenRead();
-        return Hash(stream, length, collectSignature);
+        try
+        {
+            return Hash(stream, length, collectSignature);
+        }
+        catch (IOException e) when (e is not FileNotFoundException)
+        {
+            throw Named(e, access.Where);
+        }
     }
 
     /// <summary>Reads <paramref name="stream"/> from its start through a <see cref="ContentHasher"/> for content of

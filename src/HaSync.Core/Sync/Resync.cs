@@ -460,19 +460,24 @@ public static class Resync
         return (await ack.ConfigureAwait(false), d with { Active = fresh });
     }
 
-    private static Stream OpenSource(string path, long expectedLength, Action<int>? onRead = null)
-    {
-        var file = PosixFiles.OpenForReading(path, expectedLength);
-        return onRead is null ? file : new CountingReadStream(file, onRead);
-    }
+    private static SourceFile OpenSource(string path, long expectedLength, Action<int>? onRead = null) =>
+        new SourceFile(PosixFiles.OpenForReading(path, expectedLength), path, onRead);
 
-    /// <summary>A file being read for a push, each read counted (for the progress line).</summary>
-    private sealed class CountingReadStream(FileStream file, Action<int> onRead) : ReadOnlyStream
+    /// <summary>A file being read for a push: each read counted (for the progress line), a read error named.</summary>
+    private sealed class SourceFile(FileStream file, string path, Action<int>? onRead) : ReadOnlyStream
     {
         public override int Read(Span<byte> buffer)
         {
-            int read = file.Read(buffer);
-            onRead(read);
+            int read;
+            try
+            {
+                read = file.Read(buffer);
+            }
+            catch (IOException e)
+            {
+                throw PosixFiles.Named(e, path);
+            }
+            onRead?.Invoke(read);
             return read;
         }
 

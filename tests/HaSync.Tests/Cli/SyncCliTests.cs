@@ -37,6 +37,24 @@ public sealed class SyncCliTests
         """;
 
     [Fact]
+    public void ReadingTheActivesFilesLeavesTheirAccessTimes()
+    {
+        using var dir = new TempDir();
+        TestTree.Build(dir.File("active"));
+        Directory.CreateDirectory(dir.File("passive"));
+        string config = WriteConfig(dir, LocalTarget.Replace("hasync, serve", $"{Hasync}, serve"));
+        // An access time before the file's mtime: any read (relatime included) would move it to now.
+        string file = dir.File("active/etc/bm/bm.ini");
+        var accessed = new DateTime(2020, 1, 2, 3, 4, 5, DateTimeKind.Utc);
+        File.SetLastAccessTimeUtc(file, accessed);
+
+        var resync = Run("resync", "-c", config);
+        Assert.True(resync.Code == 0, resync.Stderr);
+        Assert.Equal(accessed, File.GetLastAccessTimeUtc(file));
+        Assert.Equal(File.ReadAllBytes(file), File.ReadAllBytes(dir.File("passive/etc/bm/bm.ini"))); // it was read and sent
+    }
+
+    [Fact]
     public void DiffExitsOneWhenDifferentZeroWhenInSyncAndResyncReports()
     {
         using var dir = new TempDir();
