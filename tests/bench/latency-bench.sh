@@ -3,8 +3,9 @@
 # Rows: change-to-replica time (p50/p99/max over BENCH_EDITS edits) for in-place and rename saves, with lsyncd
 # at delay = 0 and at its default delay (BENCH_DEFAULT_EDITS edits: each waits out that delay); a burst of
 # BENCH_BURST files written at once (time until the replica holds them all) against one rsync of the same set;
-# in-place edits again while dd writes BENCH_LOAD_MB (2048) MB on the same file system; and the daemon's resident memory while
-# it watches a copy of /etc.
+# in-place edits again while dd writes BENCH_LOAD_MB (2048) MB on the passive's file system; and the daemon's resident
+# memory while it watches a copy of /etc. The replicas (and rsync's copy) are on a file system of their own, as a real
+# pair's passive is (see bench_passive_fs).
 #   BENCH_EDITS=50 BENCH_DEFAULT_EDITS=5 BENCH_BURST=10000 tests/bench/latency-bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,7 +15,8 @@ DEFAULT_EDITS=${BENCH_DEFAULT_EDITS:-5}
 BURST=${BENCH_BURST:-10000}
 source tests/bench/sshd.sh
 bench_workdir latency-bench rsync lsyncd python3 ssh ssh-keygen /usr/sbin/sshd
-bench_fresh_fs $(( ${BENCH_LOAD_MB:-2048} / 1024 + 4 )) 400000
+bench_fresh_fs 2 200000
+bench_passive_fs $(( ${BENCH_LOAD_MB:-2048} / 1024 + 3 )) 400000
 
 dotnet publish src/HaSync -c Release -o "$work/bin" >/dev/null || { echo "latency-bench: build failed" >&2; exit 1; }
 hasync="$work/bin/hasync"
@@ -26,9 +28,9 @@ mkdir -p "$work/src/bench" "$work/src/burst"
 cp -a /etc "$work/src/etc"
 for i in $(seq 0 9); do echo "initial $i" >"$work/src/bench/edit-$i.conf"; done
 
-# run_daemon NAME: start it on "$work/$NAME" and wait for the start-up copy. stop_daemon: SIGTERM, wait.
+# run_daemon NAME: start it on "$passive/$NAME" and wait for the start-up copy. stop_daemon: SIGTERM, wait.
 run_hasync() {
-  mkdir -p "$work/$1"
+  mkdir -p "$passive/$1"
   cat >"$work/$1.yaml" <<CFG
 source_root: $work/src
 paths: [/etc, /bench, /burst]
@@ -36,19 +38,19 @@ exclude: ["*.tmp"]
 state_dir: $work/$1.state
 role: always
 targets:
-$(hasync_target_yaml "$hasync" "$work/$1")
+$(hasync_target_yaml "$hasync" "$passive/$1")
 CFG
   "$hasync" daemon -v -c "$work/$1.yaml" 2>"$work/$1.log" &   # -v: the self-check's cost is a debug line
   daemon_pid=$!
 }
 run_lsyncd() { # NAME DELAY-LINE
-  mkdir -p "$work/$1"
+  mkdir -p "$passive/$1"
   cat >"$work/$1.lua" <<CFG
 settings { nodaemon = true, logfile = "$work/$1.log", insist = true }
 sync {
   default.rsync,
   source = "$work/src/",
-  target = "$user@127.0.0.1:$work/$1/",
+  target = "$user@127.0.0.1:$passive/$1/",
   exclude = { "*.tmp" },
   $2
   rsync = { archive = true, rsh = "$ssh_cmd" },
@@ -59,7 +61,7 @@ CFG
 }
 wait_copied() { # NAME: the start-up copy is complete
   for _ in $(seq 1 600); do
-    diff -r --no-dereference "$work/src/bench" "$work/$1/bench" >/dev/null 2>&1 && diff -rq --no-dereference "$work/src/etc" "$work/$1/etc" >/dev/null 2>&1 && return
+    diff -r --no-dereference "$work/src/bench" "$passive/$1/bench" >/dev/null 2>&1 && diff -rq --no-dereference "$work/src/etc" "$passive/$1/etc" >/dev/null 2>&1 && return
     sleep 0.1
   done
   echo "latency-bench: $1 never made its start-up copy: $(tail -n 5 "$work/$1.log")" >&2; exit 1
@@ -71,7 +73,7 @@ declare -A p50 p99 pmax burst_s burst_after
 measure() { # NAME EDITS
   local mode
   for mode in inplace rename; do
-    read -r p50[$1.$mode] p99[$1.$mode] pmax[$1.$mode] < <($probe edits $mode "$work/src/bench" "$work/$1/bench" "$2")
+    read -r p50[$1.$mode] p99[$1.$mode] pmax[$1.$mode] < <($probe edits $mode "$work/src/bench" "$passive/$1/bench" "$2")
   done
 }
 
@@ -82,12 +84,12 @@ measure ours "$EDITS"
 # The same edits while another process writes 2 GB on the passive's file system (a backup, a log burst): an ack must
 # not wait for that writer's data.
 sync
-dd if=/dev/zero of="$work/load.bin" bs=1M count="${BENCH_LOAD_MB:-2048}" status=none &
+dd if=/dev/zero of="$passive/load.bin" bs=1M count="${BENCH_LOAD_MB:-2048}" status=none &
 load_pid=$!
-read -r p50[ours.loaded] p99[ours.loaded] pmax[ours.loaded] < <($probe edits inplace "$work/src/bench" "$work/ours/bench" "$EDITS")
-wait "$load_pid"; rm -f "$work/load.bin"
+read -r p50[ours.loaded] p99[ours.loaded] pmax[ours.loaded] < <($probe edits inplace "$work/src/bench" "$passive/ours/bench" "$EDITS")
+wait "$load_pid"; rm -f "$passive/load.bin"
 sync
-read -r burst_s[ours] burst_after[ours] < <($probe burst "$work/src/burst" "$work/ours/burst" "$BURST")
+read -r burst_s[ours] burst_after[ours] < <($probe burst "$work/src/burst" "$passive/ours/burst" "$BURST")
 # The self-check that follows the burst (after daemon.self_check_ms without a push) covers the burst directory.
 for _ in $(seq 1 300); do
   grep -oE 'self-check of [0-9]+ subtree\(s\), [0-9]+ entries' "$work/ours.log" | awk -v n="$BURST" '$5 >= n { found = 1 } END { exit !found }' && break
@@ -100,7 +102,7 @@ stop_daemon
 # (ext4 makes creating files slow for a while after many were deleted; an earlier run's cleanup, say.)
 sync
 t0=$(date +%s%N)
-rsync -a -e "$ssh_cmd" "$work/src/burst/" "$user@127.0.0.1:$work/rsync-burst/"
+rsync -a -e "$ssh_cmd" "$work/src/burst/" "$user@127.0.0.1:$passive/rsync-burst/"
 burst_s[rsync]=$(awk -v ns=$(( $(date +%s%N) - t0 )) 'BEGIN { printf "%.3f", ns / 1e9 }')
 
 # --- lsyncd, delay = 0 ---
@@ -109,7 +111,7 @@ run_lsyncd theirs0 "delay = 0,"; wait_copied theirs0
 sleep 1; lsyncd_rss=$(rss_kb)
 measure theirs0 "$EDITS"
 sync
-read -r burst_s[theirs0] burst_after[theirs0] < <($probe burst "$work/src/burst" "$work/theirs0/burst" "$BURST")
+read -r burst_s[theirs0] burst_after[theirs0] < <($probe burst "$work/src/burst" "$passive/theirs0/burst" "$BURST")
 stop_daemon
 
 # --- lsyncd, its default delay ---

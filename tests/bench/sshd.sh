@@ -18,6 +18,10 @@ bench_cleanup() {
   [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null
   [ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null
   wait 2>/dev/null
+  if [ -n "${passive_image:-}" ]; then
+    umount "$passive" 2>/dev/null || umount -l "$passive"
+    rm -f "$passive_image"
+  fi
   if [ -n "${fs_image:-}" ]; then
     umount "$work" 2>/dev/null || umount -l "$work"   # lazily if an agent sshd started is still going
     rm -f "$fs_image"
@@ -43,6 +47,20 @@ bench_fresh_fs() {
   mkfs.ext4 -q -F -N "$inodes" -E lazy_itable_init=1,lazy_journal_init=1 "$fs_image" || { echo "mkfs.ext4 of $fs_image failed" >&2; exit 1; }
   # noinit_itable: no background zeroing of the inode tables while the tools are timed.
   mount -o loop,noinit_itable "$fs_image" "$work" || { echo "cannot mount $fs_image on $work (BENCH_FRESH_FS=0 runs without)" >&2; exit 1; }
+}
+
+# bench_passive_fs GIB INODES: $passive, where the replicas go: an ext4 of its own mounted on $work/passive (under the
+# same conditions as bench_fresh_fs; else $passive is $work). A real pair's passive is another machine: a flush there
+# (the agent's syncfs) must not also write out the active's files, as it would on one shared file system.
+bench_passive_fs() {
+  local gib=$1 inodes=$2
+  passive="$work"; passive_image=""
+  [ -n "${fs_image:-}" ] || return 0
+  passive="$work/passive"; passive_image="$work.passive.img"
+  truncate -s "${gib}G" "$passive_image"
+  mkfs.ext4 -q -F -N "$inodes" -E lazy_itable_init=1,lazy_journal_init=1 "$passive_image" || { echo "mkfs.ext4 of $passive_image failed" >&2; exit 1; }
+  mkdir -p "$passive"
+  mount -o loop,noinit_itable "$passive_image" "$passive" || { echo "cannot mount $passive_image on $passive" >&2; exit 1; }
 }
 
 start_sshd() {
