@@ -113,10 +113,10 @@ public sealed class TreeFile : IDisposable
             _directory.Rename(_tempName, _name);
         }
         _published = true;
-        int fstat = Mono.Unix.Native.Syscall.fstat((int)_handle.DangerousGetHandle(), out var published);
-        var errorOfFstat = Mono.Unix.Native.Stdlib.GetLastError();
+        bool known = Mono.Unix.Native.Syscall.fstat((int)_handle.DangerousGetHandle(), out var published) == 0;
+        var why = Mono.Unix.Native.Stdlib.GetLastError();
         _handle.Dispose();
-        return fstat == 0 ? published : throw PosixFiles.Failure(TargetPath, "fstat", errorOfFstat);
+        return known ? published : throw PosixFiles.Failure(TargetPath, "fstat", why);
     }
 
     /// <summary>An error's message with the temp file's name replaced by the target's: the admin knows the target, and the
