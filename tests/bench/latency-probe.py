@@ -66,7 +66,8 @@ class Replicas:
                     paths.add(os.path.join(self.dirs[wd], os.fsdecode(name)))
 
 
-def wait_for(replicas, paths, content, start):
+def wait_for(replicas, paths, content, start, give_up=None):
+    """Seconds from START until every path holds CONTENT. After GIVE_UP seconds (a peer's row: see edits), None."""
     pending = [p for p in paths if not holds(p, content)]
     checked = time.perf_counter()
     while pending:
@@ -74,15 +75,20 @@ def wait_for(replicas, paths, content, start):
         if time.perf_counter() - checked >= RECHECK:
             changed, checked = set(pending), time.perf_counter()
         pending = [p for p in pending if p not in changed or not holds(p, content)]
+        if pending and give_up is not None and time.perf_counter() - start > give_up:
+            return None
         if pending and time.perf_counter() - start > TIMEOUT:
             sys.exit(f"latency-probe: {pending[0]} did not get the new content within {TIMEOUT:.0f} s")
     return time.perf_counter() - start
 
 
 def edits(mode, src, dsts, count):
+    """With LATENCY_PROBE_LOST_AFTER=S (for a peer, never for hasync), an edit not on the replica S seconds after it was
+    made is counted as lost, said on stderr, and left out of the percentiles; the next edit goes on."""
     files = [f"edit-{i}.conf" for i in range(10)]
     replicas = Replicas(dsts.split(":"))
-    latencies = []
+    give_up = float(os.environ["LATENCY_PROBE_LOST_AFTER"]) if os.environ.get("LATENCY_PROBE_LOST_AFTER") else None
+    latencies, lost = [], 0
     for i in range(count):
         name = files[i % len(files)]
         content = (f"# edit {i} at {time.time_ns()}\n" + "option = value\n" * 20).encode()
@@ -95,8 +101,17 @@ def edits(mode, src, dsts, count):
             with open(tmp, "wb") as f:
                 f.write(content)
             os.rename(tmp, os.path.join(src, name))
-        latencies.append(wait_for(replicas, [os.path.join(dst, name) for dst in dsts.split(":")], content, start))
+        latency = wait_for(replicas, [os.path.join(dst, name) for dst in dsts.split(":")], content, start, give_up)
+        if latency is None:
+            lost += 1
+        else:
+            latencies.append(latency)
         time.sleep(0.02)  # edits apart, as an admin makes them
+    if lost:
+        print(f"latency-probe: {lost} of {count} {mode} edits never reached {dsts} within {give_up:.0f} s (lost: left out of the percentiles)", file=sys.stderr)
+    if not latencies:
+        print("lost lost lost")
+        return
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
     print(f"{pick(0.5):.1f} {pick(0.99):.1f} {latencies[-1] * 1000:.1f}")
