@@ -19,7 +19,7 @@ namespace HaSync.Apply;
 /// </summary>
 public sealed class TreeFile : IDisposable
 {
-    private readonly TreeDirectory _directory; // owned, held until the rename
+    private readonly TreeDirectory _directory; // owned, held until the link or rename
     private readonly string _name;
     private readonly string? _tempName;        // null: unnamed until linked
     private readonly ulong _device, _inode;    // of the file we created
@@ -38,7 +38,7 @@ public sealed class TreeFile : IDisposable
     /// <summary>Where the content goes, from its start.</summary>
     public Stream Stream { get; }
 
-    /// <summary>The directory the file is received in, held until the rename.</summary>
+    /// <summary>The directory the file is received in, held until the link or rename.</summary>
     public TreeDirectory Directory => _directory;
 
     /// <summary>The file <see cref="Publish"/> makes or replaces (for messages and the journal).</summary>
