@@ -44,6 +44,16 @@ public sealed partial class Agent
         Defer(id, file.Directory);
     }
 
+    /// <summary>Starts writing back the small files sealed since the last call (the large ones started when sealed): called
+    /// while the sender's next frames are on their way, it gives the disk the work the commit's flush would otherwise do
+    /// while the sender waits for its acks.</summary>
+    private void StartWritebackWhileIdle()
+    {
+        for (; _writebackStarted < _sealed.Count; _writebackStarted++)
+            if (_sealed[_writebackStarted] is { Entry.Size: > 0 and < TreeFile.EarlyWritebackSize } small)
+                small.File.StartWriteback();
+    }
+
     /// <summary>Makes the batch durable and visible, then sends its acks (see the implementation notes). Each change gets
     /// its own outcome: a flush that fails before the renames fails the files not yet published, and a change already in
     /// place is never reported as not made, only as not confirmed on disk (the sender then learns what stands there
@@ -153,6 +163,7 @@ public sealed partial class Agent
             _sync.Clear();
             _directories.Clear();
             _batchBytes = 0;
+            _writebackStarted = 0;
             AckFrames.Write(writer, acks);
         }
     }

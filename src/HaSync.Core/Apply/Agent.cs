@@ -65,6 +65,7 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
     private readonly BatchSync _sync = new();               // what the commit fsyncs
     private readonly BatchDirectories _directories = new(); // what the commit gives back its time
     private long _batchBytes;
+    private int _writebackStarted; // of _sealed, see StartWritebackWhileIdle
     private readonly Dictionary<string, (Mono.Unix.Native.Stat Version, Signature Signature)> _signatures = new(StringComparer.Ordinal);
     private long _signatureBytes;                    // cached signatures (full block digests), from the manifest's hash pass
     private readonly Dictionary<string, (Mono.Unix.Native.Stat Version, Signature Signature)> _deltaBases = new(StringComparer.Ordinal);
@@ -79,6 +80,10 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
     /// nothing (a long manifest, a slow commit), and gives up on a sender silent for five of them.</summary>
     public int Serve(SilenceLimitedStream input, Stream output, CancellationToken cancellationToken = default)
     {
+        // The kernel grows a threaded process's table of descriptors by doubling it, each time waiting for an RCU grace
+        // period (10 ms here): a cold copy of /etc waited for four of them, on the thread that applies. Grown to a full
+        // batch's size at once, off that thread, while the session starts (opens below the old size do not wait for it).
+        _ = Task.Run(() => Interop.Libc.GrowDescriptorTable(2 * MaxBatchFiles + 256), CancellationToken.None);
         var reader = new FrameReader(input);
         var writer = new FrameWriter(output);
         HaSyncException? readError = null;
@@ -107,6 +112,7 @@ public sealed partial class Agent(PathGuard guard, string stateDirectory, TextWr
             return 2;
         }
 
+        input.Idle = StartWritebackWhileIdle;
         using var heartbeats = new Timer(_ => Heartbeat(writer, heartbeat), null, heartbeat, heartbeat);
         try
         {

@@ -74,12 +74,15 @@ public sealed class TreeFile : IDisposable
     {
         PosixFiles.ApplyMetadata(_handle, TargetPath, entry, _owner);
         if (entry.Size >= EarlyWritebackSize)
-            Libc.StartWriteback((int)_handle.DangerousGetHandle());
+            StartWriteback();
     }
 
-    /// <summary>Below this, a file's few pages go with its fsync or the batch's syncfs: a call per file to start them
-    /// earlier costs a burst of small files more than it saves.</summary>
-    private const long EarlyWritebackSize = 64 << 10;
+    /// <summary>Below this, a file's few pages go with its fsync or the batch's syncfs, or with <see cref="StartWriteback"/>
+    /// when the agent has nothing else to do: a call per file as it is sealed costs a burst of small files more than it saves.</summary>
+    public const long EarlyWritebackSize = 64 << 10;
+
+    /// <summary>Starts writing the sealed file's data back without waiting, so that the commit's flush finds less to do.</summary>
+    public void StartWriteback() => Libc.StartWriteback((int)_handle.DangerousGetHandle());
 
     /// <summary>fsync of the sealed file (its content, owner, mode and times on disk: a link or rename made durable before
     /// them would leave an empty or root-owned file after a crash), unless <paramref name="fileSystemSynced"/> (a syncfs did

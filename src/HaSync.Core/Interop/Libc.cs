@@ -87,6 +87,15 @@ internal static partial class Libc
     /// <summary>A second descriptor on what <paramref name="fd"/> is open on (F_DUPFD_CLOEXEC); -1 on failure.</summary>
     public static int Duplicate(int fd) => fcntl(fd, 1030 /* F_DUPFD_CLOEXEC */, 0);
 
+    /// <summary>Makes room in this process's table of descriptors for <paramref name="descriptors"/> open at once (a
+    /// descriptor duplicated at that number and closed); a failure only leaves the table to grow as it fills.</summary>
+    public static void GrowDescriptorTable(int descriptors)
+    {
+        int fd = fcntl(2, 1030 /* F_DUPFD_CLOEXEC */, descriptors - 1);
+        if (fd >= 0)
+            close(fd);
+    }
+
     /// <summary>Asks for a pipe of <paramref name="bytes"/> (F_SETPIPE_SZ; the kernel caps it at fs.pipe-max-size unless the
     /// caller may exceed it); the size granted, or -1 when <paramref name="fd"/> is not a pipe or the call failed.</summary>
     public static int TryResizePipe(int fd, int bytes) => fcntl(fd, 1031 /* F_SETPIPE_SZ */, bytes);

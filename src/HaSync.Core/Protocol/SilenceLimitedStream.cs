@@ -42,11 +42,20 @@ public sealed class SilenceLimitedStream : ReadOnlyStream
     /// <summary>How long a read waits for data; until the hello says the sender's heartbeat, a minute.</summary>
     public TimeSpan Limit { get; set; } = TimeSpan.FromMinutes(1);
 
+    /// <summary>Called on the reading thread when a read finds nothing buffered, before it waits: work that can use the
+    /// time the sender takes.</summary>
+    public Action? Idle { get; set; }
+
     /// <inheritdoc/>
     public override int Read(Span<byte> buffer)
     {
         long consumed = _consumed;
         long filled = Volatile.Read(ref _filled);
+        if (filled == consumed && Idle is { } idle)
+        {
+            idle();
+            filled = Volatile.Read(ref _filled);
+        }
         if (filled == consumed)
             filled = WaitForData(consumed);
         if (filled == consumed)

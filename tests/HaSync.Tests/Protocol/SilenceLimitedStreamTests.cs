@@ -104,6 +104,30 @@ public sealed class SilenceLimitedStreamTests
         Assert.Contains("nothing came from the sender for 0.3 s", e.Message);
     }
 
+    [Fact]
+    public async Task IdleWorkRunsWhenAReadFindsNothingBufferedAndNeverWhileDataWaits()
+    {
+        using var pipe = new Pipe();
+        var server = pipe.Writer;
+        var input = new SilenceLimitedStream(pipe.Reader);
+        int idle = 0;
+        input.Idle = () => idle++;
+        server.Write([1, 2, 3, 4]);
+        var buffer = new byte[2];
+        Assert.Equal(2, input.ReadAtLeast(buffer, 2)); // the first read may find the buffer empty, before the read-ahead
+        int beforeBuffered = idle;
+        Assert.InRange(beforeBuffered, 0, 1);
+        Assert.Equal(2, input.ReadAtLeast(buffer, 2)); // already buffered: no idle work
+        Assert.Equal(beforeBuffered, idle);
+        var reading = Task.Run(() => input.Read(buffer, 0, 1)); // nothing buffered: the idle work runs, then the read waits
+        Assert.True(SpinWait.SpinUntil(() => Volatile.Read(ref idle) == beforeBuffered + 1, TimeSpan.FromSeconds(30)), "the idle work never ran");
+        Assert.False(reading.IsCompleted);
+        server.Write([5]);
+        Assert.Equal(1, await reading.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(5, buffer[0]);
+        Assert.Equal(beforeBuffered + 1, idle);
+    }
+
     /// <summary>A pipe whose write end is closed before its read end: a read blocked in the read-ahead thread returns
     /// (its end) before the descriptor it reads is closed.</summary>
     private sealed class Pipe : IDisposable
