@@ -2,14 +2,18 @@
 # Sets: port, user, ssh_cmd (an ssh command line that trusts the throw-away host key), sshd_pid.
 # Needs: $work (see bench_workdir), and the caller's EXIT trap to kill "$sshd_pid".
 
-# bench_workdir NAME TOOL...: fails naming the first tool missing; makes $work; at exit, stops the daemon
-# ($daemon_pid) and sshd ($sshd_pid) and removes $work.
+# bench_workdir NAME TOOL...: fails naming the first tool missing, or an inotify queue too short to measure with; makes
+# $work; at exit, stops the daemon ($daemon_pid) and sshd ($sshd_pid) and removes $work.
 bench_workdir() {
-  local name=$1 tool
+  local name=$1 tool queued
   shift
   for tool in "$@"; do
     command -v "$tool" >/dev/null || { echo "$name: $tool is not installed (apt-get install rsync lsyncd python3 openssh-server)" >&2; exit 1; }
   done
+  # The queue length is global: one left short (by a test killed while it had lowered it) overflows every watcher, and a
+  # burst would time full scans, hasync's and lsyncd's alike.
+  queued=$(cat /proc/sys/fs/inotify/max_queued_events)
+  (( queued >= 16384 )) || { echo "$name: fs.inotify.max_queued_events is $queued, below the kernel's default 16384 (a test run killed while it had lowered it leaves it so); set it back first: sysctl fs.inotify.max_queued_events=16384" >&2; exit 1; }
   work=$(mktemp -d "${BENCH_DIR:-/tmp}/hasync-$name.XXXXXX")
   sshd_pid="" daemon_pid=""
   trap bench_cleanup EXIT

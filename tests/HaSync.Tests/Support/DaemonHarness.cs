@@ -52,6 +52,8 @@ internal sealed class DaemonHarness : IAsyncDisposable
         _running = Task.Run(() => Daemon.RunAsync(_stop.Token));
     }
 
+    private const long DefaultQueuedEvents = 16384; // fs.inotify.max_queued_events
+
     /// <summary>Starts a daemon while an inotify limit (fs.inotify.<paramref name="limit"/>) holds <paramref name="value"/>: the
     /// kernel reads it when the daemon's inotify instance is created. The limit is put back once <paramref name="whileLimited"/>
     /// is done, whatever happens; the daemon is stopped if that fails.</summary>
@@ -59,6 +61,10 @@ internal sealed class DaemonHarness : IAsyncDisposable
     {
         string path = $"/proc/sys/fs/inotify/{limit}";
         string original = File.ReadAllText(path).Trim();
+        // A queue shorter than the kernel's default is what a run killed in here leaves (or one running beside it): put
+        // back, it would overflow every watcher on the machine, the benchmarks' included, until the next reboot.
+        if (limit == "max_queued_events" && long.Parse(original, System.Globalization.CultureInfo.InvariantCulture) < DefaultQueuedEvents)
+            original = DefaultQueuedEvents.ToString(System.Globalization.CultureInfo.InvariantCulture);
         File.WriteAllText(path, value);
         DaemonHarness? daemon = null;
         try
