@@ -44,14 +44,13 @@ public sealed partial class Agent
         Defer(id, file.Directory);
     }
 
-    /// <summary>Starts writing back the small files sealed since the last call (the large ones started when sealed): called
+    /// <summary>Starts writing back the files sealed since the last call (the large ones started when sealed): called
     /// while the sender's next frames are on their way, it gives the disk the work the commit's flush would otherwise do
     /// while the sender waits for its acks.</summary>
     private void StartWritebackWhileIdle()
     {
         for (; _writebackStarted < _sealed.Count; _writebackStarted++)
-            if (_sealed[_writebackStarted] is { Entry.Size: > 0 and < TreeFile.EarlyWritebackSize } small)
-                small.File.StartWriteback();
+            _sealed[_writebackStarted].File.StartWriteback();
     }
 
     /// <summary>Makes the batch durable and visible, then sends its acks (see the implementation notes). Each change gets

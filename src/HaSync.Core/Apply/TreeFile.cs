@@ -25,6 +25,7 @@ public sealed class TreeFile : IDisposable
     private readonly ulong _device, _inode;    // of the file we created
     private readonly (uint Uid, uint Gid) _owner; // the file's, as created
     private bool _published, _durable;
+    private bool _unwritten; // sealed with data whose writeback is not started yet
 
     private readonly SafeFileHandle _handle;
 
@@ -73,16 +74,24 @@ public sealed class TreeFile : IDisposable
     public void Seal(FileEntry entry)
     {
         PosixFiles.ApplyMetadata(_handle, TargetPath, entry, _owner);
+        _unwritten = entry.Size > 0;
         if (entry.Size >= EarlyWritebackSize)
             StartWriteback();
     }
 
     /// <summary>Below this, a file's few pages go with its fsync or the batch's syncfs, or with <see cref="StartWriteback"/>
     /// when the agent has nothing else to do: a call per file as it is sealed costs a burst of small files more than it saves.</summary>
-    public const long EarlyWritebackSize = 64 << 10;
+    private const long EarlyWritebackSize = 64 << 10;
 
-    /// <summary>Starts writing the sealed file's data back without waiting, so that the commit's flush finds less to do.</summary>
-    public void StartWriteback() => Libc.StartWriteback((int)_handle.DangerousGetHandle());
+    /// <summary>Starts writing the sealed file's data back without waiting, so that the commit's flush finds less to do;
+    /// once per file (nothing for an empty one).</summary>
+    public void StartWriteback()
+    {
+        if (!_unwritten)
+            return;
+        _unwritten = false;
+        Libc.StartWriteback((int)_handle.DangerousGetHandle());
+    }
 
     /// <summary>fsync of the sealed file (its content, owner, mode and times on disk: a link or rename made durable before
     /// them would leave an empty or root-owned file after a crash), unless <paramref name="fileSystemSynced"/> (a syncfs did
