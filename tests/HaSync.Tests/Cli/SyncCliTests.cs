@@ -36,13 +36,16 @@ public sealed class SyncCliTests
             command: [hasync, serve, --root, passive, --state, passive-state]
         """;
 
+    /// <summary><see cref="LocalTarget"/> with the agent named by its path, not by the "hasync" that means this binary.</summary>
+    private static readonly string LocalTargetByPath = LocalTarget.Replace("hasync, serve", $"{Hasync}, serve");
+
     [Fact]
     public void ReadingTheActivesFilesLeavesTheirAccessTimes()
     {
         using var dir = new TempDir();
         TestTree.Build(dir.File("active"));
         Directory.CreateDirectory(dir.File("passive"));
-        string config = WriteConfig(dir, LocalTarget.Replace("hasync, serve", $"{Hasync}, serve"));
+        string config = WriteConfig(dir, LocalTargetByPath);
         // An access time before the file's mtime: any read (relatime included) would move it to now.
         string file = dir.File("active/etc/bm/bm.ini");
         var accessed = new DateTime(2020, 1, 2, 3, 4, 5, DateTimeKind.Utc);
@@ -60,7 +63,7 @@ public sealed class SyncCliTests
         using var dir = new TempDir();
         TestTree.Build(dir.File("active"));
         Directory.CreateDirectory(dir.File("passive"));
-        string config = WriteConfig(dir, LocalTarget.Replace("hasync, serve", $"{Hasync}, serve"));
+        string config = WriteConfig(dir, LocalTargetByPath);
 
         var before = Run("diff", "-c", config);
         Assert.Equal(1, before.Code);
@@ -101,7 +104,7 @@ public sealed class SyncCliTests
         using var dir = new TempDir();
         TestTree.Build(dir.File("active"));
         Directory.CreateDirectory(dir.File("passive"));
-        string config = WriteConfig(dir, LocalTarget.Replace("hasync, serve", $"{Hasync}, serve"));
+        string config = WriteConfig(dir, LocalTargetByPath);
         string ini = dir.File("active/etc/bm/bm.ini");
         Thread.Sleep(HaSync.Scanning.HashCache.RacyWindow + TimeSpan.FromMilliseconds(100)); // a file changed within it is not cached
         var first = Run("resync", "-c", config);
@@ -137,7 +140,7 @@ public sealed class SyncCliTests
         TestTree.Build(dir.File("active"));
         File.WriteAllBytes(dir.File("active/etc/bm/big.bin"), TestData.Random(new Random(5), 3 << 20)); // read and sent in several MiB
         Directory.CreateDirectory(dir.File("passive"));
-        string config = WriteConfig(dir, LocalTarget.Replace("hasync, serve", $"{Hasync}, serve"));
+        string config = WriteConfig(dir, LocalTargetByPath);
         // What the compare must count, found here with the file system's own listing: every entry, and the bytes of the files.
         static IEnumerable<FileSystemInfo> Below(DirectoryInfo d) => // links are entries, never followed
             d.EnumerateFileSystemInfos().SelectMany(i => i is DirectoryInfo { LinkTarget: null } sub ? Below(sub).Prepend(i) : [i]);
