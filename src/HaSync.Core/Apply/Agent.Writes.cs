@@ -31,7 +31,7 @@ public sealed partial class Agent
                 return;
             }
             _directories.Before(directory);
-            file = TreeFile.Create(directory, name, replaces: existing is not null);
+            file = TreeFile.Create(directory, name, replaces: existing is not null, entry.Mode);
             directory = null; // the file holds it now, until its rename
             var hashing = new HashingWriteStream(file.Stream, entry.Size);
             Receive(encoding, data, hashing, file.Directory, name, entry);

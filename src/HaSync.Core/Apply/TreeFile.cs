@@ -24,6 +24,7 @@ public sealed class TreeFile : IDisposable
     private readonly string? _tempName;        // null: unnamed until linked
     private readonly ulong _device, _inode;    // of the file we created
     private readonly (uint Uid, uint Gid) _owner; // the file's, as created
+    private readonly uint _mode;                  // its permission bits, as created (the umask applied)
     private bool _published, _durable;
     private bool _unwritten; // sealed with data whose writeback is not started yet
 
@@ -32,7 +33,7 @@ public sealed class TreeFile : IDisposable
     private TreeFile(TreeDirectory directory, string name, string? tempName, SafeFileHandle handle, Mono.Unix.Native.Stat created)
     {
         (_directory, _name, _tempName, _handle) = (directory, name, tempName, handle);
-        (_device, _inode, _owner) = (created.st_dev, created.st_ino, (created.st_uid, created.st_gid));
+        (_device, _inode, _owner, _mode) = (created.st_dev, created.st_ino, (created.st_uid, created.st_gid), (uint)created.st_mode & 0xFFF);
         Stream = new AppendStream((int)handle.DangerousGetHandle(), directory.PathOf(tempName ?? name));
     }
 
@@ -46,12 +47,14 @@ public sealed class TreeFile : IDisposable
     public string TargetPath => _directory.PathOf(_name);
 
     /// <summary>The file that will be <paramref name="name"/> in <paramref name="directory"/>, which the new file now owns;
-    /// <paramref name="replaces"/> when an entry stands there.</summary>
-    public static TreeFile Create(TreeDirectory directory, string name, bool replaces)
+    /// <paramref name="replaces"/> when an entry stands there; <paramref name="mode"/> is the one it is to have.</summary>
+    public static TreeFile Create(TreeDirectory directory, string name, bool replaces, uint mode)
     {
-        const uint Private = 0x180; // 0600 until sealed
+        const uint Private = 0x180; // a temp file that has a name: 0600 until sealed
         string? temp = null;
-        var handle = replaces ? null : directory.OpenUnnamed(name, Private);
+        // A file with no name cannot be opened by anyone else: made with its permission bits (never set-id ones, which
+        // Seal sets after the owner), it needs no fchmod when the umask left them whole, as it mostly does.
+        var handle = replaces ? null : directory.OpenUnnamed(name, mode & 0x1FF);
         if (handle is null)
         {
             temp = AtomicFile.TempNameFor(name);
@@ -73,7 +76,7 @@ public sealed class TreeFile : IDisposable
     /// durable before renaming any of it).</summary>
     public void Seal(FileEntry entry)
     {
-        PosixFiles.ApplyMetadata(_handle, TargetPath, entry, _owner);
+        PosixFiles.ApplyMetadata(_handle, TargetPath, entry, _owner, _mode);
         _unwritten = entry.Size > 0;
         if (entry.Size >= EarlyWritebackSize)
             StartWriteback();

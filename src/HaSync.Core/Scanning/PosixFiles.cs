@@ -291,14 +291,17 @@ public static class PosixFiles
     /// <summary>Owner, mode and time as <paramref name="entry"/> says, on an open descriptor of the file or directory itself
     /// (fchown, fchmod, futimens): what is changed is what was opened, whatever a path names meanwhile.
     /// <paramref name="where"/> names it in errors. <paramref name="owner"/> is the owner the file already has, when known
-    /// (from an fstat of this descriptor): no fchown when it is the wanted one (most of /etc is root's, as is the agent).</summary>
-    public static void ApplyMetadata(Microsoft.Win32.SafeHandles.SafeFileHandle file, string where, FileEntry entry, (uint Uid, uint Gid)? owner = null)
+    /// (from an fstat of this descriptor): no fchown when it is the wanted one (most of /etc is root's, as is the agent).
+    /// <paramref name="mode"/> is its permission bits from the same fstat: no fchmod when they are the wanted ones and no
+    /// fchown was made (a chown clears the set-id bits).</summary>
+    public static void ApplyMetadata(Microsoft.Win32.SafeHandles.SafeFileHandle file, string where, FileEntry entry, (uint Uid, uint Gid)? owner = null, uint? mode = null)
     {
         var (uid, gid) = OwnerOnThisNode(entry);
         int fd = (int)file.DangerousGetHandle();
-        if (owner != (uid, gid) && Interop.LibcAt.Fchown(fd, uid, gid) is var errno and not 0)
+        bool chowned = owner != (uid, gid);
+        if (chowned && Interop.LibcAt.Fchown(fd, uid, gid) is var errno and not 0)
             throw new IOException($"{where}: chown to {uid}:{gid} failed: {Interop.LibcAt.Describe(errno)}");
-        if (Interop.LibcAt.Fchmod(fd, entry.Mode) is var e2 and not 0)
+        if ((chowned || mode != (entry.Mode & 0xFFF)) && Interop.LibcAt.Fchmod(fd, entry.Mode) is var e2 and not 0)
             throw new IOException($"{where}: chmod to {entry.ModeOctal} failed: {Interop.LibcAt.Describe(e2)}");
         if (Interop.LibcAt.Futimens(fd, new Interop.LibcAt.Timespec { Seconds = entry.MtimeSeconds, Nanoseconds = entry.MtimeNanoseconds }) is var e3 and not 0)
             throw new IOException($"{where}: utimensat failed: {Interop.LibcAt.Describe(e3)}");

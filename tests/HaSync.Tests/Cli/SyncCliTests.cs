@@ -39,6 +39,39 @@ public sealed class SyncCliTests
     /// <summary><see cref="LocalTarget"/> with the agent named by its path, not by the "hasync" that means this binary.</summary>
     private static readonly string LocalTargetByPath = LocalTarget.Replace("hasync, serve", $"{Hasync}, serve");
 
+    /// <summary>The agent makes new files with their mode where it can (no fchmod after): whatever umask it runs under, each
+    /// file ends with the active's mode, compared by stat.</summary>
+    [Theory]
+    [InlineData("022")]
+    [InlineData("077")]
+    [InlineData("000")]
+    public void NewFilesGetTheActivesModeWhateverTheAgentsUmask(string umask)
+    {
+        using var dir = new TempDir();
+        string active = dir.File("active/etc/bm");
+        Directory.CreateDirectory(active);
+        var modes = new[] { "0644", "0664", "0755", "0600", "0444", "0640", "0777", "0000" };
+        foreach (string mode in modes)
+        {
+            string file = Path.Join(active, $"m{mode}.conf");
+            File.WriteAllText(file, $"mode {mode}\n");
+            File.SetUnixFileMode(file, (UnixFileMode)Convert.ToInt32(mode, 8));
+        }
+        Directory.CreateDirectory(dir.File("passive"));
+        string agent = $"umask {umask}; exec {Hasync} serve --root {dir.File("passive")} --state {dir.File("passive-state")}";
+        string config = WriteConfig(dir, $"""
+              - name: local
+                transport: local
+                command: [/bin/sh, -c, "{agent}"]
+            """);
+
+        var resync = Run("resync", "-c", config);
+        Assert.True(resync.Code == 0, resync.Stderr);
+        foreach (string mode in modes)
+            Assert.Equal(Convert.ToInt32(mode, 8), (int)File.GetUnixFileMode(dir.File($"passive/etc/bm/m{mode}.conf")));
+        Assert.Empty(TreeOracle.Compare(active, dir.File("passive/etc/bm"))); // the synced path: owners, times, contents too
+    }
+
     [Fact]
     public void ReadingTheActivesFilesLeavesTheirAccessTimes()
     {
