@@ -33,7 +33,7 @@ public sealed class TreeFile : IDisposable
     private TreeFile(TreeDirectory directory, string name, string? tempName, SafeFileHandle handle, Mono.Unix.Native.Stat created)
     {
         (_directory, _name, _tempName, _handle) = (directory, name, tempName, handle);
-        (_device, _inode, _owner, _mode) = (created.st_dev, created.st_ino, (created.st_uid, created.st_gid), (uint)created.st_mode & 0xFFF);
+        (_device, _inode, _owner, _mode) = (created.st_dev, created.st_ino, (created.st_uid, created.st_gid), (uint)created.st_mode & ModeBits.All);
         Stream = new AppendStream((int)handle.DangerousGetHandle(), directory.PathOf(tempName ?? name));
     }
 
@@ -54,7 +54,7 @@ public sealed class TreeFile : IDisposable
         string? temp = null;
         // A file with no name cannot be opened by anyone else: made with its permission bits (never set-id ones, which
         // Seal sets after the owner), it needs no fchmod when the umask left them whole, as it mostly does.
-        var handle = replaces ? null : directory.OpenUnnamed(name, mode & 0x1FF);
+        var handle = replaces ? null : directory.OpenUnnamed(name, mode & ModeBits.Permissions);
         if (handle is null)
         {
             temp = AtomicFile.TempNameFor(name);

@@ -16,6 +16,8 @@ public static class ModeBits
 {
     /// <summary>Every bit a mode carries: set-user-id, set-group-id, sticky, and read/write/execute for owner, group and others (07777).</summary>
     public const uint All = 0xfff;
+    /// <summary>Read, write and execute for owner, group and others (0777): no set-id or sticky bit.</summary>
+    public const uint Permissions = 0x1ff;
     /// <summary>Set-user-id and set-group-id (06000): a passive's agent strips them unless started with <c>--allow-setid</c>.</summary>
     public const uint SetId = 0xc00;
 

@@ -301,7 +301,7 @@ public static class PosixFiles
         bool chowned = owner != (uid, gid);
         if (chowned && Interop.LibcAt.Fchown(fd, uid, gid) is var errno and not 0)
             throw new IOException($"{where}: chown to {uid}:{gid} failed: {Interop.LibcAt.Describe(errno)}");
-        if ((chowned || mode != (entry.Mode & 0xFFF)) && Interop.LibcAt.Fchmod(fd, entry.Mode) is var e2 and not 0)
+        if ((chowned || mode != entry.Mode) && Interop.LibcAt.Fchmod(fd, entry.Mode) is var e2 and not 0)
             throw new IOException($"{where}: chmod to {entry.ModeOctal} failed: {Interop.LibcAt.Describe(e2)}");
         if (Interop.LibcAt.Futimens(fd, new Interop.LibcAt.Timespec { Seconds = entry.MtimeSeconds, Nanoseconds = entry.MtimeNanoseconds }) is var e3 and not 0)
             throw new IOException($"{where}: utimensat failed: {Interop.LibcAt.Describe(e3)}");
