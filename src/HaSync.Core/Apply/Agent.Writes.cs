@@ -73,7 +73,7 @@ public sealed partial class Agent
             using var basis = OpenRegularFile(directory, name, out var version);
             bool lent = TakeDeltaBasis(entry.Path) is { } hashed && PosixFiles.SameVersion(hashed.Version, version)
                 && into.UseBasisDigests(hashed.Signature, basis.Length);
-            DeltaPatcher.Apply(basis, data, into, maxOutputLength: entry.Size);
+            DeltaPatcher.Apply(new ReplacedBasis(basis), data, into, maxOutputLength: entry.Size);
             if (lent && (Mono.Unix.Native.Syscall.fstat((int)basis.SafeFileHandle.DangerousGetHandle(), out var after) != 0 || !PosixFiles.SameVersion(version, after)))
                 into.Distrust($"{directory.PathOf(name)} changed on the passive while a delta was applied to it");
         }

@@ -115,6 +115,10 @@ internal static partial class Libc
     /// read-ahead). A hint: its failure changes nothing.</summary>
     public static void AdviseSequential(int fd) => _ = posix_fadvise(fd, 0, 0, 2 /* POSIX_FADV_SEQUENTIAL */);
 
+    /// <summary>Drops <paramref name="fd"/>'s cached pages in the range (POSIX_FADV_DONTNEED: clean ones are freed, dirty
+    /// ones stay). A hint: its failure changes nothing.</summary>
+    public static void DropCached(int fd, long offset, long count) => _ = posix_fadvise(fd, offset, count, 4 /* POSIX_FADV_DONTNEED */);
+
     /// <summary>fsync(2) of one descriptor on <paramref name="path"/> (content, owner, mode and times): only its own data is
     /// waited for, never another writer's on the same file system (syncfs would).</summary>
     public static void Sync(int fd, string path)

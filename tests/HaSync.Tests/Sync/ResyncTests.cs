@@ -69,6 +69,34 @@ public sealed class ResyncTests(SshServer ssh) : IClassFixture<SshServer>
         TestTree.AssertIdentical(active.Path, passive.Path);
     }
 
+    /// <summary>The agent drops the passive copy's cached pages as a delta consumes them (see ReplacedBasis): a delta whose
+    /// copies go back to what was already read must still rebuild the file exactly, reading those pages from the disk.</summary>
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task ADeltaThatReadsThePassivesCopyOutOfOrderRebuildsItExactly(string transport)
+    {
+        using var active = new TempDir();
+        using var passive = new TempDir();
+        TestTree.Build(active.Path);
+        string large = Path.Join(active.Path, "etc/bm/reordered.bin");
+        var halves = new[] { new byte[6 << 20], new byte[6 << 20] }; // each longer than the agent's 4 MiB drop step
+        new Random(13).NextBytes(halves[0]);
+        new Random(17).NextBytes(halves[1]);
+        File.WriteAllBytes(large, [.. halves[0], .. halves[1]]);
+        var config = TestTree.Config(active.Path, Target(transport, passive.Path));
+        await WithSession(config.Targets[0], s => Resync.RunAsync(config, s, delete: true));
+
+        // The second half first, then the first half, then the second half again: the copies read the passive's copy from
+        // its middle to its end, then from its start (dropped by then), then its middle again.
+        halves[1][1000] ^= 0xff;
+        File.WriteAllBytes(large, [.. halves[1], .. halves[0], .. halves[1]]);
+        var stats = await WithSession(config.Targets[0], s => Resync.RunAsync(config, s, delete: true));
+        Assert.Empty(stats.Failures);
+        Assert.Equal(1, stats.FilesSent);
+        Assert.True(stats.MatchedBytes > 17 << 20, $"matched only {stats.MatchedBytes} of {18 << 20} bytes: not sent as a delta");
+        TestTree.AssertIdentical(active.Path, passive.Path);
+    }
+
     [Theory]
     [MemberData(nameof(Transports))]
     public async Task DiffFindsEachKindOfDifferenceAndResyncRepairsThem(string transport)
