@@ -2,7 +2,7 @@
 # Resync benchmark: hasync resync against rsync -a --delete -e ssh, in the same run, through the same sshd
 # (started here on a free loopback port with throw-away keys). Rows: cold copy of a copy of /etc; the same
 # again with nothing changed; a 100 MB file with 1 % of it changed in scattered places. For each: wall time
-# (best of BENCH_RUNS) and protocol bytes on the wire (before ssh's encryption; rsync's --stats, our summary).
+# (best and median of BENCH_RUNS, and every run's) and protocol bytes on the wire (before ssh's encryption; rsync's --stats, our summary).
 # hasync's ack means "on the passive's disk" (a syncfs per batch) and rsync does not sync, so the time of
 # `rsync --fsync` (every written file fsynced) is printed as well, for the durable comparison.
 #   BENCH_RUNS=3 BENCH_BIG_MB=100 tests/bench/resync-bench.sh
@@ -49,23 +49,37 @@ theirs() {
   wire=$(( $(sed -n 's/^Total bytes sent: \([0-9,]*\).*/\1/p' <<<"$out" | tr -d ,) + $(sed -n 's/^Total bytes received: \([0-9,]*\).*/\1/p' <<<"$out" | tr -d ,) ))
 }
 # row LABEL SETUP: SETUP runs before each timed pair (resetting the state the row starts from)
+# Best of the runs (the tool undisturbed) and the median (what a run usually takes) are both printed, and every run's
+# time below the table: on a VM that hands free memory back to its host, a tool that writes into fresh memory runs at
+# either of two speeds, by whether the pages it is given were handed back yet, and a best of five then says how often
+# one got lucky more than which is faster.
+runs_of=()
 row() {
-  local label=$1 setup=$2 bo=0 bt=0 bf=0 wo wt i
-  timed_ours() { ours; wo=$wire; (( bo == 0 || t < bo )) && bo=$t || true; }
-  timed_theirs() { theirs; wt=$wire; (( bt == 0 || t < bt )) && bt=$t || true; }
+  local label=$1 setup=$2 wo wt i
+  local -a to=() tt=() tf=()
+  timed_ours() { ours; wo=$wire; to+=("$t"); }
+  timed_theirs() { theirs; wt=$wire; tt+=("$t"); }
   for i in $(seq 1 "$RUNS"); do
-    $setup; theirs --fsync; (( bf == 0 || t < bf )) && bf=$t || true
+    $setup; theirs --fsync; tf+=("$t")
     # The two take turns at going first: the second finds in memory what the first just freed (on a VM that hands free
     # memory back to its host, fresh memory costs a 100 MB write more than the write itself), and the first does not.
     $setup
     if (( i % 2 )); then timed_ours; timed_theirs; else timed_theirs; timed_ours; fi
   done
   diff -r --no-dereference "$work/ours" "$work/theirs" >/dev/null || { echo "resync-bench: $label: the two copies differ" >&2; exit 1; }
-  awk -v l="$label" -v to="$bo" -v tt="$bt" -v tf="$bf" -v wo="$wo" -v wt="$wt" 'BEGIN {
-    printf "%-34s %9.3f s %9.3f s %9.3f s %7.2fx %7.2fx %13d %13d %7.2fx\n", l, tt / 1e9, tf / 1e9, to / 1e9, tt / to, tf / to, wt, wo, (wo > 0 ? wt / wo : 0) }'
+  awk -v l="$label" -v to="${to[*]}" -v tt="${tt[*]}" -v tf="${tf[*]}" -v wo="$wo" -v wt="$wt" '
+    function sorted(list, a,   n, i, j, x) { n = split(list, a, " "); for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x } return n }
+    function best(list,   a) { sorted(list, a); return a[1] }
+    function median(list,   a, n) { n = sorted(list, a); return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+    BEGIN {
+      printf "%-34s %9.3f s %9.3f s %9.3f s %7.2fx %7.2fx %7.2fx %7.2fx %13d %13d %7.2fx\n", l, best(tt) / 1e9, best(tf) / 1e9, best(to) / 1e9,
+        best(tt) / best(to), best(tf) / best(to), median(tt) / median(to), median(tf) / median(to), wt, wo, (wo > 0 ? wt / wo : 0) }'
+  runs_of+=("$(printf '%s: rsync' "$label"; printf ' %.3f' $(awk '{ for (i = 1; i <= NF; i++) print $i / 1e9 }' <<<"${tt[*]}");
+    printf ' | rsync --fsync'; printf ' %.3f' $(awk '{ for (i = 1; i <= NF; i++) print $i / 1e9 }' <<<"${tf[*]}");
+    printf ' | hasync'; printf ' %.3f' $(awk '{ for (i = 1; i <= NF; i++) print $i / 1e9 }' <<<"${to[*]}"))")
 }
 
-printf '%-34s %11s %11s %11s %8s %8s %13s %13s %8s\n' "row (best of $RUNS)" "rsync" "rsync-fsync" "hasync" "speed" "durable" "rsync wire B" "hasync wire B" "bytes"
+printf '%-34s %11s %11s %11s %8s %8s %8s %8s %13s %13s %8s\n' "row (best of $RUNS)" "rsync" "rsync-fsync" "hasync" "speed" "durable" "speed50" "durab50" "rsync wire B" "hasync wire B" "bytes"
 # The copies of the cold row are moved aside, not deleted: for a minute or more after many inodes were deleted, ext4 makes
 # creating new ones slow (its allocator steps over each recently deleted inode), which a first copy to a fresh passive
 # never meets, and which would land on whichever tool ran next. They go with $work at the end.
@@ -94,4 +108,6 @@ for _ in $(seq 1 "$RUNS"); do
   (( floor == 0 || t < floor )) && floor=$t || true
 done
 awk -v f="$floor" 'BEGIN { printf "every row holds one ssh session, the same for both: ssh HOST true takes %.3f s here (best of the runs)\n", f / 1e9 }'
-echo "speed = rsync time / hasync time, durable = rsync --fsync time / hasync time (>1: hasync faster); bytes = rsync wire / hasync wire (>1: hasync sends less)"
+echo "speed = rsync time / hasync time, durable = rsync --fsync time / hasync time (>1: hasync faster), of the best runs; speed50, durab50: the same of the medians; bytes = rsync wire / hasync wire (>1: hasync sends less)"
+echo "every run, in seconds, in the order run:"
+printf '  %s\n' "${runs_of[@]}"

@@ -49,8 +49,20 @@ bench_fresh_fs() {
   fs_image="$work.img"
   truncate -s "${gib}G" "$fs_image"
   mkfs.ext4 -q -F -N "$inodes" -E lazy_itable_init=1,lazy_journal_init=1 "$fs_image" || { echo "mkfs.ext4 of $fs_image failed" >&2; exit 1; }
-  # noinit_itable: no background zeroing of the inode tables while the tools are timed.
-  mount -o loop,noinit_itable "$fs_image" "$work" || { echo "cannot mount $fs_image on $work (BENCH_FRESH_FS=0 runs without)" >&2; exit 1; }
+  bench_mount_image "$fs_image" "$work" || { echo "cannot mount $fs_image on $work (BENCH_FRESH_FS=0 runs without)" >&2; exit 1; }
+}
+
+# bench_mount_image IMAGE DIR: mounts the ext4 in IMAGE on DIR through a loop device that does direct I/O on the image.
+# noinit_itable: no background zeroing of the inode tables while the tools are timed. Direct I/O: a buffered loop device
+# copies every page written into a second page cache (the image's) and writes none of it to the disk until a flush,
+# which then carries all of it; a disk writes back as the kernel submits, so a writer that starts its writeback early
+# (sync_file_range) waits at its fsync only for the tail, as it would on the real disk (measured here, 100 MB written
+# at a network's pace, 8 MiB ranges submitted: fsync 52-56 ms on the root disk and on a direct loop, 74-81 ms buffered).
+bench_mount_image() {
+  local image=$1 dir=$2 device
+  mount -o loop,noinit_itable "$image" "$dir" || return 1
+  device=$(findmnt -n -o SOURCE --target "$dir")
+  losetup --direct-io=on "$device" || echo "note: $device cannot do direct I/O; its flushes carry every page written since the last" >&2
 }
 
 # bench_passive_fs GIB INODES: $passive, where the replicas go: an ext4 of its own mounted on $work/passive (under the
@@ -64,7 +76,7 @@ bench_passive_fs() {
   truncate -s "${gib}G" "$passive_image"
   mkfs.ext4 -q -F -N "$inodes" -E lazy_itable_init=1,lazy_journal_init=1 "$passive_image" || { echo "mkfs.ext4 of $passive_image failed" >&2; exit 1; }
   mkdir -p "$passive"
-  mount -o loop,noinit_itable "$passive_image" "$passive" || { echo "cannot mount $passive_image on $passive" >&2; exit 1; }
+  bench_mount_image "$passive_image" "$passive" || { echo "cannot mount $passive_image on $passive" >&2; exit 1; }
 }
 
 start_sshd() {
