@@ -23,6 +23,7 @@ command -v python3 >/dev/null || missing+=(python3)
 command -v setpriv >/dev/null || missing+=(util-linux)
 command -v useradd >/dev/null || missing+=(passwd)  # the race test creates its unprivileged user
 command -v clang >/dev/null || command -v gcc >/dev/null || missing+=(gcc)  # Native AOT links the hasync the tests run
+[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)  # and the hasync launcher is linked statically
 if ((${#missing[@]})); then
   [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]}: run as root, or: sudo apt-get install -y ${missing[*]}"
   echo "test.sh: installing ${missing[*]}"
