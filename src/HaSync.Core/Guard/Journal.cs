@@ -303,42 +303,62 @@ public sealed class Journal : IDisposable
         return any;
     }
 
-    /// <summary>Takes in the whole lines between what was read and <paramref name="size"/>; a torn last line is left.</summary>
+    /// <summary>Takes in the whole lines between what was read and <paramref name="size"/>; a torn last line is left.
+    /// Read a chunk at a time: a journal of a few thousand files is most of a megabyte, which in one buffer is that much
+    /// fresh memory at every agent's start (on a VM, 15 us a page to fault in).</summary>
     private int ReadNew(long size)
     {
-        if (size <= _readTo)
-            return 0;
-        var buffer = new byte[size - _readTo];
-        int got = 0;
-        for (int n; got < buffer.Length && (n = RandomAccess.Read(_file.SafeFileHandle, buffer.AsSpan(got), _readTo + got)) > 0;)
-            got += n;
-        int end = Array.LastIndexOf(buffer, (byte)'\n', got - 1) + 1;
-        int count = 0, start = 0;
-        for (int i = 0; i < end; i++)
+        var pool = System.Buffers.ArrayPool<byte>.Shared;
+        byte[] buffer = pool.Rent(ReadChunk);
+        int count = 0, held = 0; // held: a line not ended yet, at the front of the buffer (it starts at _readTo)
+        try
         {
-            if (buffer[i] != '\n')
-                continue;
-            if (i > start)
+            for (long next = _readTo; next < size;)
             {
-                JournalLine? line;
-                try
+                if (held == buffer.Length) // a line longer than the buffer (a damaged one): a longer buffer
                 {
-                    line = GuardJson.ReadJournalLine(buffer.AsSpan(start, i - start));
+                    byte[] longer = pool.Rent(buffer.Length * 2);
+                    buffer.AsSpan(0, held).CopyTo(longer);
+                    pool.Return(buffer);
+                    buffer = longer;
                 }
-                catch (JsonException)
+                int read = RandomAccess.Read(_file.SafeFileHandle, buffer.AsSpan(held, (int)Math.Min(buffer.Length - held, size - next)), next);
+                if (read == 0)
+                    break; // shorter than its lstat said: what is there is taken
+                next += read;
+                var filled = buffer.AsSpan(0, held + read);
+                int start = 0;
+                for (int end; (end = filled[start..].IndexOf((byte)'\n')) >= 0; start += end + 1)
                 {
-                    line = null; // a torn line from a crash: what it said is re-learnt as a first contact
+                    if (end == 0)
+                        continue;
+                    JournalLine? line;
+                    try
+                    {
+                        line = GuardJson.ReadJournalLine(filled.Slice(start, end));
+                    }
+                    catch (JsonException)
+                    {
+                        line = null; // a torn line from a crash: what it said is re-learnt as a first contact
+                    }
+                    if (line is not null)
+                        Take(line);
+                    count++;
                 }
-                if (line is not null)
-                    Take(line);
-                count++;
+                _readTo += start;
+                held = filled.Length - start;
+                filled[start..].CopyTo(buffer);
             }
-            start = i + 1;
         }
-        _readTo += end;
+        finally
+        {
+            pool.Return(buffer);
+        }
         _lines += count;
         return count;
     }
+
+    private const int ReadChunk = 1 << 16;
 
     private void Take(JournalLine line)
     {

@@ -153,6 +153,35 @@ public sealed class JournalTests : IDisposable
 
     /// <summary>A 0600 "pin=NNNN" file was recovered from its unkeyed fingerprint in 0.01 s: the journal is private, in a
 
+    /// <summary>A journal longer than one read (it is taken in a chunk at a time): lines cut between two reads, and a
+    /// damaged line longer than a read, cost nothing of the lines around them.</summary>
+    [Fact]
+    public void AJournalLongerThanOneReadIsTakenInWhole()
+    {
+        static string Name(int i) => $"file-{i:D4}-{new string('n', i % 97)}.conf"; // lines of many lengths: cuts fall anywhere
+        using (var journal = new Journal(_state))
+        {
+            for (int i = 0; i < 1500; i++)
+                journal.Wrote(Write(Name(i), $"content {i}\n"), Version(Name(i)));
+            journal.Flush();
+        }
+        string file = Path.Combine(_state, "journal.jsonl");
+        Assert.True(new FileInfo(file).Length > 4 << 16, $"{new FileInfo(file).Length} bytes: not several reads");
+        File.AppendAllText(file, new string('x', 200_000) + "\n");
+        using (var journal = new Journal(_state))
+        {
+            journal.Wrote(Write("last.conf", "last\n"), Version("last.conf"));
+            journal.Flush();
+        }
+        using var reopened = new Journal(_state);
+        Assert.Equal(1501, reopened.Count);
+        for (int i = 0; i < 1500; i++)
+            Assert.Equal(LocalChange.None, Check(reopened, Name(i)));
+        Assert.Equal(LocalChange.None, Check(reopened, "last.conf"));
+        File.AppendAllText(Full(Name(700)), "edited\n");
+        Assert.Equal(LocalChange.Edited, Check(reopened, Name(700)));
+    }
+
     /// <summary>Lines whole but damaged (a value of the wrong type, a number too large, an unknown field with an object)
     /// are skipped like a torn one: the journal still opens, and the lines around them count.</summary>
     [Fact]
