@@ -2,8 +2,8 @@
 # Delta engine benchmark: hasync rdiff against the real rdiff (librsync), in the same run, on the same files.
 # Rows: signature; delta with ~20 small edits; delta against a completely different file (the worst case,
 # a table lookup at every byte); patch. Prints MB/s for both, the ratio ours/rdiff (>1 = we are faster),
-# and each program's peak resident memory. Each timing is the best of BENCH_RUNS runs, alternating the two
-# programs, after one warm-up, so the page cache and a noisy neighbour hit both alike.
+# and each program's peak resident memory. Each timing is the best (and the median) of BENCH_RUNS runs, the two
+# programs taking turns, after one warm-up of each, so the page cache and a noisy neighbour hit both alike.
 #   BENCH_MB=200 BENCH_RUNS=3 BENCH_DIR=/tmp tests/bench/delta-bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,28 +28,32 @@ done
 head -c "$bytes" /dev/urandom >"$work/different"
 
 now() { date +%s%N; }
-# run LABEL CMD...: best wall time in ns -> $best, max peak RSS in KB -> $rss
-run() {
-  local label=$1; shift
-  local t0 t1 r
-  best=0; rss=0
-  "$@" >/dev/null 2>&1 || { echo "delta-bench: $label failed: $*" >&2; "$@" >&2 || true; exit 1; }  # warm-up
-  for _ in $(seq 1 "$RUNS"); do
-    t0=$(now); /usr/bin/time -f %M -o "$work/rss" "$@" >/dev/null 2>&1; t1=$(now)
-    r=$(tail -n 1 "$work/rss")
-    if (( best == 0 || t1 - t0 < best )); then best=$((t1 - t0)); fi
-    if (( r > rss )); then rss=$r; fi
-  done
+# timed CMD...: one run; its wall time in ns -> $t, its peak RSS in KB -> $r
+timed() {
+  local t0
+  t0=$(now); /usr/bin/time -f %M -o "$work/rss" "$@" >/dev/null 2>&1; t=$(( $(now) - t0 ))
+  r=$(tail -n 1 "$work/rss")
 }
 
-printf '%-26s %12s %12s %8s %12s %12s\n' "row ($MB MB, best of $RUNS)" "rdiff MB/s" "ours MB/s" "ratio" "rdiff RSS" "ours RSS"
+printf '%-26s %12s %12s %8s %8s %12s %12s\n' "row ($MB MB, best of $RUNS)" "rdiff MB/s" "ours MB/s" "ratio" "ratio50" "rdiff RSS" "ours RSS"
+# The two take turns, one run each, after a warm-up of each; best (and median: ratio50) of each tool's runs, largest RSS.
 row() {
-  local label=$1 rdiff_cmd=$2 ours_cmd=$3 out_rdiff=$4 out_ours=$5
-  run "rdiff $label" bash -c "$rdiff_cmd"; local tr=$best rr=$rss
-  run "ours $label" bash -c "$ours_cmd"; local to=$best ro=$rss
+  local label=$1 rdiff_cmd=$2 ours_cmd=$3 out_rdiff=$4 out_ours=$5 i tr=() to=() rr=0 ro=0
+  for cmd in "$rdiff_cmd" "$ours_cmd"; do
+    bash -c "$cmd" >/dev/null 2>&1 || { echo "delta-bench: $label failed: $cmd" >&2; bash -c "$cmd" >&2 || true; exit 1; }
+  done
+  for i in $(seq 1 "$RUNS"); do
+    timed bash -c "$rdiff_cmd"; tr+=("$t"); (( r > rr )) && rr=$r
+    timed bash -c "$ours_cmd"; to+=("$t"); (( r > ro )) && ro=$r
+  done
   cmp -s "$out_rdiff" "$out_ours" || { echo "delta-bench: $label: outputs differ ($out_rdiff vs $out_ours)" >&2; exit 1; }
-  awk -v l="$label" -v mb="$MB" -v tr="$tr" -v to="$to" -v rr="$rr" -v ro="$ro" 'BEGIN {
-    printf "%-26s %12.1f %12.1f %7.2fx %9.1f MB %9.1f MB\n", l, mb / (tr / 1e9), mb / (to / 1e9), tr / to, rr / 1024, ro / 1024 }'
+  awk -v l="$label" -v mb="$MB" -v tr="${tr[*]}" -v to="${to[*]}" -v rr="$rr" -v ro="$ro" '
+    function sorted(list, a,   n, i, j, x) { n = split(list, a, " "); for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x } return n }
+    function best(list,   a) { sorted(list, a); return a[1] }
+    function median(list,   a, n) { n = sorted(list, a); return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+    BEGIN {
+      printf "%-26s %12.1f %12.1f %7.2fx %7.2fx %9.1f MB %9.1f MB\n", l, mb / (best(tr) / 1e9), mb / (best(to) / 1e9), best(tr) / best(to),
+        median(tr) / median(to), rr / 1024, ro / 1024 }'
 }
 
 cd "$work"
@@ -58,4 +62,4 @@ row "delta, 20 small edits" "rdiff -f delta sig.rdiff edited d-edit.rdiff" "$our
 row "delta, different file" "rdiff -f delta sig.rdiff different d-diff.rdiff" "$ours rdiff delta -f sig.rdiff different d-diff.ours" d-diff.rdiff d-diff.ours
 row "patch (20 edits)" "rdiff -f patch basis d-edit.rdiff new.rdiff" "$ours rdiff patch -f basis d-edit.rdiff new.ours" new.rdiff new.ours
 cmp -s new.ours edited || { echo "delta-bench: patched file differs from the edited file" >&2; exit 1; }
-echo "identical outputs on every row; ratio = ours/rdiff throughput; RSS = peak resident memory"
+echo "identical outputs on every row; ratio = ours/rdiff throughput of the best runs, ratio50 of the medians; RSS = peak resident memory"
