@@ -2,15 +2,14 @@ using System.CommandLine;
 using HaSync.Cli.Logging;
 using HaSync.Configuration;
 using HaSync.Daemon;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace HaSync.Cli.Commands;
 
 /// <summary>
 /// <c>hasync daemon</c>: on the active node, keeps every passive identical in real time (see <see cref="SyncDaemon"/>).
-/// Runs in the foreground under the generic host (systemd starts it; SIGTERM stops it after a last push).
+/// Runs in the foreground (systemd starts it; SIGTERM or SIGINT cancels the command's token, and the daemon stops after a
+/// last push: Program.cs gives it <see cref="ShutdownTimeout"/> for that).
 /// Logs go to stderr (journald) and, when the configuration names one, to a file.
 /// </summary>
 internal static class DaemonCommand
@@ -41,13 +40,14 @@ internal static class DaemonCommand
             }
             using var held = running;
             using var logs = CreateLogger(loaded, r.GetValue(verbose));
-            var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-            builder.Logging.ClearProviders().SetMinimumLevel(LogLevel.Trace).AddProvider(logs);
-            builder.Services.AddSingleton(loaded);
-            builder.Services.AddHostedService<DaemonService>();
-            builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = ShutdownTimeout);
-            using var host = builder.Build();
-            await host.RunAsync(cancellationToken);
+            var daemon = new SyncDaemon(loaded, logs.CreateLogger(typeof(SyncDaemon).FullName!), TimeProvider.System);
+            // SIGHUP (systemctl reload, hasync resolve) retries what waits now, instead of its default action (terminate).
+            using var hangup = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGHUP, signal =>
+            {
+                signal.Cancel = true;
+                daemon.RetryNow();
+            });
+            await daemon.RunAsync(cancellationToken);
             return 0;
         });
         return command;
@@ -56,19 +56,4 @@ internal static class DaemonCommand
     /// <summary>The daemon's log (stderr, and the configuration's log file).</summary>
     internal static LineLoggerProvider CreateLogger(HaSyncConfig config, bool verbose) =>
         new(verbose ? LogLevel.Debug : LogLevel.Information, config.Daemon.LogFile);
-
-    /// <summary>The daemon as a hosted service. SIGHUP (systemctl reload, hasync resolve) retries what waits now.</summary>
-    private sealed class DaemonService(HaSyncConfig config, ILogger<SyncDaemon> log) : BackgroundService
-    {
-        protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-        {
-            var daemon = new SyncDaemon(config, log, TimeProvider.System);
-            using var hangup = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGHUP, signal =>
-            {
-                signal.Cancel = true; // not the default action (terminate)
-                daemon.RetryNow();
-            });
-            await daemon.RunAsync(stoppingToken);
-        }
-    }
 }

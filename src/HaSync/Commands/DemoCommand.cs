@@ -75,9 +75,8 @@ internal static class DemoCommand
     {
         Console.WriteLine($"== hasync daemon -c {config.Source}   (for a moment: one edit, live)");
         using var logs = DaemonCommand.CreateLogger(config, verbose: false);
-        using var loggers = LoggerFactory.Create(b => b.SetMinimumLevel(LogLevel.Trace).AddProvider(logs));
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var daemon = new SyncDaemon(config, loggers.CreateLogger("hasync"), TimeProvider.System);
+        var daemon = new SyncDaemon(config, logs.CreateLogger("hasync"), TimeProvider.System);
         var running = daemon.RunAsync(stop.Token);
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while (!(File.Exists(config.StatusFile) && ReadConnected(config.StatusFile)) && DateTime.UtcNow < deadline && !running.IsCompleted)
