@@ -4,7 +4,6 @@ using HaSync.Configuration;
 using HaSync.Guard;
 using HaSync.Scanning;
 using HaSync.Sync;
-using Spectre.Console;
 
 namespace HaSync.Cli.Commands;
 
@@ -111,8 +110,8 @@ internal static class ResyncCommand
         new("--config", "-c") { Description = "Configuration file", DefaultValueFactory = _ => ConfigLoader.DefaultPath };
 
     /// <summary>Runs the resync showing how far it has got: the compare (entries and bytes hashed on each side), then the pushes
-    /// (steps, bytes, rate and time left). On a terminal, one live line; otherwise, a line per push and one every few
-    /// seconds of the compare, for a log.</summary>
+    /// (steps, bytes, rate and time left). On a terminal, one live line (<see cref="LiveLine"/>); otherwise, a line per push
+    /// and one every few seconds of the compare, for a log.</summary>
     private static async Task<ResyncStats> RunWithProgressAsync(HaSyncConfig config, AgentSession session, bool delete, ActiveScan scan, CancellationToken cancellationToken)
     {
         string target = session.Target;
@@ -142,32 +141,69 @@ internal static class ResyncCommand
             });
             return await Resync.RunAsync(config, session, delete, plain, scan: scan, cancellationToken: cancellationToken);
         }
-        ResyncStats? stats = null;
-        await AnsiConsole.Progress().AutoClear(true).HideCompleted(false)
-            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new SpinnerColumn())
-            .StartAsync(async context =>
+        using var live = new LiveLine();
+        live.Show($"{target}: comparing");
+        var progress = new InlineProgress<ResyncProgress>(step => live.Show(step switch
+        {
+            CompareProgress compare => $"{target}: {compare}",
+            PushProgress push => $"{target}: {Bar(push.TotalBytes > 0 ? (double)push.Bytes / push.TotalBytes : (double)push.Done / Math.Max(1, push.Total))} "
+                                 + PushLine(push, pathLength: 48),
+            _ => $"{target}",
+        }));
+        return await Resync.RunAsync(config, session, delete, progress, scan: scan, cancellationToken: cancellationToken);
+    }
+
+    /// <summary>How far along, as a bar and a percentage: <c>[######----]  60%</c>.</summary>
+    private static string Bar(double done)
+    {
+        done = Math.Clamp(done, 0, 1);
+        int filled = (int)Math.Round(done * 10);
+        return $"[{new string('#', filled)}{new string('-', 10 - filled)}] {(int)(done * 100),3}%";
+    }
+
+    /// <summary>One line on the terminal, rewritten in place as the resync goes (at most every 100 ms, and cut to the
+    /// terminal's width so that it never wraps), and erased at the end, before the summary.</summary>
+    private sealed class LiveLine : IDisposable
+    {
+        private readonly Lock _lock = new(); // the compare reports from the active's scan and from the agent's answers
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private TimeSpan _next;
+        private bool _shown;
+
+        public void Show(string text)
+        {
+            lock (_lock)
             {
-                var task = context.AddTask($"{Markup.Escape(target)}: comparing", maxValue: 1);
-                task.IsIndeterminate = true;
-                var progress = new InlineProgress<ResyncProgress>(step =>
-                {
-                    switch (step)
-                    {
-                        case CompareProgress compare:
-                            task.Description = Markup.Escape($"{target}: {compare}");
-                            break;
-                        case PushProgress push:
-                            task.IsIndeterminate = false;
-                            task.MaxValue = Math.Max(1, push.TotalBytes > 0 ? push.TotalBytes : push.Total);
-                            task.Value = push.TotalBytes > 0 ? push.Bytes : push.Done;
-                            task.Description = Markup.Escape($"{target}: {PushLine(push, pathLength: 48)}"); // one line on the terminal
-                            break;
-                    }
-                });
-                stats = await Resync.RunAsync(config, session, delete, progress, scan: scan, cancellationToken: cancellationToken);
-                task.Value = task.MaxValue;
-            });
-        return stats!;
+                if (_shown && _clock.Elapsed < _next)
+                    return;
+                _next = _clock.Elapsed + TimeSpan.FromMilliseconds(100);
+                int width = Width();
+                if (text.Length >= width)
+                    text = text[..(width - 2)] + "…";
+                Console.Out.Write($"\r{text}\u001b[K"); // back to the line's start, the text, the rest of the line erased
+                Console.Out.Flush();
+                _shown = true;
+            }
+        }
+
+        private static int Width()
+        {
+            try
+            {
+                return Console.WindowWidth is var width and > 0 ? Math.Max(20, width) : 80; // 0: a terminal that gives no size
+            }
+            catch (IOException)
+            {
+                return 80;
+            }
+        }
+
+        public void Dispose()
+        {
+            lock (_lock)
+                if (_shown)
+                    Console.Out.Write("\r\u001b[K");
+        }
     }
 
     /// <summary>Reports on the reporter's thread, in order (Progress&lt;T&gt; posts every report to the thread pool: one hop
