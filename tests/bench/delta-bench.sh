@@ -7,6 +7,7 @@
 #   BENCH_MB=200 BENCH_RUNS=3 BENCH_DIR=/tmp tests/bench/delta-bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source tests/bench/stats.sh
 
 MB=${BENCH_MB:-200}
 RUNS=${BENCH_RUNS:-3}
@@ -47,13 +48,11 @@ row() {
     timed bash -c "$ours_cmd"; to+=("$t"); (( r > ro )) && ro=$r
   done
   cmp -s "$out_rdiff" "$out_ours" || { echo "delta-bench: $label: outputs differ ($out_rdiff vs $out_ours)" >&2; exit 1; }
-  awk -v l="$label" -v mb="$MB" -v tr="${tr[*]}" -v to="${to[*]}" -v rr="$rr" -v ro="$ro" '
-    function sorted(list, a,   n, i, j, x) { n = split(list, a, " "); for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x } return n }
-    function best(list,   a) { sorted(list, a); return a[1] }
-    function median(list,   a, n) { n = sorted(list, a); return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-    BEGIN {
-      printf "%-26s %12.1f %12.1f %7.2fx %7.2fx %9.1f MB %9.1f MB\n", l, mb / (best(tr) / 1e9), mb / (best(to) / 1e9), best(tr) / best(to),
-        median(tr) / median(to), rr / 1024, ro / 1024 }'
+  local br mr bo mo
+  read -r br mr < <(best_and_median "${tr[@]}")
+  read -r bo mo < <(best_and_median "${to[@]}")
+  awk -v l="$label" -v mb="$MB" -v br="$br" -v mr="$mr" -v bo="$bo" -v mo="$mo" -v rr="$rr" -v ro="$ro" 'BEGIN {
+    printf "%-26s %12.1f %12.1f %7.2fx %7.2fx %9.1f MB %9.1f MB\n", l, mb / (br / 1e9), mb / (bo / 1e9), br / bo, mr / mo, rr / 1024, ro / 1024 }'
 }
 
 cd "$work"

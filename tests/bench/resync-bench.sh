@@ -12,6 +12,7 @@ cd "$(dirname "$0")/../.."
 RUNS=${BENCH_RUNS:-3}
 BIG_MB=${BENCH_BIG_MB:-100}
 source tests/bench/sshd.sh
+source tests/bench/stats.sh
 bench_workdir resync-bench rsync ssh ssh-keygen /usr/sbin/sshd
 bench_fresh_fs $(( BIG_MB * 8 / 1000 + 2 )) 100000
 
@@ -54,6 +55,7 @@ theirs() {
 # either of two speeds, by whether the pages it is given were handed back yet, and a best of five then says how often
 # one got lucky more than which is faster.
 runs_of=()
+in_seconds() { awk '{ for (i = 1; i <= NF; i++) printf " %.3f", $i / 1e9 }' <<<"$*"; }
 row() {
   local label=$1 setup=$2 wo wt i
   local -a to=() tt=() tf=()
@@ -67,16 +69,14 @@ row() {
     if (( i % 2 )); then timed_ours; timed_theirs; else timed_theirs; timed_ours; fi
   done
   diff -r --no-dereference "$work/ours" "$work/theirs" >/dev/null || { echo "resync-bench: $label: the two copies differ" >&2; exit 1; }
-  awk -v l="$label" -v to="${to[*]}" -v tt="${tt[*]}" -v tf="${tf[*]}" -v wo="$wo" -v wt="$wt" '
-    function sorted(list, a,   n, i, j, x) { n = split(list, a, " "); for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x } return n }
-    function best(list,   a) { sorted(list, a); return a[1] }
-    function median(list,   a, n) { n = sorted(list, a); return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-    BEGIN {
-      printf "%-34s %9.3f s %9.3f s %9.3f s %7.2fx %7.2fx %7.2fx %7.2fx %13d %13d %7.2fx\n", l, best(tt) / 1e9, best(tf) / 1e9, best(to) / 1e9,
-        best(tt) / best(to), best(tf) / best(to), median(tt) / median(to), median(tf) / median(to), wt, wo, (wo > 0 ? wt / wo : 0) }'
-  runs_of+=("$(printf '%s: rsync' "$label"; printf ' %.3f' $(awk '{ for (i = 1; i <= NF; i++) print $i / 1e9 }' <<<"${tt[*]}");
-    printf ' | rsync --fsync'; printf ' %.3f' $(awk '{ for (i = 1; i <= NF; i++) print $i / 1e9 }' <<<"${tf[*]}");
-    printf ' | hasync'; printf ' %.3f' $(awk '{ for (i = 1; i <= NF; i++) print $i / 1e9 }' <<<"${to[*]}"))")
+  local bt mt bf mf bo mo
+  read -r bt mt < <(best_and_median "${tt[@]}")
+  read -r bf mf < <(best_and_median "${tf[@]}")
+  read -r bo mo < <(best_and_median "${to[@]}")
+  awk -v l="$label" -v bt="$bt" -v mt="$mt" -v bf="$bf" -v mf="$mf" -v bo="$bo" -v mo="$mo" -v wo="$wo" -v wt="$wt" 'BEGIN {
+    printf "%-34s %9.3f s %9.3f s %9.3f s %7.2fx %7.2fx %7.2fx %7.2fx %13d %13d %7.2fx\n", l, bt / 1e9, bf / 1e9, bo / 1e9,
+      bt / bo, bf / bo, mt / mo, mf / mo, wt, wo, (wo > 0 ? wt / wo : 0) }'
+  runs_of+=("$label: rsync$(in_seconds "${tt[@]}") | rsync --fsync$(in_seconds "${tf[@]}") | hasync$(in_seconds "${to[@]}")")
 }
 
 printf '%-34s %11s %11s %11s %8s %8s %8s %8s %13s %13s %8s\n' "row (best of $RUNS)" "rsync" "rsync-fsync" "hasync" "speed" "durable" "speed50" "durab50" "rsync wire B" "hasync wire B" "bytes"

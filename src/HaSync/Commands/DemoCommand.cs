@@ -3,7 +3,6 @@ using System.Reflection;
 using HaSync.Configuration;
 using HaSync.Daemon;
 using HaSync.Scanning;
-using Microsoft.Extensions.Logging;
 
 namespace HaSync.Cli.Commands;
 
